@@ -401,3 +401,17 @@ def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
         Tensor of the broadcast shape and of ``z``'s floating dtype.
     """
     return _apply(_LogIvNormalized, v, z)
+
+
+def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(R, 1 - R, R / z, dR/dz)`` for ``R = ive_ratio(v, z)``, in the working dtype, without autograd.
+
+    For the samplers, which need the mean ``A = R`` and the variance ``A' = dR/dz`` of ``w = mu . x``
+    with their digits intact at large ``z`` (``1 - R`` and ``dR/dz`` are formed without cancellation).
+    ``R / z`` is its limit ``1 / (2(v + 1))`` at ``z = 0``.
+    """
+    v64, z64, _ = _prepare(v, z)
+    with torch.no_grad():
+        vals = _BesselValues(v64, z64.detach())
+    deriv = _ratio_derivative(vals.v, vals.ratio, vals.complement, vals.ratio_over_z)
+    return vals.ratio, vals.complement, vals.ratio_over_z, deriv

@@ -1,0 +1,19 @@
+"""Distributions on spheres and products of spheres, following the ``torch.distributions`` contract.
+
+Importing this package registers the KL divergences in ``torch.distributions.kl``.
+"""
+
+from . import kl as _kl  # noqa: F401  (registers the KL divergences)
+from .constraints import sphere
+from .power_spherical import PowerSpherical
+from .product import ProductDistribution
+from .uniform import HypersphericalUniform
+from .von_mises_fisher import VonMisesFisher
+
+__all__ = [
+    "HypersphericalUniform",
+    "PowerSpherical",
+    "ProductDistribution",
+    "VonMisesFisher",
+    "sphere",
+]

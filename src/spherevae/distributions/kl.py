@@ -1,0 +1,95 @@
+r"""KL divergences between the distributions of this package, registered with ``torch.distributions``.
+
+With ``v = m/2 - 1``, ``A = A_m(kappa)`` and ``g(kappa) = log 0F1(; m/2; kappa^2/4)`` (so that the vMF
+log-normaliser is ``log area + g``):
+
+- ``KL(vMF(mu, k) || U) = k A - g(k)``: both terms are ``O(k^2 / m)`` at small ``k``, so no digits are
+  lost there (the textbook ``k A + log C + log area`` subtracts numbers of size ``m log k``);
+- ``KL(vMF(mu1, k1) || vMF(mu2, k2)) = k1 A1 - k2 A1 (mu1 . mu2) + g(k2) - g(k1)``;
+- ``KL(PS || U) = log area - H(PS)``;
+- ``KL(PS(mu1, k1) || vMF(mu2, k2)) = -H(PS) - k2 (mu2 . E_PS[x]) + log area + g(k2)``;
+- ``KL(product || product) = sum of the factors' KLs``.
+
+All are computed in float64 (float32 on MPS) and returned in the parameters' dtype.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution, kl_divergence, register_kl
+
+from ..special import ive_ratio, log_iv_normalized
+from ._utils import log_sphere_area, work_dtype
+from .power_spherical import PowerSpherical
+from .product import ProductDistribution
+from .uniform import HypersphericalUniform
+from .von_mises_fisher import VonMisesFisher
+
+__all__: list[str] = []
+
+
+def _check_dims(p: Distribution, q: Distribution) -> int:
+    dp, dq = int(p.event_shape[0]), int(q.event_shape[0])
+    if dp != dq:
+        raise ValueError(
+            f"KL divergence needs distributions on the same sphere, got p of dimension {dp} "
+            f"({type(p).__name__}) and q of dimension {dq} ({type(q).__name__})"
+        )
+    return dp
+
+
+def _batch(x: Tensor, q: Distribution) -> Tensor:
+    return x.expand(torch.broadcast_shapes(x.shape, q.batch_shape))
+
+
+@register_kl(VonMisesFisher, HypersphericalUniform)
+def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform) -> Tensor:
+    m = _check_dims(p, q)
+    kappa = p.concentration.to(work_dtype(p.loc.device))
+    out = kappa * ive_ratio(m / 2 - 1, kappa) - log_iv_normalized(m / 2 - 1, kappa)
+    return _batch(out.to(p.loc.dtype), q)
+
+
+@register_kl(VonMisesFisher, VonMisesFisher)
+def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
+    m = _check_dims(p, q)
+    work = work_dtype(p.loc.device)
+    k1, k2 = p.concentration.to(work), q.concentration.to(work)
+    a1 = ive_ratio(m / 2 - 1, k1)
+    cos = (p.loc.to(work) * q.loc.to(work)).sum(-1)
+    out = k1 * a1 - k2 * a1 * cos + log_iv_normalized(m / 2 - 1, k2) - log_iv_normalized(m / 2 - 1, k1)
+    return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))
+
+
+@register_kl(PowerSpherical, HypersphericalUniform)
+def _kl_ps_uniform(p: PowerSpherical, q: HypersphericalUniform) -> Tensor:
+    m = _check_dims(p, q)
+    work = work_dtype(p.loc.device)
+    out = log_sphere_area(m) - p.entropy().to(work)
+    return _batch(out.to(p.loc.dtype), q)
+
+
+@register_kl(PowerSpherical, VonMisesFisher)
+def _kl_ps_vmf(p: PowerSpherical, q: VonMisesFisher) -> Tensor:
+    m = _check_dims(p, q)
+    work = work_dtype(p.loc.device)
+    k2 = q.concentration.to(work)
+    mean = p.mean.to(work)
+    out = (
+        -p.entropy().to(work)
+        - k2 * (q.loc.to(work) * mean).sum(-1)
+        + log_sphere_area(m)
+        + log_iv_normalized(m / 2 - 1, k2)
+    )
+    return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))
+
+
+@register_kl(ProductDistribution, ProductDistribution)
+def _kl_product_product(p: ProductDistribution, q: ProductDistribution) -> Tensor:
+    if p.sizes != q.sizes:
+        raise ValueError(
+            f"KL divergence between products needs the same factor dimensions, got {p.sizes} and {q.sizes}"
+        )
+    terms = [kl_divergence(a, b) for a, b in zip(p.components, q.components, strict=True)]
+    return torch.stack(torch.broadcast_tensors(*terms)).sum(0)

@@ -54,7 +54,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-__all__ = ["ive_ratio", "log_ive", "log_iv_normalized"]
+__all__ = ["ive_ratio", "log_iv_normalized", "log_ive"]
 
 _SERIES_MAX_C = 8.0  # series used where z^2 / (4 (v + 1)) <= this
 _SERIES_TERMS = 50  # (c^j / j!) at j = 50, c = 8 is 5e-20: below float64 rounding

@@ -11,6 +11,7 @@ __all__ = [
     "check_concentration",
     "check_loc",
     "log_sphere_area",
+    "normalize",
     "place_on_sphere",
     "rotate_from_first_axis",
     "work_dtype",
@@ -25,6 +26,12 @@ def log_sphere_area(m: int) -> float:
 def work_dtype(device: torch.device) -> torch.dtype:
     """Dtype for the scalar numerics (Bessel functions, marginal samplers): float64, or float32 on MPS."""
     return torch.float32 if device.type == "mps" else torch.float64
+
+
+def normalize(x: Tensor) -> Tensor:
+    """``x / ||x||`` along the last axis; a zero vector (probability zero for Gaussian draws) stays 0."""
+    norm: Tensor = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+    return x / norm.clamp(min=torch.finfo(x.dtype).tiny)
 
 
 def rotate_from_first_axis(x: Tensor, loc: Tensor) -> Tensor:
@@ -63,13 +70,10 @@ def place_on_sphere(one_minus_w: Tensor, loc: Tensor, shape: torch.Size) -> Tens
     m = loc.shape[-1]
     t = one_minus_w.clamp(min=torch.finfo(one_minus_w.dtype).tiny, max=2.0)
     tangent = torch.randn(*shape, m - 1, dtype=loc.dtype, device=loc.device)
-    tangent = tangent / torch.linalg.vector_norm(tangent, dim=-1, keepdim=True).clamp(
-        min=torch.finfo(loc.dtype).tiny
-    )
+    tangent = normalize(tangent)
     radial = torch.sqrt(t * (2 - t)).unsqueeze(-1)
     z_frame = torch.cat([(1 - t).unsqueeze(-1), radial * tangent], dim=-1)
-    z = rotate_from_first_axis(z_frame, loc)
-    return z / torch.linalg.vector_norm(z, dim=-1, keepdim=True)
+    return normalize(rotate_from_first_axis(z_frame, loc))
 
 
 def check_loc(loc: Tensor, validate: bool) -> None:
@@ -87,7 +91,9 @@ def check_loc(loc: Tensor, validate: bool) -> None:
         ok = sphere.check(loc)
         if not bool(ok.all()):
             norm = torch.linalg.vector_norm(loc, dim=-1)[~ok].flatten()[0].item()
-            raise ValueError(f"loc must be unit vectors along its last axis, got a vector of norm {norm!r}")
+            raise ValueError(
+                f"loc must be unit vectors along its last axis, got a vector of norm {norm!r}"
+            )
 
 
 def check_concentration(concentration: Tensor, validate: bool) -> None:

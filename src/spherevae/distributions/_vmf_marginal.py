@@ -40,7 +40,6 @@ References:
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 from torch import Tensor
@@ -49,7 +48,9 @@ from ..special import mean_resultant_terms
 
 __all__ = ["MarginalGrid", "closed_form_m3", "metropolis_hastings", "wood_rejection"]
 
-_GL_NODES, _GL_WEIGHTS = (torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8))
+_GL_NODES, _GL_WEIGHTS = (
+    torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8)
+)
 _GRID_CELLS = 64
 _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass outside is negligible
 _NEWTON_STEPS = 6
@@ -67,7 +68,9 @@ def _theta_from_t(t: Tensor) -> Tensor:
 
 def _log_density_theta(theta: Tensor, kappa: Tensor, m: int) -> Tensor:
     """Unnormalised ``log p(theta) = -kappa (1 - cos theta) + (m - 2) log sin theta``."""
-    return -kappa * _one_minus_cos(theta) + torch.xlogy(torch.tensor(float(m - 2)), torch.sin(theta))
+    return -kappa * _one_minus_cos(theta) + torch.xlogy(
+        torch.tensor(float(m - 2)), torch.sin(theta)
+    )
 
 
 def _wood_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -188,7 +191,7 @@ class MarginalGrid:
 
     def __init__(self, kappa: Tensor, m: int) -> None:
         self.kappa, self.m = kappa, m
-        mean, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
+        _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
         self.one_minus_mean = one_minus_mean
         sd = torch.sqrt(var.clamp(min=0.0))
         t_lo = (one_minus_mean - _GRID_HALF_WIDTH_SD * sd).clamp(min=0.0)
@@ -197,7 +200,9 @@ class MarginalGrid:
         self.width = (_theta_from_t(t_hi) - self.theta_lo) / _GRID_CELLS
         # mode of p(theta): kappa sin^2 = (m - 2) cos, i.e. cos = 2 kappa / (m - 2 + sqrt((m-2)^2 + 4 kappa^2))
         denom = (m - 2) + torch.sqrt(torch.tensor(float((m - 2) ** 2)) + 4 * kappa * kappa)
-        cos_mode = torch.where(denom > 0, 2 * kappa / denom.clamp(min=1e-300), torch.ones_like(kappa))
+        cos_mode = torch.where(
+            denom > 0, 2 * kappa / denom.clamp(min=1e-300), torch.ones_like(kappa)
+        )
         self.theta_mode = torch.acos(cos_mode.clamp(-1.0, 1.0))
 
         edges = self.theta_lo.unsqueeze(-1) + self.width.unsqueeze(-1) * torch.arange(
@@ -208,7 +213,9 @@ class MarginalGrid:
         self.log_p_ref = log_p.amax(dim=(-1, -2))
         dens = torch.exp(log_p - self.log_p_ref[:, None, None])
         mass = (weights * dens).sum(-1)
-        grad_mass = (weights * dens * (one_minus_mean[:, None, None] - _one_minus_cos(nodes))).sum(-1)
+        grad_mass = (weights * dens * (one_minus_mean[:, None, None] - _one_minus_cos(nodes))).sum(
+            -1
+        )
         zero = torch.zeros_like(kappa).unsqueeze(-1)
         self.cum_mass = torch.cat([zero, mass.cumsum(-1)], dim=-1)  # (B, cells + 1)
         self.cum_grad_left = torch.cat([zero, grad_mass.cumsum(-1)], dim=-1)
@@ -223,7 +230,9 @@ class MarginalGrid:
 
     def _density(self, theta: Tensor) -> Tensor:
         """Unnormalised density at ``theta`` of shape ``(B, n)``, on the grid's scale."""
-        return torch.exp(_log_density_theta(theta, self.kappa[:, None], self.m) - self.log_p_ref[:, None])
+        return torch.exp(
+            _log_density_theta(theta, self.kappa[:, None], self.m) - self.log_p_ref[:, None]
+        )
 
     def _integral(self, a: Tensor, b: Tensor, with_score: bool) -> Tensor:
         """``int_a^b p`` or ``int_a^b (cos - A) p`` over ``(B, n)`` intervals (8-point Gauss-Legendre)."""
@@ -241,7 +250,9 @@ class MarginalGrid:
     def sample(self, n: int) -> Tensor:
         """``(B, n)`` samples of ``t = 1 - w`` by inverting the tabulated CDF."""
         total = self.cum_mass[:, -1:]
-        target = torch.rand(self.kappa.shape[0], n, dtype=self.kappa.dtype, device=self.kappa.device)
+        target = torch.rand(
+            self.kappa.shape[0], n, dtype=self.kappa.dtype, device=self.kappa.device
+        )
         target = target * total
         j = (torch.searchsorted(self.cum_mass, target, right=True) - 1).clamp(0, _GRID_CELLS - 1)
         a = self.theta_lo[:, None] + self.width[:, None] * j
@@ -269,5 +280,3 @@ class MarginalGrid:
         # samples so deep in a tail that their density underflows carry no usable gradient
         dtheta = torch.where(dens > 0, dtheta, torch.zeros_like(dtheta))
         return torch.sin(theta) * dtheta
-
-

@@ -23,7 +23,8 @@ class Sphere(constraints.Constraint):
     def check(self, value: Tensor) -> Tensor:
         eps = torch.finfo(value.dtype).eps
         norm = torch.linalg.vector_norm(value, dim=-1)
-        return (norm - 1).abs() <= self.reltol * eps * value.shape[-1] ** 0.5
+        ok: Tensor = (norm - 1).abs() <= self.reltol * eps * value.shape[-1] ** 0.5
+        return ok
 
     def __repr__(self) -> str:
         return "Sphere()"

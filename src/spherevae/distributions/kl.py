@@ -58,7 +58,12 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
     k1, k2 = p.concentration.to(work), q.concentration.to(work)
     a1 = ive_ratio(m / 2 - 1, k1)
     cos = (p.loc.to(work) * q.loc.to(work)).sum(-1)
-    out = k1 * a1 - k2 * a1 * cos + log_iv_normalized(m / 2 - 1, k2) - log_iv_normalized(m / 2 - 1, k1)
+    out = (
+        k1 * a1
+        - k2 * a1 * cos
+        + log_iv_normalized(m / 2 - 1, k2)
+        - log_iv_normalized(m / 2 - 1, k1)
+    )
     return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))
 
 

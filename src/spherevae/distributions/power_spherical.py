@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints
+from torch.types import _size
 
 from ._utils import check_concentration, check_loc, place_on_sphere, work_dtype
 from .constraints import sphere
@@ -59,7 +60,7 @@ class PowerSpherical(Distribution):
         check_concentration(concentration, validate)
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
         m = loc.shape[-1]
-        self.loc = loc.expand(batch_shape + (m,))
+        self.loc = loc.expand((*batch_shape, m))
         self.concentration = concentration.expand(batch_shape)
         super().__init__(batch_shape, torch.Size([m]), validate_args=validate_args)
 
@@ -68,10 +69,8 @@ class PowerSpherical(Distribution):
         """Ambient dimension ``m``."""
         return int(self.event_shape[0])
 
-    def expand(
-        self, batch_shape: torch.Size | tuple[int, ...], _instance: PowerSpherical | None = None
-    ) -> PowerSpherical:
-        new = self._get_checked_instance(PowerSpherical, _instance)
+    def expand(self, batch_shape: _size, _instance: PowerSpherical | None = None) -> PowerSpherical:
+        new: PowerSpherical = self._get_checked_instance(PowerSpherical, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.concentration = self.concentration.expand(batch_shape)
@@ -93,7 +92,7 @@ class PowerSpherical(Distribution):
             - torch.lgamma(alpha + beta)
         )
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: _size = ()) -> Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         alpha, beta = self._alpha_beta(self.loc.dtype)
         s = Beta(torch.full_like(alpha, beta), alpha).rsample(torch.Size(sample_shape))

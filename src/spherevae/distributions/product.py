@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
+from torch.types import _size
 
 from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher
@@ -59,9 +60,12 @@ class ProductDistribution(Distribution):
             batch_shape = torch.broadcast_shapes(*(c.batch_shape for c in components))
         except RuntimeError as err:
             shapes = [tuple(c.batch_shape) for c in components]
-            raise ValueError(f"components have batch shapes that do not broadcast: {shapes}") from err
-        self.components = [c.expand(batch_shape) if c.batch_shape != batch_shape else c
-                           for c in components]
+            raise ValueError(
+                f"components have batch shapes that do not broadcast: {shapes}"
+            ) from err
+        self.components = [
+            c.expand(batch_shape) if c.batch_shape != batch_shape else c for c in components
+        ]
         self.sizes = [int(c.event_shape[0]) for c in self.components]
         super().__init__(batch_shape, torch.Size([sum(self.sizes)]), validate_args=validate_args)
 
@@ -70,13 +74,15 @@ class ProductDistribution(Distribution):
         return all(c.has_rsample for c in self.components)
 
     @constraints.dependent_property(is_discrete=False, event_dim=1)
-    def support(self) -> constraints.Constraint:  # type: ignore[override]
+    def support(self) -> constraints.Constraint:
         return constraints.cat([c.support for c in self.components], dim=-1, lengths=self.sizes)
 
     def expand(
-        self, batch_shape: torch.Size | tuple[int, ...], _instance: ProductDistribution | None = None
+        self,
+        batch_shape: _size,
+        _instance: ProductDistribution | None = None,
     ) -> ProductDistribution:
-        new = self._get_checked_instance(ProductDistribution, _instance)
+        new: ProductDistribution = self._get_checked_instance(ProductDistribution, _instance)
         batch_shape = torch.Size(batch_shape)
         new.components = [c.expand(batch_shape) for c in self.components]
         new.sizes = list(self.sizes)
@@ -106,32 +112,41 @@ class ProductDistribution(Distribution):
             first = self.components[idx[0]]
             if len(idx) > 1 and isinstance(first, VonMisesFisher | PowerSpherical):
                 # stack the factors along a new leading batch axis and sample them in one call
-                loc = torch.stack([self.components[i].loc for i in idx])  # type: ignore[attr-defined]
-                kappa = torch.stack(
-                    [self.components[i].concentration for i in idx]  # type: ignore[attr-defined]
-                )
+                members = [self.components[i] for i in idx]
+                loc = torch.stack([c.loc for c in members])  # type: ignore[union-attr]
+                kappa = torch.stack([c.concentration for c in members])  # type: ignore[union-attr]
                 if isinstance(first, VonMisesFisher):
                     stacked: Distribution = VonMisesFisher(
-                        loc, kappa, sampler=first.sampler, mh_steps=first.mh_steps, validate_args=False
+                        loc,
+                        kappa,
+                        sampler=first.sampler,
+                        mh_steps=first.mh_steps,
+                        validate_args=False,
                     )
                 else:
                     stacked = PowerSpherical(loc, kappa, validate_args=False)
-                draw = stacked.rsample(sample_shape) if reparameterized else stacked.sample(sample_shape)
+                draw = (
+                    stacked.rsample(sample_shape)
+                    if reparameterized
+                    else stacked.sample(sample_shape)
+                )
                 for j, i in enumerate(idx):
                     parts[i] = draw.select(len(sample_shape), j)
             else:
                 for i in idx:
                     c = self.components[i]
-                    parts[i] = c.rsample(sample_shape) if reparameterized else c.sample(sample_shape)
+                    parts[i] = (
+                        c.rsample(sample_shape) if reparameterized else c.sample(sample_shape)
+                    )
             del key
         return torch.cat([p for p in parts if p is not None], dim=-1)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: _size = ()) -> Tensor:
         if not self.has_rsample:
             raise NotImplementedError("a factor of this product has no rsample")
         return self._draw(torch.Size(sample_shape), reparameterized=True)
 
-    def sample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: _size = ()) -> Tensor:
         with torch.no_grad():
             return self._draw(torch.Size(sample_shape), reparameterized=False)
 
@@ -140,7 +155,9 @@ class ProductDistribution(Distribution):
             self._validate_sample(value)
         parts = self._split(value)
         return torch.stack(
-            torch.broadcast_tensors(*(c.log_prob(x) for c, x in zip(self.components, parts, strict=True)))
+            torch.broadcast_tensors(
+                *(c.log_prob(x) for c, x in zip(self.components, parts, strict=True))
+            )
         ).sum(0)
 
     def entropy(self) -> Tensor:

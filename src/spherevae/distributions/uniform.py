@@ -5,8 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
+from torch.types import _size
 
-from ._utils import log_sphere_area
+from ._utils import log_sphere_area, normalize
 from .constraints import sphere
 
 __all__ = ["HypersphericalUniform"]
@@ -48,7 +49,9 @@ class HypersphericalUniform(Distribution):
         validate_args: bool | None = None,
     ) -> None:
         if isinstance(dim, bool) or not isinstance(dim, int) or dim < 2:
-            raise ValueError(f"dim (the ambient dimension) must be an integer >= 2, got dim={dim!r}")
+            raise ValueError(
+                f"dim (the ambient dimension) must be an integer >= 2, got dim={dim!r}"
+            )
         self.dim = dim
         self._dtype = dtype if dtype is not None else torch.get_default_dtype()
         if not self._dtype.is_floating_point:
@@ -65,9 +68,11 @@ class HypersphericalUniform(Distribution):
         return self._device
 
     def expand(
-        self, batch_shape: torch.Size | tuple[int, ...], _instance: HypersphericalUniform | None = None
+        self,
+        batch_shape: _size,
+        _instance: HypersphericalUniform | None = None,
     ) -> HypersphericalUniform:
-        new = self._get_checked_instance(HypersphericalUniform, _instance)
+        new: HypersphericalUniform = self._get_checked_instance(HypersphericalUniform, _instance)
         new.dim = self.dim
         new._dtype = self._dtype
         new._device = self._device
@@ -81,12 +86,9 @@ class HypersphericalUniform(Distribution):
         """``log area(S^{dim-1})`` as a 0-dimensional tensor."""
         return torch.tensor(log_sphere_area(self.dim), dtype=self._dtype, device=self._device)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: _size = ()) -> Tensor:
         shape = self._extended_shape(torch.Size(sample_shape))
-        x = torch.randn(shape, dtype=self._dtype, device=self._device)
-        return x / torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp(
-            min=torch.finfo(self._dtype).tiny
-        )
+        return normalize(torch.randn(shape, dtype=self._dtype, device=self._device))
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -95,14 +97,21 @@ class HypersphericalUniform(Distribution):
         return torch.full(shape, -log_sphere_area(self.dim), dtype=self._dtype, device=self._device)
 
     def entropy(self) -> Tensor:
-        return torch.full(self.batch_shape, log_sphere_area(self.dim), dtype=self._dtype,
-                          device=self._device)
+        return torch.full(
+            self.batch_shape, log_sphere_area(self.dim), dtype=self._dtype, device=self._device
+        )
 
     @property
     def mean(self) -> Tensor:
-        return torch.zeros(self.batch_shape + self.event_shape, dtype=self._dtype, device=self._device)
+        return torch.zeros(
+            self.batch_shape + self.event_shape, dtype=self._dtype, device=self._device
+        )
 
     @property
     def variance(self) -> Tensor:
-        return torch.full(self.batch_shape + self.event_shape, 1.0 / self.dim, dtype=self._dtype,
-                          device=self._device)
+        return torch.full(
+            self.batch_shape + self.event_shape,
+            1.0 / self.dim,
+            dtype=self._dtype,
+            device=self._device,
+        )

@@ -7,6 +7,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 from torch.distributions import Distribution, constraints
+from torch.types import _size
 
 from ..special import ive_ratio, log_iv_normalized, mean_resultant_terms
 from ._utils import check_concentration, check_loc, log_sphere_area, place_on_sphere, work_dtype
@@ -104,7 +105,7 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"mh_steps must be a positive integer, got mh_steps={mh_steps!r}")
         batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
         m = loc.shape[-1]
-        self.loc = loc.expand(batch_shape + (m,))
+        self.loc = loc.expand((*batch_shape, m))
         self.concentration = concentration.expand(batch_shape)
         self.sampler: Sampler = sampler
         self.mh_steps = mh_steps
@@ -124,10 +125,8 @@ class VonMisesFisher(Distribution):
     def _kappa64(self) -> Tensor:
         return self.concentration.to(work_dtype(self.concentration.device))
 
-    def expand(
-        self, batch_shape: torch.Size | tuple[int, ...], _instance: VonMisesFisher | None = None
-    ) -> VonMisesFisher:
-        new = self._get_checked_instance(VonMisesFisher, _instance)
+    def expand(self, batch_shape: _size, _instance: VonMisesFisher | None = None) -> VonMisesFisher:
+        new: VonMisesFisher = self._get_checked_instance(VonMisesFisher, _instance)
         batch_shape = torch.Size(batch_shape)
         new.loc = self.loc.expand(batch_shape + self.event_shape)
         new.concentration = self.concentration.expand(batch_shape)
@@ -182,7 +181,7 @@ class VonMisesFisher(Distribution):
         return out.to(self.loc.dtype)
 
     # -- sampling ----------------------------------------------------------------------------------
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: _size = ()) -> Tensor:
         sample_shape = torch.Size(sample_shape)
         shape = sample_shape + self.batch_shape
         n = max(sample_shape.numel(), 1) if len(sample_shape) else 1
@@ -196,7 +195,9 @@ class VonMisesFisher(Distribution):
         m = self.dim
         needs_grad = torch.is_grad_enabled() and kappa.requires_grad
         if self.sampler == "rejection" and m == 3:
-            self.acceptance_rate = torch.ones(self.batch_shape, dtype=kappa.dtype, device=kappa.device)
+            self.acceptance_rate = torch.ones(
+                self.batch_shape, dtype=kappa.dtype, device=kappa.device
+            )
             return closed_form_m3(kappa if needs_grad else kappa.detach(), n)
         kappa_nograd = kappa.detach()
         grid = None
@@ -218,5 +219,3 @@ class VonMisesFisher(Distribution):
             # value t, gradient dt/dkappa: the surrogate adds exactly zero in the forward pass
             t = t + dt_dkappa * (kappa - kappa_nograd).unsqueeze(-1)
         return t
-
-

@@ -40,13 +40,22 @@ References:
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 from torch import Tensor
 
 from ..special import mean_resultant_terms
 
-__all__ = ["MarginalGrid", "closed_form_m3", "metropolis_hastings", "wood_rejection"]
+__all__ = [
+    "MarginalGrid",
+    "closed_form_m3",
+    "dt_dkappa",
+    "dt_dkappa_direct",
+    "metropolis_hastings",
+    "wood_rejection",
+]
 
 _GL_NODES, _GL_WEIGHTS = (
     torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8)
@@ -54,23 +63,35 @@ _GL_NODES, _GL_WEIGHTS = (
 _GRID_CELLS = 64
 _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass outside is negligible
 _NEWTON_STEPS = 6
+_GRADED_PANELS = 8  # per-sample gradient quadrature: panels of width L/255, 2L/255, ..., 128L/255
+# below this many samples per batch element the per-sample quadrature (64 density evaluations a
+# sample) is cheaper than tabulating the grid (512 evaluations a batch element, then 16 a sample)
+_DIRECT_GRADIENT_MAX_SAMPLES = 8
 _REJECTION_FIRST_CANDIDATES = 4
 _REJECTION_MAX_ROUNDS = 12  # 4 + 8 + ... + 8192 candidates per sample before giving up
-
-
-def _one_minus_cos(theta: Tensor) -> Tensor:
-    return 2 * torch.sin(theta / 2) ** 2
 
 
 def _theta_from_t(t: Tensor) -> Tensor:
     return 2 * torch.asin(torch.sqrt(torch.clamp(t / 2, 0.0, 1.0)))
 
 
-def _log_density_theta(theta: Tensor, kappa: Tensor, m: int) -> Tensor:
+def _angle_terms(theta: Tensor) -> tuple[Tensor, Tensor]:
+    """``(1 - cos theta, sin theta)`` from one sine: ``2 h^2`` and ``2 h sqrt(1 - h^2)``, ``h = sin(theta/2)``.
+
+    ``1 - cos theta`` keeps its digits near ``theta = 0``, where ``w = cos theta`` is close to 1.
+    """
+    h = torch.sin(0.5 * theta)
+    return 2 * h * h, 2 * h * torch.sqrt((1 - h * h).clamp(min=0.0))
+
+
+def _log_density(one_minus_cos: Tensor, sin: Tensor, kappa: Tensor, m: int) -> Tensor:
     """Unnormalised ``log p(theta) = -kappa (1 - cos theta) + (m - 2) log sin theta``."""
-    return -kappa * _one_minus_cos(theta) + torch.xlogy(
-        torch.tensor(float(m - 2)), torch.sin(theta)
-    )
+    log_p = -kappa * one_minus_cos
+    return log_p if m == 2 else log_p + (m - 2) * torch.log(sin)
+
+
+def _log_density_theta(theta: Tensor, kappa: Tensor, m: int) -> Tensor:
+    return _log_density(*_angle_terms(theta), kappa, m)
 
 
 def _wood_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -181,6 +202,66 @@ def closed_form_m3(kappa: Tensor, n: int) -> Tensor:
     return torch.where(small, 2 * u - 2 * u * (1 - u) * k, exact)
 
 
+class _Support:
+    """Where the marginal of ``theta`` lives: ``E[w] +- 50 sd(w)`` mapped to ``theta``, and its mode."""
+
+    def __init__(self, kappa: Tensor, m: int) -> None:
+        _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
+        self.one_minus_mean = one_minus_mean
+        sd = torch.sqrt(var.clamp(min=0.0))
+        self.theta_lo = _theta_from_t((one_minus_mean - _GRID_HALF_WIDTH_SD * sd).clamp(min=0.0))
+        self.theta_hi = _theta_from_t((one_minus_mean + _GRID_HALF_WIDTH_SD * sd).clamp(max=2.0))
+        # mode of p(theta): kappa sin^2 = (m - 2) cos, so cos = 2 kappa / (m - 2 + sqrt((m-2)^2 + 4 kappa^2))
+        denom = (m - 2) + torch.sqrt((m - 2) ** 2 + 4 * kappa * kappa)
+        cos_mode = torch.where(
+            denom > 0, 2 * kappa / denom.clamp(min=1e-300), torch.ones_like(kappa)
+        )
+        self.theta_mode = torch.acos(cos_mode.clamp(-1.0, 1.0))
+
+
+def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes ``(..., 8)`` and weights for ``int_a^b`` (oriented: ``b < a`` is allowed)."""
+    half = ((b - a) / 2).unsqueeze(-1)
+    nodes = a.unsqueeze(-1) + half * (1 + _GL_NODES.to(a.device))
+    return nodes, half * _GL_WEIGHTS.to(a.device)
+
+
+def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
+    """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
+
+    ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi`` with ``end`` the end of
+    the support on the far side of the mode (both tails give this one oriented integral; on the far
+    side ``p(phi) <= p(theta)``, so nothing overflows and the terms are small). The interval is cut
+    into panels growing geometrically away from ``theta``, where the integrand is largest.
+    """
+    support = _Support(kappa, m)
+    theta = _theta_from_t(t)
+    lo, hi = support.theta_lo[:, None], support.theta_hi[:, None]
+    left = theta < support.theta_mode[:, None]
+    end = torch.where(
+        left,
+        torch.where(theta > lo, lo, torch.zeros_like(theta)),
+        torch.where(theta < hi, hi, torch.full_like(theta, math.pi)),
+    )
+    steps = torch.arange(_GRADED_PANELS + 1, dtype=t.dtype, device=t.device)
+    grading = (2.0**steps - 1) / (2.0**_GRADED_PANELS - 1)
+    breaks = theta.unsqueeze(-1) + (end - theta).unsqueeze(-1) * grading  # (B, n, P + 1)
+    nodes, weights = _gl_nodes(breaks[..., :-1], breaks[..., 1:])  # (B, n, P, 8)
+    t_nodes, sin_nodes = _angle_terms(nodes)
+    log_p_theta = _log_density(t, torch.sin(theta), kappa[:, None], m)[..., None, None]
+    log_ratio = _log_density(t_nodes, sin_nodes, kappa[:, None, None, None], m) - log_p_theta
+    score = support.one_minus_mean[:, None, None, None] - t_nodes
+    dtheta = (weights * score * torch.exp(log_ratio)).sum((-1, -2))
+    return torch.sin(theta) * dtheta
+
+
+def dt_dkappa(t: Tensor, kappa: Tensor, m: int, grid: MarginalGrid | None = None) -> Tensor:
+    """``dt/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid."""
+    if grid is None and t.shape[-1] <= _DIRECT_GRADIENT_MAX_SAMPLES:
+        return dt_dkappa_direct(t, kappa, m)
+    return (grid if grid is not None else MarginalGrid(kappa, m)).dt_dkappa(t)
+
+
 class MarginalGrid:
     """CDF of ``theta = arccos(mu . x)`` tabulated per batch element, for inversion and gradients.
 
@@ -191,42 +272,25 @@ class MarginalGrid:
 
     def __init__(self, kappa: Tensor, m: int) -> None:
         self.kappa, self.m = kappa, m
-        _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
-        self.one_minus_mean = one_minus_mean
-        sd = torch.sqrt(var.clamp(min=0.0))
-        t_lo = (one_minus_mean - _GRID_HALF_WIDTH_SD * sd).clamp(min=0.0)
-        t_hi = (one_minus_mean + _GRID_HALF_WIDTH_SD * sd).clamp(max=2.0)
-        self.theta_lo = _theta_from_t(t_lo)
-        self.width = (_theta_from_t(t_hi) - self.theta_lo) / _GRID_CELLS
-        # mode of p(theta): kappa sin^2 = (m - 2) cos, i.e. cos = 2 kappa / (m - 2 + sqrt((m-2)^2 + 4 kappa^2))
-        denom = (m - 2) + torch.sqrt(torch.tensor(float((m - 2) ** 2)) + 4 * kappa * kappa)
-        cos_mode = torch.where(
-            denom > 0, 2 * kappa / denom.clamp(min=1e-300), torch.ones_like(kappa)
-        )
-        self.theta_mode = torch.acos(cos_mode.clamp(-1.0, 1.0))
+        support = _Support(kappa, m)
+        self.one_minus_mean = one_minus_mean = support.one_minus_mean
+        self.theta_lo, self.theta_mode = support.theta_lo, support.theta_mode
+        self.width = (support.theta_hi - self.theta_lo) / _GRID_CELLS
 
         edges = self.theta_lo.unsqueeze(-1) + self.width.unsqueeze(-1) * torch.arange(
             _GRID_CELLS + 1, dtype=kappa.dtype, device=kappa.device
         )
-        nodes, weights = self._nodes(edges[..., :-1], edges[..., 1:])
-        log_p = _log_density_theta(nodes, kappa[:, None, None], m)
+        nodes, weights = _gl_nodes(edges[..., :-1], edges[..., 1:])
+        t_nodes, sin_nodes = _angle_terms(nodes)
+        log_p = _log_density(t_nodes, sin_nodes, kappa[:, None, None], m)
         self.log_p_ref = log_p.amax(dim=(-1, -2))
         dens = torch.exp(log_p - self.log_p_ref[:, None, None])
         mass = (weights * dens).sum(-1)
-        grad_mass = (weights * dens * (one_minus_mean[:, None, None] - _one_minus_cos(nodes))).sum(
-            -1
-        )
+        grad_mass = (weights * dens * (one_minus_mean[:, None, None] - t_nodes)).sum(-1)
         zero = torch.zeros_like(kappa).unsqueeze(-1)
         self.cum_mass = torch.cat([zero, mass.cumsum(-1)], dim=-1)  # (B, cells + 1)
         self.cum_grad_left = torch.cat([zero, grad_mass.cumsum(-1)], dim=-1)
         self.cum_grad_right = torch.cat([grad_mass.flip(-1).cumsum(-1).flip(-1), zero], dim=-1)
-
-    @staticmethod
-    def _nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-        """Gauss-Legendre nodes ``(..., 8)`` and weights for ``int_a^b``."""
-        half = ((b - a) / 2).unsqueeze(-1)
-        nodes = a.unsqueeze(-1) + half * (1 + _GL_NODES.to(a.device))
-        return nodes, half * _GL_WEIGHTS.to(a.device)
 
     def _density(self, theta: Tensor) -> Tensor:
         """Unnormalised density at ``theta`` of shape ``(B, n)``, on the grid's scale."""
@@ -236,11 +300,12 @@ class MarginalGrid:
 
     def _integral(self, a: Tensor, b: Tensor, with_score: bool) -> Tensor:
         """``int_a^b p`` or ``int_a^b (cos - A) p`` over ``(B, n)`` intervals (8-point Gauss-Legendre)."""
-        nodes, weights = self._nodes(a, b)
-        log_p = _log_density_theta(nodes, self.kappa[:, None, None], self.m)
+        nodes, weights = _gl_nodes(a, b)
+        t_nodes, sin_nodes = _angle_terms(nodes)
+        log_p = _log_density(t_nodes, sin_nodes, self.kappa[:, None, None], self.m)
         dens = torch.exp(log_p - self.log_p_ref[:, None, None])
         if with_score:
-            dens = dens * (self.one_minus_mean[:, None, None] - _one_minus_cos(nodes))
+            dens = dens * (self.one_minus_mean[:, None, None] - t_nodes)
         return (weights * dens).sum(-1)
 
     def _cell(self, theta: Tensor) -> Tensor:
@@ -264,7 +329,7 @@ class MarginalGrid:
             excess = self._integral(a, theta, with_score=False) - rest
             step = excess / self._density(theta).clamp(min=1e-300)
             theta = torch.minimum(torch.maximum(theta - step, a), b)
-        return _one_minus_cos(theta)
+        return _angle_terms(theta)[0]
 
     def dt_dkappa(self, t: Tensor) -> Tensor:
         """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` of shape ``(B, n)``."""

@@ -11,7 +11,13 @@ from torch.types import _size
 
 from ..special import ive_ratio, log_iv_normalized, mean_resultant_terms
 from ._utils import check_concentration, check_loc, log_sphere_area, place_on_sphere, work_dtype
-from ._vmf_marginal import MarginalGrid, closed_form_m3, metropolis_hastings, wood_rejection
+from ._vmf_marginal import (
+    MarginalGrid,
+    closed_form_m3,
+    dt_dkappa,
+    metropolis_hastings,
+    wood_rejection,
+)
 from .constraints import sphere
 
 __all__ = ["VonMisesFisher"]
@@ -213,9 +219,8 @@ class VonMisesFisher(Distribution):
                 t, rate = wood_rejection(kappa_nograd, m, n)
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
-                grid = grid if grid is not None else MarginalGrid(kappa_nograd, m)
-                dt_dkappa = grid.dt_dkappa(t)
+                slope = dt_dkappa(t, kappa_nograd, m, grid)
         if needs_grad:
             # value t, gradient dt/dkappa: the surrogate adds exactly zero in the forward pass
-            t = t + dt_dkappa * (kappa - kappa_nograd).unsqueeze(-1)
+            t = t + slope * (kappa - kappa_nograd).unsqueeze(-1)
         return t

@@ -190,7 +190,9 @@ class VonMisesFisher(Distribution):
     def rsample(self, sample_shape: _size = ()) -> Tensor:
         sample_shape = torch.Size(sample_shape)
         shape = sample_shape + self.batch_shape
-        n = max(sample_shape.numel(), 1) if len(sample_shape) else 1
+        n = sample_shape.numel()
+        if n == 0 or self.batch_shape.numel() == 0:
+            return self.loc.new_empty(shape + self.event_shape)
         kappa = self._kappa64().reshape(-1)  # (B,)
         t = self._sample_one_minus_w(kappa, n)  # (B, n)
         t = t.transpose(0, 1).reshape(shape).to(self.loc.dtype)

@@ -31,7 +31,9 @@ All arithmetic runs in float64 (float32 on Apple MPS, which has no float64) and 
 to the input dtype. Results: ``log_ive(v, 0) = 0`` for ``v = 0`` and ``-inf`` for ``v > 0`` (the exact
 value, ``I_v(0) = 0``); ``ive_ratio(v, 0) = 0``; ``log_iv_normalized(v, 0) = 0``.
 
-Derivatives (custom autograd, so that first and second derivatives stay exact and finite):
+Derivatives (custom autograd; the first derivatives below are evaluated without cancellation, and
+second derivatives come from differentiating them, so they are finite and consistent but can lose
+relative accuracy where a second derivative is tiny next to its terms, e.g. ``d^2R/dz^2`` at large ``z``):
 ``d/dz log_ive = R + v/z - 1``, ``d/dz log_iv_normalized = R``,
 ``d/dz R = (1 - R)(1 + R) - (2v + 1) R / z`` with ``R / z -> 1 / (2(v+1))`` at ``z = 0``.
 Derivatives in ``v`` are not provided (``v`` is a fixed order in every use here).
@@ -206,27 +208,29 @@ def _debye_ratio(nu: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
     return ratio, complement
 
 
-_SERIES_SCALE = 81.0  # largest z^2/4 / (v + 1) in the series region; powers of q / 81 stay <= 1
+_SERIES_SCALE = 81.0  # largest c = z^2 / (4 (v + 1)) in the series region
 
 
 def _series_coefficients(v: Tensor) -> Tensor:
-    """``d_j = 81^j / (j! (v+1)_j)`` and the same for order ``v + 1``: shape ``v.shape + (terms, 2)``.
+    """``d_j = (81 (v+1))^j / (j! (v+1)_j)`` for orders ``v`` and ``v + 1``: ``v.shape + (terms, 2)``.
 
-    Written as a ``cumprod`` of ``81 / (i (v + i))`` so that neither ``81^j`` nor ``1 / j!`` overflows.
+    A ``cumprod`` of ``81 (v + 1) / (i (v' + i))``; every factor is at most ``81 / i``, so ``d_j <= 81^j / j!``
+    stays below ``e^81`` and nothing overflows, whatever the order.
     """
-    j = torch.arange(1, _SERIES_TERMS + 1, dtype=v.dtype, device=v.device)
+    j = torch.arange(1, _SERIES_TERMS + 1, dtype=v.dtype, device=v.device).unsqueeze(-1)
+    scale = (_SERIES_SCALE * (v + 1)).unsqueeze(-1).unsqueeze(-1)  # (..., 1, 1)
     orders = torch.stack([v, v + 1], dim=-1).unsqueeze(-2)  # (..., 1, 2)
-    return torch.cumprod(_SERIES_SCALE / (j.unsqueeze(-1) * (orders + j.unsqueeze(-1))), dim=-2)
+    return torch.cumprod(scale / (j * (orders + j)), dim=-2)
 
 
 def _series(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
-    """Power-series values (valid for ``z^2 / (4(v+1)) <= 81``).
+    """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``).
 
-    ``0F1(; v+1; q) - 1 = sum_{j >= 1} (q / 81)^j d_j`` with ``q = z^2/4``; ``v`` is either one order
-    (0-dimensional, the usual case: the coefficients are computed once and the sums are one matmul)
-    or one order per element of ``z``.
+    ``0F1(; v+1; z^2/4) - 1 = sum_{j >= 1} (c / 81)^j d_j``, with powers of ``c / 81 <= 1``; ``v`` is
+    either one order (0-dimensional, the usual case: the coefficients are computed once and the sums are
+    one matmul) or one order per element of ``z``.
     """
-    scaled = (z * z / (4 * _SERIES_SCALE)).unsqueeze(-1)
+    scaled = (z * z / (4 * _SERIES_SCALE * (v + 1))).unsqueeze(-1)
     powers = torch.cumprod(scaled.expand(*z.shape, _SERIES_TERMS), dim=-1)
     coef = _series_coefficients(v)
     tails = powers @ coef if v.dim() == 0 else (powers.unsqueeze(-1) * coef).sum(-2)
@@ -236,7 +240,9 @@ def _series(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
     out["complement"] = 1 - out["ratio"]
     if with_log:
         out["log_normalized"] = torch.log1p(tail_v)
-        out["log_ive"] = out["log_normalized"] + torch.xlogy(v, z / 2) - torch.lgamma(v + 1) - z
+        # xlogy(v, z) - v log 2 rather than xlogy(v, z / 2): z / 2 underflows for subnormal z
+        log_half_z_pow = torch.xlogy(v, z) - v * math.log(2)
+        out["log_ive"] = out["log_normalized"] + log_half_z_pow - torch.lgamma(v + 1) - z
     return out
 
 
@@ -304,9 +310,15 @@ def _prepare(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Tensor, torc
     z_t = torch.as_tensor(z)
     if not z_t.is_floating_point():
         z_t = z_t.to(torch.get_default_dtype())
-    v_t = torch.as_tensor(v, device=z_t.device)
-    out_dtype = torch.promote_types(z_t.dtype, v_t.dtype) if v_t.is_floating_point() else z_t.dtype
     work = _compute_dtype(z_t.device)
+    if isinstance(v, Tensor):
+        v_t = v.to(z_t.device)
+        out_dtype = (
+            torch.promote_types(z_t.dtype, v_t.dtype) if v_t.is_floating_point() else z_t.dtype
+        )
+    else:  # a Python number: straight to the working dtype (no rounding to float32), no promotion
+        v_t = torch.as_tensor(v, dtype=work, device=z_t.device)
+        out_dtype = z_t.dtype
     v64, z64 = v_t.to(work), z_t.to(work)
     if v64.device.type == "cpu":
         bad_v = (v64 < 0) | ~v64.isfinite()
@@ -393,7 +405,8 @@ def log_ive(v: Tensor | float, z: Tensor | float) -> Tensor:
         z: argument, ``>= 0``; tensor of any shape. Differentiable (twice).
 
     Returns:
-        Tensor of the broadcast shape and of ``z``'s floating dtype. Exact value ``-inf`` at ``z = 0``,
+        Tensor of the broadcast shape, in ``z``'s floating dtype (promoted with ``v``'s if ``v`` is a
+        floating tensor; a Python number never promotes). Exact value ``-inf`` at ``z = 0``,
         ``v > 0``; finite everywhere else.
 
     Raises:
@@ -417,7 +430,8 @@ def ive_ratio(v: Tensor | float, z: Tensor | float) -> Tensor:
         z: argument, ``>= 0``. Differentiable (twice).
 
     Returns:
-        Tensor of the broadcast shape and of ``z``'s floating dtype; 0 at ``z = 0``.
+        Tensor of the broadcast shape, in ``z``'s floating dtype (promoted with ``v``'s if ``v`` is a
+        floating tensor; a Python number never promotes); 0 at ``z = 0``.
 
     Examples:
         >>> round(float(ive_ratio(0.5, torch.tensor(2.0, dtype=torch.float64))), 12)
@@ -438,7 +452,8 @@ def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
         z: argument, ``>= 0``. Differentiable (twice).
 
     Returns:
-        Tensor of the broadcast shape and of ``z``'s floating dtype.
+        Tensor of the broadcast shape, in ``z``'s floating dtype (promoted with ``v``'s if ``v`` is a
+        floating tensor; a Python number never promotes).
     """
     return _apply(_LogIvNormalized, v, z)
 

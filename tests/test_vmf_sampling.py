@@ -1,0 +1,537 @@
+"""Statistical tests of the von Mises-Fisher samplers and of their reparameterisation gradients.
+
+Every test runs for every sampler (``"rejection"``, ``"inverse_cdf"``, ``"mh"``). What is checked:
+
+1. bias: the mean of ``t = 1 - mu.z`` against ``1 - A_m(kappa)`` (``1 - A`` keeps its digits at large
+   ``kappa``, where ``mu.z`` itself would be ``1 - O(1/kappa)``);
+2. goodness of fit: one-sample Kolmogorov-Smirnov test of ``theta = arccos(mu.z)`` against its exact
+   CDF, computed here with ``scipy.integrate.quad`` of the density ``exp(-kappa (1 - cos theta))
+   sin^(m-2) theta`` (independent of the package; its moments are checked against the package's
+   special functions in ``test_reference_law_moments``);
+3. unit norms in float32 and float64;
+4. two-sample KS test against ``scipy.stats.vonmises_fisher`` (cells where SciPy fails are skipped);
+5. unbiasedness of the gradient in ``kappa`` of ``E[mu.z] = A_m(kappa)`` (``dA/dkappa = Var(mu.z)``),
+   with the per-sample gradients' variance, and a demonstration that the pathwise-only gradient of
+   the rejection sampler would be biased (and that these tests would see it);
+6. the tangential gradient in ``loc`` of ``E[a.z] = A a.mu``;
+7. the Metropolis-Hastings chain at ``m = 3`` is a real chain (acceptance rate in (0, 1));
+8. no silent garbage from the rejection sampler at ``m = 5, kappa = 1e4``;
+9. batches with a different ``(loc, kappa)`` per row.
+
+The full grids of 1, 2, 4 and 5 are marked ``slow`` (``pytest -m slow``) and use larger samples; the
+default run tests a CI subset.
+
+Per-sample statistics: a mean is compared with its exact value through ``z = (mean - exact) / SE``
+with ``SE = sample std / sqrt(N)`` and fails at ``|z| >= 4``: for a (by the CLT) Gaussian ``z`` the
+two-sided false-failure probability is ``6.3e-5`` per check. KS tests fail at ``p <= 1e-4``: the
+p-value is uniform under the null hypothesis, so the false-failure probability is ``1e-4`` per test.
+All seeds are fixed, so a run is reproducible; the budget below is the probability that a correct
+implementation fails for a given choice of seeds (union bound over the checks).
+
+Failure budget (number of checks x false-failure probability):
+
+- default run: z-checks: 60 means (5 m x 4 kappa x 3 samplers) + 60 kappa gradients (4 m x 3 kappa
+  x 5 sampler/gradient-path cases) + 1 + 5 pathwise demonstration/contrast + 90 loc-gradient
+  coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 234;
+  KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) = 121; ``234 * 6.3e-5 + 121 * 1e-4 = 0.027``;
+- slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 150 kappa gradients (6 m x 5 kappa x 5) =
+  342; KS tests: 192 exact + 192 SciPy = 384; ``342 * 6.3e-5 + 384 * 1e-4 = 0.060``.
+
+The remaining checks (unit norms, moments of the quadrature law, acceptance rates) are deterministic
+bounds, not statistical tests. The pathwise-contrast checks additionally require ``|z| > 4`` against
+the pathwise-only value ``0.1276``; it lies about 45 standard errors from the exact ``0.1474``, so
+that side cannot fail by chance at any meaningful rate.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import math
+import zlib
+from collections.abc import Callable, Iterator
+
+import numpy as np
+import pytest
+import torch
+from scipy import integrate, stats
+
+from spherevae.distributions import VonMisesFisher
+from spherevae.special import ive_ratio, mean_resultant_terms
+
+SAMPLERS = ("rejection", "inverse_cdf", "mh")
+Z_MAX = 4.0  # two-sided Gaussian tail 6.3e-5
+KS_ALPHA = 1e-4
+
+FULL_M = (2, 3, 4, 5, 10, 64, 256, 1024)
+FULL_KAPPA = (1e-3, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5)
+CI_M = (2, 3, 5, 64, 256)
+CI_KAPPA = (1e-3, 1.0, 100.0, 1e5)
+N_CI = 20_000
+N_SLOW = 100_000
+
+GRAD_FULL_M = (2, 3, 5, 10, 64, 256)
+GRAD_FULL_KAPPA = (0.1, 1.0, 10.0, 100.0, 1000.0)
+GRAD_CI_M = (2, 3, 5, 64)
+GRAD_CI_KAPPA = (0.1, 10.0, 1000.0)
+N_GRAD_CI = 20_000
+N_GRAD_SLOW = 50_000
+
+F64 = torch.float64
+
+
+def _seed(*key: object) -> int:
+    return zlib.crc32(repr(key).encode())
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread() -> Iterator[None]:
+    """Run single-threaded: these small vectorised kernels gain nothing from intra-op threads, and
+    on a loaded machine the threads' synchronisation costs more than the work."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _seed_torch(request: pytest.FixtureRequest) -> None:
+    torch.manual_seed(_seed(request.node.nodeid))
+
+
+def _unit_vector(m: int, seed: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    v = torch.randn(m, dtype=F64, generator=g)
+    return v / torch.linalg.vector_norm(v)
+
+
+def _exact(m: int, kappa: float) -> tuple[float, float, float]:
+    """``A_m(kappa)``, ``1 - A_m(kappa)`` and ``A_m'(kappa) = Var(mu.z)`` from the package."""
+    k = torch.tensor(kappa, dtype=F64)
+    a = float(ive_ratio(m / 2 - 1, k))
+    _, one_minus_a, _, a_prime = mean_resultant_terms(m / 2 - 1, k)
+    return a, float(one_minus_a), float(a_prime)
+
+
+def _z_score(x: np.ndarray, exact: float) -> float:
+    se = float(np.std(x, ddof=1)) / math.sqrt(x.size)
+    return (float(np.mean(x)) - exact) / se
+
+
+def _theta_and_t(z: torch.Tensor, mu: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """``theta = arccos(mu.z)`` and ``t = 1 - mu.z`` from ``|z - mu| = 2 sin(theta/2)`` (no cancellation)."""
+    d = torch.linalg.vector_norm(z.to(F64) - mu, dim=-1)
+    theta = 2 * torch.asin(torch.clamp(d / 2, max=1.0))
+    return theta.numpy(), (d * d / 2).numpy()
+
+
+# ---------------------------------------------------------------------------------------------------
+# exact law of theta = arccos(mu.z), computed independently of the package
+# ---------------------------------------------------------------------------------------------------
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
+
+
+class ThetaLaw:
+    """Law of ``theta`` on ``[0, pi]``, density ``exp(-kappa (1 - cos theta)) sin^(m-2) theta``.
+
+    The density is smooth on ``[0, pi]`` for every ``m >= 2``. It is tabulated on ``cells`` equal cells
+    covering the mode plus or minus 40 "standard deviations" (from the curvature of the log density
+    at the mode: for large ``kappa`` the mass sits at ``theta ~ sqrt((m - 1) / kappa)``), with the
+    mass of each cell from ``scipy.integrate.quad``; the CDF inside a cell adds a 20-point
+    Gauss-Legendre integral from the cell's left edge. The neglected tails are checked to be far
+    below double precision.
+    """
+
+    def __init__(self, m: int, kappa: float, cells: int = 400) -> None:
+        self.m, self.kappa = m, kappa
+        # mode: kappa sin^2 = (m - 2) cos  <=>  cos = 2 kappa / (m - 2 + sqrt((m - 2)^2 + 4 kappa^2))
+        cos_mode = 2 * kappa / ((m - 2) + math.sqrt((m - 2) ** 2 + 4 * kappa * kappa))
+        theta_mode = 2 * math.asin(math.sqrt(max(0.0, (1 - cos_mode) / 2)))
+        curvature = kappa * cos_mode + ((m - 2) / math.sin(theta_mode) ** 2 if m > 2 else 0.0)
+        sigma = 1 / math.sqrt(curvature)
+        self.log_ref = self._log_p(theta_mode)
+        lo, hi = max(0.0, theta_mode - 40 * sigma), min(math.pi, theta_mode + 40 * sigma)
+        for end in (lo, hi):
+            if 0.0 < end < math.pi:  # the tails cut off are below 1e-40 of the peak density
+                assert self._log_p(end) - self.log_ref < -92, (m, kappa, end)
+        self.edges = np.linspace(lo, hi, cells + 1)
+        self.edges[0], self.edges[-1] = lo, hi
+        pieces = list(itertools.pairwise(self.edges))
+        eps_abs = 1e-16 * sigma
+
+        def integral(f: Callable[[float], float]) -> np.ndarray:
+            return np.array(
+                [
+                    integrate.quad(f, a, b, epsabs=eps_abs, epsrel=1e-13, limit=200)[0]
+                    for a, b in pieces
+                ]
+            )
+
+        mass = integral(self._p)
+        self.cum = np.concatenate([[0.0], np.cumsum(mass)])
+        self.total = float(self.cum[-1])
+        self.mean_t = float(integral(lambda th: self._t(th) * self._p(th)).sum()) / self.total
+        self.var_t = (
+            float(integral(lambda th: (self._t(th) - self.mean_t) ** 2 * self._p(th)).sum())
+            / self.total
+        )
+
+    @staticmethod
+    def _t(theta: float) -> float:
+        return 2 * math.sin(theta / 2) ** 2
+
+    def _log_p(self, theta: float) -> float:
+        log_p = -self.kappa * self._t(theta)
+        if self.m > 2:
+            s = math.sin(theta)
+            log_p = log_p + (self.m - 2) * math.log(s) if s > 0.0 else -math.inf
+        return log_p
+
+    def _p(self, theta: float) -> float:
+        return math.exp(self._log_p(theta) - self.log_ref)
+
+    def _p_vec(self, theta: np.ndarray) -> np.ndarray:
+        t = 2 * np.sin(theta / 2) ** 2
+        with np.errstate(divide="ignore"):
+            log_sin = np.log(np.sin(theta)) if self.m > 2 else np.zeros_like(theta)
+        return np.exp(-self.kappa * t + (self.m - 2) * log_sin - self.log_ref)
+
+    def cdf(self, theta: np.ndarray) -> np.ndarray:
+        theta = np.clip(np.asarray(theta, dtype=np.float64), self.edges[0], self.edges[-1])
+        j = np.clip(np.searchsorted(self.edges, theta, side="right") - 1, 0, self.edges.size - 2)
+        a = self.edges[j]
+        half = (theta - a) / 2
+        nodes = a[:, None] + half[:, None] * (1 + _GL_X)
+        partial = (self._p_vec(nodes) * _GL_W).sum(-1) * half
+        return np.clip((self.cum[j] + partial) / self.total, 0.0, 1.0)
+
+
+@functools.cache
+def theta_law(m: int, kappa: float) -> ThetaLaw:
+    return ThetaLaw(m, kappa)
+
+
+# ---------------------------------------------------------------------------------------------------
+# drawing
+# ---------------------------------------------------------------------------------------------------
+def _draw(
+    sampler: str, m: int, kappa: float, n: int, dtype: torch.dtype = F64
+) -> tuple[torch.Tensor, torch.Tensor, VonMisesFisher]:
+    """``n`` samples ``(n, m)`` from one distribution with a random ``loc``, drawn in chunks."""
+    mu = _unit_vector(m, _seed("loc", m))
+    q = VonMisesFisher(mu.to(dtype), torch.tensor(kappa, dtype=dtype), sampler=sampler)
+    chunk = max(1, min(n, 2**22 // m))
+    z = torch.cat([q.rsample((min(chunk, n - i),)) for i in range(0, n, chunk)])
+    return z, mu, q
+
+
+@functools.lru_cache(maxsize=4)
+def ours(sampler: str, m: int, kappa: float, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(theta, t)`` of ``n`` samples of our sampler (cached: three checks share one draw)."""
+    torch.manual_seed(_seed("ours", sampler, m, kappa, n))
+    z, mu, _ = _draw(sampler, m, kappa, n)
+    return _theta_and_t(z, mu)
+
+
+@functools.lru_cache(maxsize=1)
+def scipy_theta(m: int, kappa: float, n: int) -> np.ndarray:
+    """``theta`` of samples of ``scipy.stats.vonmises_fisher`` (its cost grows like ``n m``)."""
+    mu = _unit_vector(m, _seed("loc", m))
+    rng = np.random.default_rng(_seed("scipy", m, kappa, n))
+    x = stats.vonmises_fisher(mu.numpy(), kappa).rvs(n, random_state=rng)
+    theta, _ = _theta_and_t(torch.from_numpy(np.asarray(x, dtype=np.float64)), mu)
+    return theta
+
+
+def _scipy_n(n: int, m: int) -> int:
+    return min(n, 2_000_000 // m)  # SciPy's sampler costs about 1 ms a sample at m = 1024
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1, 2, 4: mean, KS against the exact law, two-sample KS against SciPy
+# ---------------------------------------------------------------------------------------------------
+CHECKS = ("mean", "ks", "scipy")
+
+
+def _marginal_cases(ms: tuple[int, ...], kappas: tuple[float, ...], n: int) -> list:
+    # the check varies fastest so that the three checks of a cell reuse one cached draw
+    return [
+        pytest.param(s, m, k, n, c, id=f"{s}-m{m}-k{k:g}-{c}")
+        for m, k, s, c in itertools.product(ms, kappas, SAMPLERS, CHECKS)
+    ]
+
+
+def _check_marginal(sampler: str, m: int, kappa: float, n: int, check: str) -> None:
+    theta, t = ours(sampler, m, kappa, n)
+    assert np.all(np.isfinite(theta)), "non-finite samples"
+    if check == "mean":
+        _, one_minus_a, _ = _exact(m, kappa)
+        z = _z_score(t, one_minus_a)
+        print(f"STAT mean {sampler} m={m} kappa={kappa:g} z={z:+.3f}")
+        assert abs(z) < Z_MAX, (
+            f"mean of 1 - mu.z: {t.mean()!r} vs 1 - A = {one_minus_a!r}, z = {z:.2f}"
+        )
+    elif check == "ks":
+        p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+        print(f"STAT ks {sampler} m={m} kappa={kappa:g} p={p:.3g}")
+        assert p > KS_ALPHA, f"KS test against the exact law of theta: p = {p:.3g}"
+    else:
+        try:
+            ref = scipy_theta(m, kappa, _scipy_n(n, m))
+        except Exception as exc:  # SciPy is not defined (or fails) in this cell: nothing to compare
+            pytest.skip(f"scipy.stats.vonmises_fisher fails at m={m}, kappa={kappa}: {exc!r}")
+        if not np.all(np.isfinite(ref)):
+            pytest.skip(
+                f"scipy.stats.vonmises_fisher returns non-finite samples at m={m}, kappa={kappa}"
+            )
+        p = stats.ks_2samp(theta, ref).pvalue
+        print(f"STAT scipy {sampler} m={m} kappa={kappa:g} p={p:.3g}")
+        assert p > KS_ALPHA, f"two-sample KS test against scipy.stats.vonmises_fisher: p = {p:.3g}"
+
+
+@pytest.mark.parametrize(
+    ("sampler", "m", "kappa", "n", "check"), _marginal_cases(CI_M, CI_KAPPA, N_CI)
+)
+def test_marginal(sampler: str, m: int, kappa: float, n: int, check: str) -> None:
+    _check_marginal(sampler, m, kappa, n, check)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("sampler", "m", "kappa", "n", "check"), _marginal_cases(FULL_M, FULL_KAPPA, N_SLOW)
+)
+def test_marginal_full_grid(sampler: str, m: int, kappa: float, n: int, check: str) -> None:
+    _check_marginal(sampler, m, kappa, n, check)
+
+
+def _check_reference_law(m: int, kappa: float) -> None:
+    law = theta_law(m, kappa)
+    a, one_minus_a, a_prime = _exact(m, kappa)
+    assert law.mean_t == pytest.approx(one_minus_a, rel=1e-9, abs=1e-300)
+    assert 1 - a == pytest.approx(one_minus_a, rel=1e-9)
+    assert law.var_t == pytest.approx(a_prime, rel=1e-7, abs=1e-300)
+
+
+@pytest.mark.parametrize("kappa", CI_KAPPA)
+@pytest.mark.parametrize("m", CI_M)
+def test_reference_law_moments(m: int, kappa: float) -> None:
+    """The quadrature law and the package agree on ``1 - A`` and ``A' = Var(mu.z)``."""
+    _check_reference_law(m, kappa)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kappa", FULL_KAPPA)
+@pytest.mark.parametrize("m", FULL_M)
+def test_reference_law_moments_full_grid(m: int, kappa: float) -> None:
+    _check_reference_law(m, kappa)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3: unit norms
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_unit_norm(sampler: str, dtype: torch.dtype) -> None:
+    eps = torch.finfo(dtype).eps
+    for m, kappa in itertools.product((2, 3, 64, 1024), (1e-3, 10.0, 1e5)):
+        z, _, _ = _draw(sampler, m, kappa, 500, dtype=dtype)
+        assert z.dtype == dtype and z.shape == (500, m)
+        err = (torch.linalg.vector_norm(z.to(F64), dim=-1) - 1).abs().max().item()
+        assert err <= 10 * eps, f"m={m}, kappa={kappa}: | |z| - 1 | = {err:.3g} > 10 eps"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 5: gradient in kappa
+# ---------------------------------------------------------------------------------------------------
+# The package computes dt/dkappa by a per-sample quadrature when a row draws few samples and from a
+# tabulated CDF grid otherwise (always for inverse_cdf, which samples from that grid): "direct" draws
+# 1 sample per row, "grid" draws 16.
+GRAD_PATHS = {"direct": 1, "grid": 16}
+GRAD_CASES = [
+    pytest.param(s, p, id=f"{s}-{p}")
+    for s in SAMPLERS
+    for p in GRAD_PATHS
+    if not (s == "inverse_cdf" and p == "direct")  # same code as "grid", 16x the cost
+]
+
+
+def kappa_gradients(
+    sampler: str, m: int, kappa: float, n: int, per_row: int = 1, chunk: int = 4096
+) -> np.ndarray:
+    """Independent samples of the gradient in ``kappa`` of the mean of ``per_row`` draws of ``mu.z``.
+
+    A batch of identical rows, ``kappa`` a leaf with one entry per row: each row's gradient is an
+    independent sample (``n // per_row`` of them); with ``per_row = 1`` it is ``d(mu.z)/dkappa``. If
+    ``rsample`` is not differentiable in ``kappa`` the gradient is reported as 0 (so that the
+    unbiasedness check, not an autograd error, says what is wrong).
+    """
+    mu = _unit_vector(m, _seed("loc", m))
+    n_rows = n // per_row
+    out = []
+    for i in range(0, n_rows, chunk):
+        rows = min(chunk, n_rows - i)
+        kappa_leaf = torch.full((rows,), kappa, dtype=F64, requires_grad=True)
+        loc = mu.expand(rows, m)
+        z = VonMisesFisher(loc, kappa_leaf, sampler=sampler).rsample((per_row,))
+        f = (z * loc).sum() / per_row
+        g = torch.autograd.grad(f, kappa_leaf, allow_unused=True)[0] if f.requires_grad else None
+        out.append(torch.zeros(rows, dtype=F64) if g is None else g.detach())
+    return torch.cat(out).numpy()
+
+
+def _check_kappa_gradient(sampler: str, m: int, kappa: float, n: int, path: str) -> None:
+    per_row = GRAD_PATHS[path]
+    g = kappa_gradients(sampler, m, kappa, n, per_row)
+    _, _, a_prime = _exact(m, kappa)
+    var = float(np.var(g, ddof=1)) * per_row  # variance of one per-sample gradient
+    z = _z_score(g, a_prime) if var > 0 else math.inf
+    print(
+        f"STAT grad {sampler} {path} m={m} kappa={kappa:g} mean={g.mean():.6g} exact={a_prime:.6g} "
+        f"z={z:+.3f} var={var:.4g}"
+    )
+    assert math.isfinite(var) and var > 0, f"variance of the per-sample gradient: {var!r}"
+    assert abs(z) < Z_MAX, f"mean d(mu.z)/dkappa = {g.mean()!r} vs A' = {a_prime!r}, z = {z:.2f}"
+
+
+@pytest.mark.parametrize("kappa", GRAD_CI_KAPPA)
+@pytest.mark.parametrize("m", GRAD_CI_M)
+@pytest.mark.parametrize(("sampler", "path"), GRAD_CASES)
+def test_kappa_gradient_unbiased(sampler: str, m: int, kappa: float, path: str) -> None:
+    _check_kappa_gradient(sampler, m, kappa, N_GRAD_CI, path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kappa", GRAD_FULL_KAPPA)
+@pytest.mark.parametrize("m", GRAD_FULL_M)
+@pytest.mark.parametrize(("sampler", "path"), GRAD_CASES)
+def test_kappa_gradient_unbiased_full_grid(sampler: str, m: int, kappa: float, path: str) -> None:
+    _check_kappa_gradient(sampler, m, kappa, N_GRAD_SLOW, path)
+
+
+PATHWISE_M, PATHWISE_KAPPA = 5, 2.0
+PATHWISE_ONLY = 0.1276  # mean pathwise-only gradient of Wood's sampler there (exact A' = 0.1474)
+
+
+def test_pathwise_only_gradient_would_be_biased() -> None:
+    """Differentiating Wood's accepted proposal with the Beta variate held fixed gives ``0.1276``.
+
+    A re-implementation of Wood's sampler for this demonstration: ``w = (1 - (1 + b) e) / (1 - (1 -
+    b) e)``, ``e ~ Beta((m-1)/2, (m-1)/2)``, accepted when ``kappa w + (m-1) log(1 - x0 w) - c >=
+    log U``. Its pathwise gradient ``dw/db db/dkappa`` is biased: it misses the score term of the
+    acceptance step; the unbiasedness check separates the two values by many standard errors.
+    """
+    m, n = PATHWISE_M, 20_000
+    kappa = torch.tensor(PATHWISE_KAPPA, dtype=F64, requires_grad=True)
+    b = (m - 1) / (2 * kappa + torch.sqrt(4 * kappa * kappa + (m - 1) ** 2))
+    x0 = (1 - b) / (1 + b)
+    c = kappa * x0 + (m - 1) * torch.log(1 - x0 * x0)
+    half = torch.tensor((m - 1) / 2, dtype=F64)
+    e = torch.distributions.Beta(half, half).sample((4 * n,))
+    w = (1 - (1 + b) * e) / (1 - (1 - b) * e)
+    with torch.no_grad():
+        accept = kappa * w + (m - 1) * torch.log(1 - x0 * w) - c >= torch.log(
+            torch.rand(4 * n, dtype=F64)
+        )
+    idx = torch.nonzero(accept).squeeze(-1)[:n]
+    assert idx.numel() == n
+    (db_dkappa,) = torch.autograd.grad(b, kappa)
+    bd, ed = b.detach(), e[idx]
+    dw_db = -2 * ed * (1 - ed) / (1 - (1 - bd) * ed) ** 2
+    g = (dw_db * db_dkappa).numpy()
+    _, _, a_prime = _exact(m, PATHWISE_KAPPA)
+    assert a_prime == pytest.approx(0.1474, abs=5e-5)
+    assert abs(_z_score(g, PATHWISE_ONLY)) < Z_MAX
+    assert abs(_z_score(g, a_prime)) > Z_MAX
+
+
+@pytest.mark.parametrize(("sampler", "path"), GRAD_CASES)
+def test_kappa_gradient_is_not_the_pathwise_one(sampler: str, path: str) -> None:
+    g = kappa_gradients(sampler, PATHWISE_M, PATHWISE_KAPPA, N_GRAD_CI, GRAD_PATHS[path])
+    _, _, a_prime = _exact(PATHWISE_M, PATHWISE_KAPPA)
+    z_exact, z_pathwise = _z_score(g, a_prime), _z_score(g, PATHWISE_ONLY)
+    assert abs(z_exact) < Z_MAX, (
+        f"mean gradient {g.mean()!r} vs exact {a_prime!r}: z = {z_exact:.2f}"
+    )
+    assert abs(z_pathwise) > Z_MAX, f"mean gradient {g.mean()!r} is the biased pathwise value"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 6: gradient in loc
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kappa", [1.0, 100.0])
+@pytest.mark.parametrize("m", [2, 3, 10])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_loc_gradient_tangential(sampler: str, m: int, kappa: float) -> None:
+    """``(I - mu mu^T) d E[a.z] / d mu = A (I - mu mu^T) a``, per coordinate within 4 SE.
+
+    ``loc`` is a leaf with ``rows`` identical rows drawing ``per_row`` samples each: the gradient of
+    each row is an independent sample of the gradient of the mean of ``per_row`` draws.
+    """
+    per_row = 16
+    rows = N_GRAD_CI // per_row
+    mu = _unit_vector(m, _seed("loc", m))
+    a = torch.randn(m, dtype=F64)
+    loc = mu.expand(rows, m).clone().requires_grad_(True)
+    z = VonMisesFisher(loc, torch.full((rows,), kappa, dtype=F64), sampler=sampler).rsample(
+        (per_row,)
+    )
+    (g,) = torch.autograd.grad((z @ a).sum() / per_row, loc)
+    g_tan = (g - (g @ mu)[:, None] * mu).numpy()  # (rows, m): one independent gradient per row
+    a_mean, _, _ = _exact(m, kappa)
+    target = (a_mean * (a - (a @ mu) * mu)).numpy()
+    mean = g_tan.mean(0)
+    se = g_tan.std(0, ddof=1) / math.sqrt(rows)
+    assert np.all(se > 0)
+    z_scores = (mean - target) / se
+    assert np.all(np.abs(z_scores) < Z_MAX), f"z-scores per coordinate: {z_scores}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# 7, 8, 9: MH at m = 3, no garbage at large kappa, batches
+# ---------------------------------------------------------------------------------------------------
+def test_mh_runs_its_own_chain_at_m3() -> None:
+    m, kappa, n = 3, 10.0, N_CI
+    z, mu, q = _draw("mh", m, kappa, n)
+    rate = q.acceptance_rate
+    assert rate is not None and rate.shape == q.batch_shape
+    assert bool(((rate > 0) & (rate < 1)).all()), f"MH acceptance rate {rate} is not in (0, 1)"
+    theta, _ = _theta_and_t(z, mu)
+    p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of MH at m=3: p = {p:.3g}"
+    # the rejection sampler uses the closed-form inversion there: every draw is accepted
+    q_rej = VonMisesFisher(mu, torch.tensor(kappa, dtype=F64), sampler="rejection")
+    q_rej.rsample((10,))
+    assert q_rej.acceptance_rate is not None and bool((q_rej.acceptance_rate == 1).all())
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_no_silent_garbage_at_large_kappa(sampler: str) -> None:
+    m, kappa, n = 5, 1e4, N_CI
+    z, mu, _ = _draw(sampler, m, kappa, n)
+    w = (z @ mu).numpy()
+    assert np.all(w > 0.99), f"min mu.z = {w.min()!r}"
+    _, t = _theta_and_t(z, mu)
+    _, one_minus_a, _ = _exact(m, kappa)
+    z_score = _z_score(t, one_minus_a)
+    assert abs(z_score) < Z_MAX, (
+        f"mean of 1 - mu.z: {t.mean()!r} vs {one_minus_a!r}, z = {z_score:.2f}"
+    )
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_batch_rows_have_their_own_parameters(sampler: str) -> None:
+    m, n = 10, N_CI
+    kappas = torch.tensor([0.1, 10.0, 1000.0, 1e4, 1e5], dtype=F64)
+    locs = torch.stack([_unit_vector(m, _seed("batch", i)) for i in range(kappas.numel())])
+    q = VonMisesFisher(locs, kappas, sampler=sampler)
+    z = q.rsample((n,))
+    assert z.shape == (n, kappas.numel(), m)
+    if sampler == "inverse_cdf":
+        assert q.acceptance_rate is None
+    else:
+        assert q.acceptance_rate is not None and q.acceptance_rate.shape == q.batch_shape
+    for i, kappa in enumerate(kappas.tolist()):
+        _, t = _theta_and_t(z[:, i], locs[i])
+        _, one_minus_a, _ = _exact(m, kappa)
+        z_score = _z_score(t, one_minus_a)
+        assert abs(z_score) < Z_MAX, f"row {i} (kappa={kappa}): z = {z_score:.2f}"

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor
 from torch.distributions import constraints
 
-__all__ = ["Sphere", "sphere"]
+__all__ = ["ProductSupport", "Sphere", "sphere"]
 
 
 class Sphere(constraints.Constraint):
@@ -31,3 +31,33 @@ class Sphere(constraints.Constraint):
 
 
 sphere = Sphere()
+
+
+class ProductSupport(constraints.Constraint):
+    """The support of a product of factors with one-dimensional events, concatenated on the last axis.
+
+    ``check`` splits the last axis into blocks of ``lengths``, checks each block against its factor's
+    constraint and returns their conjunction, of shape ``value.shape[:-1]``. (``constraints.cat`` is not
+    usable here: it concatenates the per-block results, which for event constraints such as the sphere
+    have no last axis left to concatenate along.)
+    """
+
+    event_dim = 1
+
+    def __init__(self, parts: list[constraints.Constraint], lengths: list[int]) -> None:
+        if len(parts) != len(lengths):
+            raise ValueError(f"parts and lengths differ in length: {len(parts)} != {len(lengths)}")
+        self.parts = parts
+        self.lengths = lengths
+        super().__init__()
+
+    def check(self, value: Tensor) -> Tensor:
+        ok = torch.ones(value.shape[:-1], dtype=torch.bool, device=value.device)
+        for part, block in zip(self.parts, torch.split(value, self.lengths, dim=-1), strict=True):
+            result = part.check(block)
+            # a constraint on scalars (event_dim 0) answers per coordinate: all must hold
+            ok = ok & (result.all(-1) if part.event_dim == 0 else result)
+        return ok
+
+    def __repr__(self) -> str:
+        return f"ProductSupport({self.parts}, lengths={self.lengths})"

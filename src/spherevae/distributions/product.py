@@ -9,6 +9,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
+from .constraints import ProductSupport
 from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher
 
@@ -75,7 +76,7 @@ class ProductDistribution(Distribution):
 
     @constraints.dependent_property(is_discrete=False, event_dim=1)
     def support(self) -> constraints.Constraint:
-        return constraints.cat([c.support for c in self.components], dim=-1, lengths=self.sizes)
+        return ProductSupport([c.support for c in self.components], self.sizes)
 
     def expand(
         self,

@@ -163,8 +163,21 @@ class VonMisesFisher(Distribution):
 
     @property
     def variance(self) -> Tensor:
-        """Diagonal of the covariance ``(A / kappa)(I - mu mu^T) + A'(kappa) mu mu^T``; ``1/m`` at ``kappa = 0``."""
-        _, _, a_over_kappa, a_prime = mean_resultant_terms(self._order, self._kappa64().detach())
+        """Diagonal of the covariance ``(A / kappa)(I - mu mu^T) + A'(kappa) mu mu^T``; ``1/m`` at ``kappa = 0``.
+
+        Differentiable in ``loc`` and ``concentration``: ``A'`` is then the autograd derivative of
+        :func:`~spherevae.special.ive_ratio`, which is formed without cancellation and is itself
+        differentiable, and ``A / kappa`` uses its limit ``1/m`` at ``kappa = 0`` (where its slope is 0).
+        """
+        kappa = self._kappa64()
+        if torch.is_grad_enabled() and kappa.requires_grad:
+            ratio = ive_ratio(self._order, kappa)
+            (a_prime,) = torch.autograd.grad(ratio.sum(), kappa, create_graph=True)
+            positive = kappa > 0
+            kappa_safe = torch.where(positive, kappa, torch.ones_like(kappa))
+            a_over_kappa = torch.where(positive, ratio / kappa_safe, 1.0 / self.dim)
+        else:
+            _, _, a_over_kappa, a_prime = mean_resultant_terms(self._order, kappa.detach())
         mu2 = self.loc.to(a_prime.dtype) ** 2
         var = a_over_kappa.unsqueeze(-1) * (1 - mu2) + a_prime.unsqueeze(-1) * mu2
         return var.to(self.loc.dtype)

@@ -57,6 +57,7 @@ import torch
 from scipy import integrate, stats
 
 from spherevae.distributions import VonMisesFisher
+from spherevae.distributions import _vmf_marginal as marginal
 from spherevae.special import ive_ratio, mean_resultant_terms
 
 SAMPLERS = ("rejection", "inverse_cdf", "mh")
@@ -535,3 +536,24 @@ def test_batch_rows_have_their_own_parameters(sampler: str) -> None:
         _, one_minus_a, _ = _exact(m, kappa)
         z_score = _z_score(t, one_minus_a)
         assert abs(z_score) < Z_MAX, f"row {i} (kappa={kappa}): z = {z_score:.2f}"
+
+
+def test_rejection_gives_up_loudly(monkeypatch):
+    """A sampler that never accepts raises ``RuntimeError`` naming (m, kappa) after bounded rounds.
+
+    The acceptance test is forced to reject every proposal (log-ratio ``-inf``); the sampler must stop
+    after ``_REJECTION_MAX_ROUNDS`` rounds rather than loop forever or return a default value.
+    """
+    rounds = []
+    real_proposal = marginal._wood_proposal
+
+    def counting_proposal(*args):
+        rounds.append(1)
+        return real_proposal(*args)
+
+    monkeypatch.setattr(marginal, "_wood_proposal", counting_proposal)
+    monkeypatch.setattr(marginal, "_wood_log_ratio", lambda t, *args: torch.full_like(t, -math.inf))
+    q = VonMisesFisher(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), torch.tensor(12.5))
+    with pytest.raises(RuntimeError, match=r"m=5, kappa=12\.5"):
+        q.rsample((3,))
+    assert len(rounds) == marginal._REJECTION_MAX_ROUNDS

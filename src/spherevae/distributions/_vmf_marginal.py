@@ -65,10 +65,10 @@ _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass ou
 _NEWTON_STEPS = 6
 _GRADED_PANELS = 8  # per-sample gradient quadrature: panels of width L/255, 2L/255, ..., 128L/255
 # below this many samples per batch element the per-sample quadrature (64 density evaluations a
-# sample) is cheaper than tabulating the grid (512 evaluations a batch element, then 16 a sample)
+# sample) is cheaper than tabulating the grid (512 evaluations a batch element, then 8 a sample)
 _DIRECT_GRADIENT_MAX_SAMPLES = 8
-_REJECTION_FIRST_CANDIDATES = 4
-_REJECTION_MAX_ROUNDS = 12  # 4 + 8 + ... + 8192 candidates per sample before giving up
+_REJECTION_FIRST_CANDIDATES = 2
+_REJECTION_MAX_ROUNDS = 12  # 2 + 4 + ... + 4096 candidates per sample before giving up
 
 
 def _theta_from_t(t: Tensor) -> Tensor:
@@ -136,7 +136,9 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
     pending_idx = torch.arange(kappa_all.numel(), device=kappa.device)
     acceptance = None
     n_cand = _REJECTION_FIRST_CANDIDATES
+    drawn = 0
     for _ in range(_REJECTION_MAX_ROUNDS):
+        drawn += n_cand
         k, bb, xx, oo = (a[pending_idx] for a in (kappa_all, b, x0, one_minus_x0))
         t = _wood_proposal(bb, m, torch.Size((n_cand, k.numel())))
         log_u = torch.log(torch.rand_like(t))
@@ -153,7 +155,7 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
         n_cand *= 2
     bad = kappa_all[pending_idx[0]].item()
     raise RuntimeError(
-        f"von Mises-Fisher rejection sampler: no proposal accepted after {2 * n_cand - 4} candidates "
+        f"von Mises-Fisher rejection sampler: no proposal accepted after {drawn} candidates "
         f"for m={m}, kappa={bad!r}"
     )
 
@@ -337,11 +339,17 @@ class MarginalGrid:
         j = self._cell(theta)
         a = self.theta_lo[:, None] + self.width[:, None] * j
         b = a + self.width[:, None]
-        left = self.cum_grad_left.gather(-1, j) + self._integral(a, theta, with_score=True)
-        right = self.cum_grad_right.gather(-1, j + 1) + self._integral(theta, b, with_score=True)
+        # one oriented integral, towards the end of the support on the far side of the mode:
+        # -(cum_left[j] + int_a^theta) = -cum_left[j] + int_theta^a, and cum_right[j+1] + int_theta^b
         use_left = theta < self.theta_mode[:, None]
+        edge = torch.where(use_left, a, b)
+        cumulative = torch.where(
+            use_left, -self.cum_grad_left.gather(-1, j), self.cum_grad_right.gather(-1, j + 1)
+        )
         dens = self._density(theta)
-        dtheta = torch.where(use_left, -left, right) / dens.clamp(min=1e-300)
+        dtheta = (cumulative + self._integral(theta, edge, with_score=True)) / dens.clamp(
+            min=1e-300
+        )
         # samples so deep in a tail that their density underflows carry no usable gradient
         dtheta = torch.where(dens > 0, dtheta, torch.zeros_like(dtheta))
         return torch.sin(theta) * dtheta

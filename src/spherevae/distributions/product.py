@@ -76,7 +76,8 @@ class ProductDistribution(Distribution):
 
     @constraints.dependent_property(is_discrete=False, event_dim=1)
     def support(self) -> constraints.Constraint:
-        return ProductSupport([c.support for c in self.components], self.sizes)
+        parts: list[constraints.Constraint] = [c.support for c in self.components]  # type: ignore[misc]
+        return ProductSupport(parts, self.sizes)
 
     def expand(
         self,

@@ -65,7 +65,9 @@ def _kappa(batch_shape, dtype, device, gen, low=0.5, high=40.0) -> torch.Tensor:
     return k.to(dtype=dtype, device=device).requires_grad_()
 
 
-def _vmf_params(m: int):
+def _directional_params(m: int):
+    """``loc`` and ``concentration`` for a vMF or Power Spherical on ``S^(m-1)``."""
+
     def params(batch_shape, dtype, device):
         gen = _gen(batch_shape)
         return {
@@ -81,17 +83,6 @@ def _vmf_ctor(sampler: str):
         return VonMisesFisher(loc, concentration, sampler=sampler)
 
     return ctor
-
-
-def _ps_params(m: int):
-    def params(batch_shape, dtype, device):
-        gen = _gen(batch_shape)
-        return {
-            "loc": _unit(batch_shape, m, dtype, device, gen),
-            "concentration": _kappa(batch_shape, dtype, device, gen),
-        }
-
-    return params
 
 
 def _uniform_params(m: int):
@@ -170,10 +161,12 @@ class Example(NamedTuple):
 
 
 EXAMPLES: list[Example] = [
-    *(Example(f"vmf5-{s}", _vmf_ctor(s), _vmf_params(5), 5) for s in SAMPLERS),
-    Example("vmf3-rejection", _vmf_ctor("rejection"), _vmf_params(3), 3),  # closed-form m = 3 path
-    Example("vmf2-inverse_cdf", _vmf_ctor("inverse_cdf"), _vmf_params(2), 2),
-    Example("power_spherical4", PowerSpherical, _ps_params(4), 4),
+    *(Example(f"vmf5-{s}", _vmf_ctor(s), _directional_params(5), 5) for s in SAMPLERS),
+    Example(
+        "vmf3-rejection", _vmf_ctor("rejection"), _directional_params(3), 3
+    ),  # closed-form m = 3 path
+    Example("vmf2-inverse_cdf", _vmf_ctor("inverse_cdf"), _directional_params(2), 2),
+    Example("power_spherical4", PowerSpherical, _directional_params(4), 4),
     Example("uniform6", HypersphericalUniform, _uniform_params(6), 6, has_mode=False),
     Example("product-vmf5xvmf5", _product_vmf_vmf, _product_vmf_vmf_params, 10),
     Example("product-vmf3xps4xnormal2", _product_mixed, _product_mixed_params, 9),

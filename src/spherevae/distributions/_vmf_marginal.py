@@ -28,8 +28,10 @@ CDF ``F(theta; kappa)``, ``d theta / d kappa = -(dF/dkappa) / p(theta)``, and
 ``dF/dkappa (theta) = int_0^theta (cos phi - A) p(phi) dphi`` because ``d log p / d kappa = cos phi - A``
 (``A = E[w]``). This is the exact gradient of the sample for every sampler (it depends on the sample,
 not on how it was drawn), so the estimator is unbiased, unlike the pathwise term of the rejection
-sampler alone. The integral is taken from whichever end of ``[0, pi]`` lies on the far side of the mode,
-so that it is a sum of small terms, not the difference of two large ones.
+sampler alone. The integral is taken from the end of ``[0, pi]`` on the same side of
+``theta* = arccos A`` as the sample, where ``cos phi - A`` does not change sign: a sum of terms of one
+sign, never the difference of two large integrals (splitting at the mode instead loses every digit for
+samples between the mode and ``theta*``, e.g. near ``theta = 0`` at ``m = 2``).
 
 References:
     A. T. A. Wood (1994), Simulation of the von Mises Fisher distribution, Comm. Statist. Simul. 23.
@@ -60,13 +62,19 @@ __all__ = [
 _GL_NODES, _GL_WEIGHTS = (
     torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8)
 )
+# per-sample gradient quadrature: one Gauss-Legendre panel of 20 nodes over the stretch where the
+# integrand is above exp(-60) of its value at the sample (measured against a 24-panel x 20-node rule
+# over m in [2, 20000], kappa in [0, 1e6], samples and points across the support: relative error <= 2e-8)
+_DIRECT_NODES, _DIRECT_WEIGHTS = (
+    torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(20)
+)
+_DIRECT_LOG_DECAY = 60.0
 _GRID_CELLS = 64
 _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass outside is negligible
 _NEWTON_STEPS = 6
-_GRADED_PANELS = 8  # per-sample gradient quadrature: panels of width L/255, 2L/255, ..., 128L/255
-# below this many samples per batch element the per-sample quadrature (64 density evaluations a
+# below this many samples per batch element the per-sample quadrature (20 density evaluations a
 # sample) is cheaper than tabulating the grid (512 evaluations a batch element, then 8 a sample)
-_DIRECT_GRADIENT_MAX_SAMPLES = 8
+_DIRECT_GRADIENT_MAX_SAMPLES = 32
 _REJECTION_FIRST_CANDIDATES = 2
 _REJECTION_MAX_ROUNDS = 12  # 2 + 4 + ... + 4096 candidates per sample before giving up
 
@@ -205,7 +213,10 @@ def closed_form_m3(kappa: Tensor, n: int) -> Tensor:
 
 
 class _Support:
-    """Where the marginal of ``theta`` lives: ``E[w] +- 50 sd(w)`` mapped to ``theta``, and its mode."""
+    """Where the marginal of ``theta`` lives: ``E[w] +- 50 sd(w)`` mapped to ``theta``; ``theta* = arccos A``.
+
+    ``theta*`` is where the score ``d log p / d kappa = cos theta - A`` changes sign.
+    """
 
     def __init__(self, kappa: Tensor, m: int) -> None:
         _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
@@ -213,48 +224,58 @@ class _Support:
         sd = torch.sqrt(var.clamp(min=0.0))
         self.theta_lo = _theta_from_t((one_minus_mean - _GRID_HALF_WIDTH_SD * sd).clamp(min=0.0))
         self.theta_hi = _theta_from_t((one_minus_mean + _GRID_HALF_WIDTH_SD * sd).clamp(max=2.0))
-        # mode of p(theta): kappa sin^2 = (m - 2) cos, so cos = 2 kappa / (m - 2 + sqrt((m-2)^2 + 4 kappa^2))
-        denom = (m - 2) + torch.sqrt((m - 2) ** 2 + 4 * kappa * kappa)
-        cos_mode = torch.where(
-            denom > 0, 2 * kappa / denom.clamp(min=1e-300), torch.ones_like(kappa)
-        )
-        self.theta_mode = torch.acos(cos_mode.clamp(-1.0, 1.0))
+        self.theta_star = _theta_from_t(one_minus_mean)
 
 
-def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
-    """Gauss-Legendre nodes ``(..., 8)`` and weights for ``int_a^b`` (oriented: ``b < a`` is allowed)."""
+def _gl_nodes(
+    a: Tensor, b: Tensor, rule: tuple[Tensor, Tensor] = (_GL_NODES, _GL_WEIGHTS)
+) -> tuple[Tensor, Tensor]:
+    """Gauss-Legendre nodes ``(..., k)`` and weights for ``int_a^b`` (oriented: ``b < a`` is allowed)."""
     half = ((b - a) / 2).unsqueeze(-1)
-    nodes = a.unsqueeze(-1) + half * (1 + _GL_NODES.to(a.device))
-    return nodes, half * _GL_WEIGHTS.to(a.device)
+    nodes = a.unsqueeze(-1) + half * (1 + rule[0].to(a.device))
+    return nodes, half * rule[1].to(a.device)
 
 
 def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
     """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
 
-    ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi`` with ``end`` the end of
-    the support on the far side of the mode (both tails give this one oriented integral; on the far
-    side ``p(phi) <= p(theta)``, so nothing overflows and the terms are small). The interval is cut
-    into panels growing geometrically away from ``theta``, where the integrand is largest.
+    ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
+    the end of the support on the sample's side of ``theta* = arccos A`` (so the integrand has one sign).
+    The integrand is cut where it has fallen below ``exp(-60)`` of its value at ``theta``: with
+    ``l = log p``, ``lambda = -dl/dx`` and ``c = -d^2 l / dx^2`` at the sample (``x`` the distance away
+    from it, both clamped at 0), the cut is the root ``D = 2K / (lambda + sqrt(lambda^2 + 2 c K))`` of
+    ``lambda D + c D^2 / 2 = K``. One 20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then
+    matches a 24-panel reference to 2e-8 (relative) over the whole range of ``m`` and ``kappa``.
     """
     support = _Support(kappa, m)
     theta = _theta_from_t(t)
     lo, hi = support.theta_lo[:, None], support.theta_hi[:, None]
-    left = theta < support.theta_mode[:, None]
+    left = theta <= support.theta_star[:, None]
     end = torch.where(
         left,
         torch.where(theta > lo, lo, torch.zeros_like(theta)),
         torch.where(theta < hi, hi, torch.full_like(theta, math.pi)),
     )
-    steps = torch.arange(_GRADED_PANELS + 1, dtype=t.dtype, device=t.device)
-    grading = (2.0**steps - 1) / (2.0**_GRADED_PANELS - 1)
-    breaks = theta.unsqueeze(-1) + (end - theta).unsqueeze(-1) * grading  # (B, n, P + 1)
-    nodes, weights = _gl_nodes(breaks[..., :-1], breaks[..., 1:])  # (B, n, P, 8)
+    one_minus_cos, sin = _angle_terms(theta)
+    k = kappa[:, None]
+    cos = 1 - one_minus_cos
+    # dl/dtheta = -kappa sin + (m - 2) cos / sin, d^2l/dtheta^2 = -kappa cos - (m - 2) / sin^2
+    slope = -k * sin + (m - 2) * cos / sin
+    curvature = -k * cos - (m - 2) / (sin * sin)
+    direction = torch.where(left, -1.0, 1.0).to(theta.dtype)
+    lam = (-direction * slope).clamp(min=0.0)
+    c = (-curvature).clamp(min=0.0)
+    cut = 2 * _DIRECT_LOG_DECAY / (lam + torch.sqrt(lam * lam + 2 * _DIRECT_LOG_DECAY * c))
+    length = (end - theta).abs()
+    # a non-finite cut (sin underflowing at the very ends) falls back to the whole stretch
+    length = torch.where(torch.isfinite(cut), torch.minimum(length, cut), length)
+    nodes, weights = _gl_nodes(theta, theta + direction * length, (_DIRECT_NODES, _DIRECT_WEIGHTS))
     t_nodes, sin_nodes = _angle_terms(nodes)
-    log_p_theta = _log_density(t, torch.sin(theta), kappa[:, None], m)[..., None, None]
-    log_ratio = _log_density(t_nodes, sin_nodes, kappa[:, None, None, None], m) - log_p_theta
-    score = support.one_minus_mean[:, None, None, None] - t_nodes
-    dtheta = (weights * score * torch.exp(log_ratio)).sum((-1, -2))
-    return torch.sin(theta) * dtheta
+    log_p_theta = _log_density(one_minus_cos, sin, k, m).unsqueeze(-1)
+    log_ratio = _log_density(t_nodes, sin_nodes, k.unsqueeze(-1), m) - log_p_theta
+    score = support.one_minus_mean[:, None, None] - t_nodes
+    dtheta = (weights * score * torch.exp(log_ratio)).sum(-1)
+    return sin * dtheta
 
 
 def dt_dkappa(t: Tensor, kappa: Tensor, m: int, grid: MarginalGrid | None = None) -> Tensor:
@@ -276,7 +297,7 @@ class MarginalGrid:
         self.kappa, self.m = kappa, m
         support = _Support(kappa, m)
         self.one_minus_mean = one_minus_mean = support.one_minus_mean
-        self.theta_lo, self.theta_mode = support.theta_lo, support.theta_mode
+        self.theta_lo, self.theta_star = support.theta_lo, support.theta_star
         self.width = (support.theta_hi - self.theta_lo) / _GRID_CELLS
 
         edges = self.theta_lo.unsqueeze(-1) + self.width.unsqueeze(-1) * torch.arange(
@@ -339,9 +360,9 @@ class MarginalGrid:
         j = self._cell(theta)
         a = self.theta_lo[:, None] + self.width[:, None] * j
         b = a + self.width[:, None]
-        # one oriented integral, towards the end of the support on the far side of the mode:
+        # one oriented integral, towards the end of the support on the sample's side of theta*:
         # -(cum_left[j] + int_a^theta) = -cum_left[j] + int_theta^a, and cum_right[j+1] + int_theta^b
-        use_left = theta < self.theta_mode[:, None]
+        use_left = theta <= self.theta_star[:, None]
         edge = torch.where(use_left, a, b)
         cumulative = torch.where(
             use_left, -self.cum_grad_left.gather(-1, j), self.cum_grad_right.gather(-1, j + 1)

@@ -557,3 +557,65 @@ def test_rejection_gives_up_loudly(monkeypatch):
     with pytest.raises(RuntimeError, match=r"m=5, kappa=12\.5"):
         q.rsample((3,))
     assert len(rounds) == marginal._REJECTION_MAX_ROUNDS
+
+
+GRADIENT_QUADRATURE_CELLS = [
+    (2, 0.1),
+    (2, 1e4),
+    (3, 5.0),
+    (5, 2.0),
+    (10, 0.0),
+    (64, 30.0),
+    (256, 1e3),
+    (1024, 10.0),
+    (20000, 1e5),
+]
+
+
+def _reference_dt_dkappa(theta: float, m: int, kappa: float, a: float) -> float:
+    """``dt/dkappa = sin(theta) d theta / d kappa`` by ``scipy.integrate.quad``, independent of the package.
+
+    ``d theta / d kappa = -int_0^theta (cos - A) p / p(theta)`` when ``cos theta >= A``, else
+    ``int_theta^pi (cos - A) p / p(theta)``: both integrands have one sign. The density ratio is formed
+    in log space; the interval is split at geometric distances from ``theta`` so that quad resolves
+    the part next to the sample, where the integrand is largest.
+    """
+
+    def log_p(phi: float) -> float:
+        out = -kappa * (1 - math.cos(phi))
+        return out + (m - 2) * math.log(math.sin(phi)) if m > 2 else out
+
+    log_p_theta = log_p(theta)
+
+    def integrand(phi: float) -> float:
+        return (math.cos(phi) - a) * math.exp(log_p(phi) - log_p_theta)
+
+    left = math.cos(theta) >= a
+    end = 0.0 if left else math.pi
+    span = end - theta
+    points = sorted(theta + span * 2.0**-j for j in range(1, 40))
+    lo, hi = min(theta, end), max(theta, end)
+    value, _ = integrate.quad(integrand, lo, hi, points=points, epsabs=0.0, epsrel=1e-11, limit=800)
+    return math.sin(theta) * (-value if left else value)
+
+
+@pytest.mark.parametrize(("m", "kappa"), GRADIENT_QUADRATURE_CELLS)
+def test_kappa_derivative_quadrature(m: int, kappa: float) -> None:
+    """``dt/dkappa`` of both quadratures (per-sample and tabulated) against ``scipy.integrate.quad``.
+
+    At quantiles 0.0005 ... 0.9995 of a sample, relative error <= 1e-7: far below the Monte Carlo
+    noise of any gradient estimate, so the implicit gradient is unbiased for every purpose. A
+    deterministic check (no statistics).
+    """
+    k = torch.tensor([kappa], dtype=torch.float64)
+    t, _ = marginal.wood_rejection(k, m, 2000)
+    t = t.sort(-1).values[:, [1, 20, 200, 1000, 1800, 1980, 1998]]
+    a = float(ive_ratio(m / 2 - 1, k)[0])
+    theta = marginal._theta_from_t(t)[0].tolist()
+    expected = torch.tensor(
+        [[_reference_dt_dkappa(th, m, kappa, a) for th in theta]], dtype=torch.float64
+    )
+    direct = marginal.dt_dkappa_direct(t, k, m)
+    tabulated = marginal.MarginalGrid(k, m).dt_dkappa(t)
+    torch.testing.assert_close(direct, expected, rtol=1e-7, atol=0.0)
+    torch.testing.assert_close(tabulated, expected, rtol=1e-7, atol=0.0)

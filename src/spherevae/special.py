@@ -211,28 +211,47 @@ def _debye_ratio(nu: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
 _SERIES_SCALE = 81.0  # largest c = z^2 / (4 (v + 1)) in the series region
 
 
-def _series_coefficients(v: Tensor) -> Tensor:
+def _series_terms(c_max: float) -> int:
+    """Fewest terms ``n`` whose tail ``c^(n+1) / (n+1)!`` is below ``1e-17`` of the first term ``c``.
+
+    Term ``j`` of the tail series is at most ``c^j / j!`` (since ``(v+1)_j >= (v+1)^j``), and the sum is at
+    least its first term ``c``; so ``n`` terms leave a relative error below ``c^n / (n+1)! < 1e-17``.
+    ``c <= 81`` needs the full 180; ``c <= 1`` (small arguments, the usual case for small kappa) 19.
+    """
+    if c_max <= 0.0:
+        return 1
+    log_c = math.log(c_max)
+    for n in range(1, _SERIES_TERMS):
+        if n * log_c - math.lgamma(n + 2) < math.log(1e-17):
+            return n
+    return _SERIES_TERMS
+
+
+def _series_coefficients(v: Tensor, n_terms: int = _SERIES_TERMS) -> Tensor:
     """``d_j = (81 (v+1))^j / (j! (v+1)_j)`` for orders ``v`` and ``v + 1``: ``v.shape + (terms, 2)``.
 
     A ``cumprod`` of ``81 (v + 1) / (i (v' + i))``; every factor is at most ``81 / i``, so ``d_j <= 81^j / j!``
     stays below ``e^81`` and nothing overflows, whatever the order.
     """
-    j = torch.arange(1, _SERIES_TERMS + 1, dtype=v.dtype, device=v.device).unsqueeze(-1)
+    j = torch.arange(1, n_terms + 1, dtype=v.dtype, device=v.device).unsqueeze(-1)
     scale = (_SERIES_SCALE * (v + 1)).unsqueeze(-1).unsqueeze(-1)  # (..., 1, 1)
     orders = torch.stack([v, v + 1], dim=-1).unsqueeze(-2)  # (..., 1, 2)
     return torch.cumprod(scale / (j * (orders + j)), dim=-2)
 
 
-def _series(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
+def _series(
+    v: Tensor, z: Tensor, with_log: bool, n_terms: int = _SERIES_TERMS
+) -> dict[str, Tensor]:
     """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``).
 
     ``0F1(; v+1; z^2/4) - 1 = sum_{j >= 1} (c / 81)^j d_j``, with powers of ``c / 81 <= 1``; ``v`` is
     either one order (0-dimensional, the usual case: the coefficients are computed once and the sums are
-    one matmul) or one order per element of ``z``.
+    one matmul) or one order per element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer
+    than 180 where every ``c`` is known to be small.
     """
-    scaled = (z * z / (4 * _SERIES_SCALE * (v + 1))).unsqueeze(-1)
-    powers = torch.cumprod(scaled.expand(*z.shape, _SERIES_TERMS), dim=-1)
-    coef = _series_coefficients(v)
+    c = z * z / (4 * (v + 1))
+    powers = torch.cumprod((c / _SERIES_SCALE).unsqueeze(-1).expand(*z.shape, n_terms), dim=-1)
+    coef = _series_coefficients(v, n_terms)
     tails = powers @ coef if v.dim() == 0 else (powers.unsqueeze(-1) * coef).sum(-2)
     tail_v, tail_v1 = tails[..., 0], tails[..., 1]
     ratio_over_z = (1 + tail_v1) / ((2 * (v + 1)) * (1 + tail_v))
@@ -282,7 +301,10 @@ class _BesselValues:
             series_idx = in_series.nonzero(as_tuple=True)
             debye_idx = (~in_series).nonzero(as_tuple=True)
             v_s = v if scalar_v else v_full[series_idx]
-            series = _series(v_s, z[series_idx], with_log)
+            z_s = z[series_idx]
+            # on the CPU the largest c is known at no cost: sum only the terms it needs
+            c_max = float((z_s * z_s / (4 * (v_s + 1))).max()) if z_s.numel() else 0.0
+            series = _series(v_s, z_s, with_log, _series_terms(c_max))
             debye = _debye(v_full[debye_idx], z[debye_idx], with_log)
             merged = {}
             for key, value in series.items():

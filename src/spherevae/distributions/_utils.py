@@ -62,63 +62,58 @@ class _PlaceOnSphere(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, t: Tensor, loc: Tensor, gauss: Tensor) -> Tensor:
-        # Sample-sized and (batch, m)-sized work stays in the sample dtype; only per-sample and
-        # per-row scalars are formed in the working dtype. ``u`` is never built: s u = loc + s e_1,
-        # and every product with it is written through ``loc`` and a first-coordinate correction.
-        work = work_dtype(loc.device)
-        loc_first = loc[:, 0].to(work)
-        sign = torch.where(loc_first >= 0, 1.0, -1.0).to(work)  # (B,)
+        # Everything runs in the sample dtype: the result is a vector in that dtype, and on a CPU every
+        # extra (or wider) temporary costs page faults. ``u`` is never built: s u = loc + s e_1, and
+        # every product with it is written through ``loc`` and a first-coordinate correction.
+        loc_first = loc[:, 0]
+        sign = torch.where(loc_first >= 0, 1.0, -1.0).to(loc.dtype)  # (B,)
         u_first = 1 + sign * loc_first  # 1 + |loc_1|
-        loc_norm2 = torch.linalg.vector_norm(loc, dim=-1).to(work) ** 2
+        loc_norm2 = torch.linalg.vector_norm(loc, dim=-1) ** 2
         uu = u_first * u_first + loc_norm2 - loc_first * loc_first  # |u|^2
         tangent = gauss[..., 1:]
-        nu = torch.linalg.vector_norm(tangent, dim=-1).to(work)  # (n, B)
-        p = torch.einsum("nbm,bm->nb", tangent, loc[:, 1:]).to(work)  # loc' . g'
-        t_w = t.to(work)
-        radial = torch.sqrt(t_w * (2 - t_w))
-        c = radial / nu.clamp(min=torch.finfo(work).tiny)
-        ux = u_first * (1 - t_w) + c * sign * p  # u . x
+        nu = torch.linalg.vector_norm(tangent, dim=-1)  # (n, B)
+        p = torch.einsum("nbm,bm->nb", tangent, loc[:, 1:])  # loc' . g'
+        radial = torch.sqrt(t * (2 - t))
+        c = radial / nu.clamp(min=torch.finfo(nu.dtype).tiny)
+        ux = u_first * (1 - t) + c * sign * p  # u . x
         k = 2 * ux / uu
-        z: Tensor = gauss * (-sign * c).to(gauss.dtype).unsqueeze(-1)
-        z.addcmul_(k.to(gauss.dtype).unsqueeze(-1), loc)  # + k s u, first coordinate set below
-        z[..., 0] = (-sign * (1 - t_w) + k * sign * u_first).to(z.dtype)
+        z: Tensor = gauss * (-sign * c).unsqueeze(-1)
+        z.addcmul_(k.unsqueeze(-1), loc)  # + k s u, first coordinate set below
+        z[..., 0] = -sign * (1 - t) + k * sign * u_first
         # |z| = 1 in exact arithmetic; rounding leaves it a few ulps off, which one rescaling removes
         z.div_(torch.linalg.vector_norm(z, dim=-1, keepdim=True))
-        ctx.save_for_backward(t_w, loc, gauss, u_first, uu, sign, nu, p, c, ux, radial)
+        ctx.save_for_backward(t, loc, gauss, u_first, uu, sign, nu, p, c, ux, radial)
         return z
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
-        t_w, loc, gauss, u_first, uu, sign, nu, p, c, ux, radial = ctx.saved_tensors
-        work = t_w.dtype
-        grad_first = grad[..., 0].to(work)
+        t, loc, gauss, u_first, uu, sign, nu, p, c, ux, radial = ctx.saved_tensors
+        grad_first = grad[..., 0]
         # u . G = u_1 G_1 + s (loc' . G')
-        loc_dot_grad = torch.einsum("nbm,bm->nb", grad[..., 1:], loc[:, 1:]).to(work)
+        loc_dot_grad = torch.einsum("nbm,bm->nb", grad[..., 1:], loc[:, 1:])
         uG = u_first * grad_first + sign * loc_dot_grad
         grad_t = grad_loc = None
         if ctx.needs_input_grad[0]:
             k_grad = 2 * uG / uu
-            g_tangent = torch.einsum("nbm,nbm->nb", grad[..., 1:], gauss[..., 1:]).to(work)
+            g_tangent = torch.einsum("nbm,nbm->nb", grad[..., 1:], gauss[..., 1:])
             y_first = -sign * (grad_first - k_grad * u_first)
             y_dot_g = -sign * (g_tangent - k_grad * sign * p)
-            dc_dt = (1 - t_w) / (radial * nu).clamp(min=torch.finfo(work).tiny)
+            dc_dt = (1 - t) / (radial * nu).clamp(min=torch.finfo(t.dtype).tiny)
             grad_t = -y_first + dc_dt * y_dot_g
         if ctx.needs_input_grad[1]:
             # dL/dloc = sum_n (2/|u|^2)[(u.x) G + (u.G) x] - (4 (u.G)(u.x)/|u|^4) u,
             # with x = [1 - t, c g'] and u = [u_1, s loc']
             scale = 2 / uu
-            grad_loc = torch.einsum("nb,nbm->bm", (scale * ux).to(grad.dtype), grad)
-            grad_loc += torch.einsum("nb,nbm->bm", (scale * uG * c).to(gauss.dtype), gauss)
+            grad_loc = torch.einsum("nb,nbm->bm", scale * ux, grad)
+            grad_loc += torch.einsum("nb,nbm->bm", scale * uG * c, gauss)
             u_coef = (4 * uG * ux).sum(0) / (uu * uu)  # (B,)
-            grad_loc.addcmul_((-u_coef * sign).to(loc.dtype).unsqueeze(-1), loc)
+            grad_loc.addcmul_((-u_coef * sign).unsqueeze(-1), loc)
             # first coordinate: the x-part is (1 - t), not c g_1, and u_1 = 1 + s loc_1
             first = (
-                (scale * ux * grad_first).sum(0)
-                + (scale * uG * (1 - t_w)).sum(0)
-                - u_coef * u_first
+                (scale * ux * grad_first).sum(0) + (scale * uG * (1 - t)).sum(0) - u_coef * u_first
             )
-            grad_loc[:, 0] = first.to(grad_loc.dtype)
+            grad_loc[:, 0] = first
         return grad_t, grad_loc, None
 
 

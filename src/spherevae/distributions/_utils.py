@@ -67,19 +67,22 @@ class _PlaceOnSphere(torch.autograd.Function):
         # every product with it is written through ``loc`` and a first-coordinate correction.
         loc_first = loc[:, 0]
         sign = torch.where(loc_first >= 0, 1.0, -1.0).to(loc.dtype)  # (B,)
-        u_first = 1 + sign * loc_first  # 1 + |loc_1|
-        loc_norm2 = torch.linalg.vector_norm(loc, dim=-1) ** 2
-        uu = u_first * u_first + loc_norm2 - loc_first * loc_first  # |u|^2
+        abs_first = loc_first.abs()
+        u_first = 1 + abs_first
+        # |u|^2 = (1 + |loc_1|)^2 + |loc'|^2 = 1 + 2 |loc_1| + |loc|^2
+        uu = (loc * loc).sum(-1) + abs_first + u_first
         tangent = gauss[..., 1:]
         nu = torch.linalg.vector_norm(tangent, dim=-1)  # (n, B)
         p = torch.einsum("nbm,bm->nb", tangent, loc[:, 1:])  # loc' . g'
+        one_minus_t = 1 - t
         radial = torch.sqrt(t * (2 - t))
         c = radial / nu.clamp(min=torch.finfo(nu.dtype).tiny)
-        ux = u_first * (1 - t) + c * sign * p  # u . x
-        k = 2 * ux / uu
-        z: Tensor = gauss * (-sign * c).unsqueeze(-1)
+        sign_c = sign * c
+        ux = torch.addcmul(u_first * one_minus_t, sign_c, p)  # u . x
+        k = ux * (2 / uu)
+        z: Tensor = gauss * (-sign_c).unsqueeze(-1)
         z.addcmul_(k.unsqueeze(-1), loc)  # + k s u, first coordinate set below
-        z[..., 0] = -sign * (1 - t) + k * sign * u_first
+        z[..., 0] = sign * (k * u_first - one_minus_t)
         # |z| = 1 in exact arithmetic; rounding leaves it a few ulps off, which one rescaling removes
         z.div_(torch.linalg.vector_norm(z, dim=-1, keepdim=True))
         ctx.save_for_backward(t, loc, gauss, u_first, uu, sign, nu, p, c, ux, radial)

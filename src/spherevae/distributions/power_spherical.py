@@ -95,7 +95,9 @@ class PowerSpherical(Distribution):
     def rsample(self, sample_shape: _size = ()) -> Tensor:
         shape = torch.Size(sample_shape) + self.batch_shape
         alpha, beta = self._alpha_beta(self.loc.dtype)
-        s = Beta(torch.full_like(alpha, beta), alpha).rsample(torch.Size(sample_shape))
+        # the parameters were validated here already; Beta's own checks would only cost time
+        marginal = Beta(torch.full_like(alpha, beta), alpha, validate_args=False)
+        s = marginal.rsample(torch.Size(sample_shape))
         return place_on_sphere(2 * s, self.loc, shape)
 
     def log_prob(self, value: Tensor) -> Tensor:

@@ -45,7 +45,7 @@ class _PlaceOnSphere(torch.autograd.Function):
     Written out, ``z = beta g + k (s u)`` with per-sample scalars ``beta = -s c`` and
     ``k = 2 (u . x) / |u|^2``, ``u . x = u_1 (1 - t) + c s (loc' . g')`` (primes drop the first
     coordinate), and the first coordinate set to ``-s (1 - t) + k s u_1``. The forward pass allocates
-    one output the size of the sample and reads the Gaussian draw twice; the backward pass below is
+    one output the size of the sample (besides the Gaussian draw, which it reads three times); the backward pass below is
     derived by hand and makes two per-sample contractions and two sums over the sample axis, instead of
     the dozen sample-sized temporaries that autograd would keep for the same formula. On a CPU the
     sample-sized passes (and the page faults of fresh allocations) dominate the cost of ``rsample``.
@@ -96,9 +96,10 @@ class _PlaceOnSphere(torch.autograd.Function):
         # u . G = u_1 G_1 + s (loc' . G')
         loc_dot_grad = torch.einsum("nbm,bm->nb", grad[..., 1:], loc[:, 1:])
         uG = u_first * grad_first + sign * loc_dot_grad
+        scale = 2 / uu
         grad_t = grad_loc = None
         if ctx.needs_input_grad[0]:
-            k_grad = 2 * uG / uu
+            k_grad = scale * uG
             g_tangent = torch.einsum("nbm,nbm->nb", grad[..., 1:], gauss[..., 1:])
             y_first = -sign * (grad_first - k_grad * u_first)
             y_dot_g = -sign * (g_tangent - k_grad * sign * p)
@@ -107,7 +108,6 @@ class _PlaceOnSphere(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # dL/dloc = sum_n (2/|u|^2)[(u.x) G + (u.G) x] - (4 (u.G)(u.x)/|u|^4) u,
             # with x = [1 - t, c g'] and u = [u_1, s loc']
-            scale = 2 / uu
             grad_loc = torch.einsum("nb,nbm->bm", scale * ux, grad)
             grad_loc += torch.einsum("nb,nbm->bm", scale * uG * c, gauss)
             u_coef = (4 * uG * ux).sum(0) / (uu * uu)  # (B,)

@@ -174,32 +174,46 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
     Raises:
         RuntimeError: if some sample has no accepted proposal after the bounded number of rounds.
     """
-    kappa_all = kappa.unsqueeze(-1).expand(-1, n).reshape(-1)
-    b, x0, one_minus_x0 = _wood_constants(kappa_all, m)
-    out = torch.empty_like(kappa_all)
-    pending_idx = torch.arange(kappa_all.numel(), device=kappa.device)
+    n_rows = kappa.shape[0]
+    # Wood's constants depend on the row only; the first round broadcasts them over the samples
+    constants = (kappa, *_wood_constants(kappa, m))  # kappa, b, x0, 1 - x0: (B,) each
+    out = torch.empty(n_rows * n, dtype=kappa.dtype, device=kappa.device)
+    pending_idx: Tensor | None = None  # flat indices (row * n + sample) still waiting; None: all
     acceptance = None
     n_cand = _REJECTION_FIRST_CANDIDATES
     drawn = 0
     for _ in range(_REJECTION_MAX_ROUNDS):
         drawn += n_cand
-        k, bb, xx, oo = (a[pending_idx] for a in (kappa_all, b, x0, one_minus_x0))
-        t = _wood_proposal(bb, m, torch.Size((n_cand, k.numel())))
+        if pending_idx is None:
+            k, bb, xx, oo = (c.unsqueeze(-1) for c in constants)  # (B, 1)
+            shape = torch.Size((n_cand, n_rows, n))
+        else:
+            rows = pending_idx // n
+            k, bb, xx, oo = (c[rows] for c in constants)  # (P,)
+            shape = torch.Size((n_cand, pending_idx.numel()))
+        t = _wood_proposal(bb, m, shape)
         log_u = torch.log(torch.rand_like(t))
         accepted = log_u <= _wood_log_ratio(t, k, m, xx, oo)
         if acceptance is None:
-            acceptance = accepted.to(kappa.dtype).mean(0).reshape(-1, n).mean(-1)
+            acceptance = accepted.to(kappa.dtype).mean((0, 2))
+        accepted, t = accepted.reshape(n_cand, -1), t.reshape(n_cand, -1)
         has = accepted.any(0)
         # index of the first accepted candidate (max, like argmax, returns the first maximal index;
         # its kernel is an order of magnitude faster on a CPU for this reduction over dim 0)
         first = accepted.to(torch.int8).max(0).indices
-        out[pending_idx[has]] = t.gather(0, first.unsqueeze(0)).squeeze(0)[has]
-        pending_idx = pending_idx[~has]
+        value = t.gather(0, first.unsqueeze(0)).squeeze(0)[has]
+        if pending_idx is None:
+            out[has] = value
+            pending_idx = (~has).nonzero().squeeze(-1)
+        else:
+            out[pending_idx[has]] = value
+            pending_idx = pending_idx[~has]
         if pending_idx.numel() == 0:
             assert acceptance is not None
-            return out.reshape(-1, n), acceptance
+            return out.reshape(n_rows, n), acceptance
         n_cand *= 2
-    bad = kappa_all[pending_idx[0]].item()
+    assert pending_idx is not None
+    bad = kappa[pending_idx[0] // n].item()
     raise RuntimeError(
         f"von Mises-Fisher rejection sampler: no proposal accepted after {drawn} candidates "
         f"for m={m}, kappa={bad!r}"

@@ -298,20 +298,25 @@ class _BesselValues:
             torch.hypot(v_full, z) < _DEBYE_MIN_RHO
         )
         if z.device.type == "cpu":
-            series_idx = in_series.nonzero(as_tuple=True)
-            debye_idx = (~in_series).nonzero(as_tuple=True)
-            v_s = v if scalar_v else v_full[series_idx]
-            z_s = z[series_idx]
-            # on the CPU the largest c is known at no cost: sum only the terms it needs
-            c_max = float((z_s * z_s / (4 * (v_s + 1))).max()) if z_s.numel() else 0.0
-            series = _series(v_s, z_s, with_log, _series_terms(c_max))
-            debye = _debye(v_full[debye_idx], z[debye_idx], with_log)
-            merged = {}
-            for key, value in series.items():
-                out = torch.empty_like(z)
-                out[series_idx] = value
-                out[debye_idx] = debye[key]
-                merged[key] = out
+            # On the CPU the regions' sizes are known at no cost: a region with no element is not
+            # evaluated at all, and one that holds every element needs no merge.
+            n_series = int(in_series.sum())
+            if n_series == z.numel():
+                merged = self._series_cpu(v if scalar_v else v_full, z, with_log)
+            elif n_series == 0:
+                merged = _debye(v_full, z, with_log)
+            else:
+                series_idx = in_series.nonzero(as_tuple=True)
+                debye_idx = (~in_series).nonzero(as_tuple=True)
+                v_s = v if scalar_v else v_full[series_idx]
+                series = self._series_cpu(v_s, z[series_idx], with_log)
+                debye = _debye(v_full[debye_idx], z[debye_idx], with_log)
+                merged = {}
+                for key, value in series.items():
+                    out = torch.empty_like(z)
+                    out[series_idx] = value
+                    out[debye_idx] = debye[key]
+                    merged[key] = out
         else:
             z_series = torch.where(in_series, z, torch.zeros_like(z))
             z_debye = torch.where(in_series, torch.full_like(z, _DEBYE_MIN_RHO), z)
@@ -325,6 +330,12 @@ class _BesselValues:
         if with_log:
             self.log_ive = merged["log_ive"]
             self.log_normalized = merged["log_normalized"]
+
+    @staticmethod
+    def _series_cpu(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
+        """The series on CPU tensors, summing only the terms that the largest ``c`` needs."""
+        c_max = float((z * z / (4 * (v + 1))).max()) if z.numel() else 0.0
+        return _series(v, z, with_log, _series_terms(c_max))
 
 
 def _prepare(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Tensor, torch.dtype]:

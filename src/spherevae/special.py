@@ -46,6 +46,7 @@ References:
 
 from __future__ import annotations
 
+import bisect
 import math
 from fractions import Fraction
 from functools import lru_cache
@@ -211,6 +212,13 @@ def _debye_ratio(nu: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
 _SERIES_SCALE = 81.0  # largest c = z^2 / (4 (v + 1)) in the series region
 
 
+# _series_terms(c) is the fewest n with c^n / (n+1)! < 1e-17, i.e. with c below the threshold
+# (1e-17 (n+1)!)^(1/n); the thresholds grow with n, so the answer is one bisection
+_SERIES_TERM_THRESHOLDS = [
+    math.exp((math.log(1e-17) + math.lgamma(n + 2)) / n) for n in range(1, _SERIES_TERMS)
+]
+
+
 def _series_terms(c_max: float) -> int:
     """Fewest terms ``n`` whose tail ``c^(n+1) / (n+1)!`` is below ``1e-17`` of the first term ``c``.
 
@@ -220,11 +228,7 @@ def _series_terms(c_max: float) -> int:
     """
     if c_max <= 0.0:
         return 1
-    log_c = math.log(c_max)
-    for n in range(1, _SERIES_TERMS):
-        if n * log_c - math.lgamma(n + 2) < math.log(1e-17):
-            return n
-    return _SERIES_TERMS
+    return bisect.bisect_right(_SERIES_TERM_THRESHOLDS, c_max) + 1
 
 
 def _series_coefficients(v: Tensor, n_terms: int = _SERIES_TERMS) -> Tensor:

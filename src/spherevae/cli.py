@@ -1,0 +1,415 @@
+"""The ``spherevae`` command: ``train``, ``eval``, ``sample`` and ``plot``.
+
+Settings come from three layers, later ones winning: the defaults of :mod:`spherevae.config`, a YAML
+file (``--config FILE``), then command-line flags. ``train`` also accepts the flags of the product-space
+reference run-file (Davidson, Tomczak and Gavves 2019) with the same meaning, minus its bugs: ``-zd``
+is never silently ignored, and ``-lls`` is recorded with every log-likelihood.
+
+Errors in what the user gave (unknown data set, malformed latent, bad config key, missing or
+truncated checkpoint, wrong checksum, ...) end with exit status 2 and one line on standard error,
+``spherevae: error: ...``, without a traceback; files already written stay as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from . import __version__
+
+__all__ = ["main"]
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+# the reference run-file's data set names
+_DATASET_ALIASES = {"f_mnist": "fashion_mnist", "fmnist": "fashion_mnist"}
+
+
+class UsageError(ValueError):
+    """Bad command-line input (turned into exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """``argparse`` whose errors are one line on stderr and exit status 2 (no usage dump)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="spherevae",
+        description="Variational auto-encoders with hyperspherical latent spaces.",
+    )
+    parser.add_argument("--version", action="version", version=f"spherevae {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser(
+        "train",
+        help="train a model and write a run directory",
+        description=(
+            "Train a VAE and write a run directory (config.yaml, command.txt, run.json, metrics.csv, "
+            "checkpoints/, model/, plots/). Flags override --config, which overrides the defaults."
+        ),
+    )
+    g = train.add_argument_group("run")
+    g.add_argument("--config", type=Path, help="YAML run configuration")
+    g.add_argument("--out", type=Path, help="run directory to create")
+    g.add_argument("--resume", type=Path, help="run directory or checkpoint file to continue")
+    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
+    g.add_argument("--seed", "-rs", "--rs", dest="seed", type=_positive_int)
+    g.add_argument("--epochs", "-e", dest="epochs", type=_positive_int)
+    g.add_argument("--dataset", "-d", dest="dataset")
+    g.add_argument("--data-dir", dest="data_dir")
+    g.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
+    g = train.add_argument_group("model")
+    g.add_argument("--latent", help="latent space: S2, S10, S4xS4, S9xR5, R10, ...")
+    g.add_argument("--posterior", choices=["vmf", "powerspherical", "normal"])
+    g.add_argument("--sampler", choices=["rejection", "inverse_cdf", "mh"])
+    g.add_argument("--kind", choices=["vae", "autoencoder"])
+    g = train.add_argument_group("reference run-file flags (same meaning)")
+    g.add_argument("-n", "--name", choices=["vmf", "normal", "productspace"])
+    g.add_argument("-dis", "--distribution", choices=["vmf", "normal"])
+    g.add_argument("-z", "--z", type=int, help="latent manifold dimension (S^z or R^z)")
+    g.add_argument("-zd", "--z_dims", help="comma-separated sphere dimensions of a product space")
+    g.add_argument("-hd", "--h_dims", "--h", dest="h_dims", help="hidden sizes, e.g. 256,128")
+    g.add_argument("-et", "--encode_type", choices=["mlp", "cnn"])
+    g.add_argument("-dt", "--decode_type", choices=["mlp", "cnn"])
+    g.add_argument("-cvm", "--covariance_matrix", choices=["single", "diagonal", "full"])
+    g.add_argument("-lf", "--loss_function", choices=["bce", "mse"])
+    g.add_argument("-b", "--beta", type=float)
+    g.add_argument("-bi", "--burn_in", type=int)
+    g.add_argument("-la", "--look_ahead", type=int)
+    g.add_argument("-mi", "--min_improv", type=float)
+    g.add_argument("-lr", "--lr", type=float)
+    g.add_argument("-bs", "--batch_size", type=int)
+    g.add_argument("-klw", "--kl_warmup", type=int)
+    g.add_argument("-klf", "--kl_freeze", type=int)
+    g.add_argument("-klt", "--kl_target", type=float)
+    g.add_argument("-mr", "--max_restarts", type=int)
+    g.add_argument("-lls", "--ll_sample", type=int, help="importance samples for log-likelihoods")
+    g.add_argument("-pf", "--pf", type=int, help="print every N epochs")
+    g.add_argument("-vll", "--val_nll", action="store_true", default=None)
+    g.add_argument("-vf", "--val_f", type=int, help="validate every N epochs")
+    g.add_argument("-sf", "--save_f", type=int, help="checkpoint every N epochs")
+    g.add_argument("-en", "--exp_name", help="run name (run directory LOG_DIR/NAME)")
+    g.add_argument("-ld", "--log_dir", help="parent of the run directory")
+    g.add_argument("-bnz", "--binarize", action="store_true", default=None)
+    g.add_argument("-v", "--verbosity", type=int, default=0)
+
+    ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
+    ev.add_argument("run_dir", type=Path)
+    ev.add_argument("--split", choices=["test", "val"], default="test")
+    ev.add_argument("--ll-samples", type=_positive_int, default=500, help="importance samples K")
+    ev.add_argument("--batch-size", type=int, default=100)
+    ev.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
+    ev.add_argument("--knn-k", type=int, default=5)
+    ev.add_argument("--seed", type=_positive_int, default=0)
+    ev.add_argument("--data-dir")
+
+    sa = commands.add_parser("sample", help="draw images from a trained model's prior")
+    sa.add_argument("run_dir", type=Path)
+    sa.add_argument("--n", type=_positive_int, default=64)
+    sa.add_argument("--seed", type=_positive_int, default=0)
+    sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
+
+    pl = commands.add_parser("plot", help="draw a run's figures")
+    pl.add_argument("run_dir", type=Path)
+    pl.add_argument("what", nargs="*", help="figures to draw (default: all)")
+    pl.add_argument("--data-dir")
+    return parser
+
+
+# -- train ------------------------------------------------------------------------------------------
+def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    """Command-line settings as a nested partial config (only what was given)."""
+    data: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+    train: dict[str, Any] = {}
+
+    latent = _latent_from_flags(args)
+    if args.latent is not None:
+        if latent is not None:
+            raise UsageError("give the latent space either as --latent or as -z/-zd, not both")
+        latent = args.latent
+    if latent is not None:
+        model["latent"] = latent
+    posterior = args.posterior
+    if posterior is None and args.distribution is not None:
+        posterior = args.distribution
+    if posterior is None and args.name in ("vmf", "normal"):
+        posterior = args.name
+    if posterior is not None:
+        model["posterior"] = posterior
+    if args.sampler is not None:
+        model["sampler"] = args.sampler
+    if args.kind is not None:
+        model["kind"] = args.kind
+    if args.h_dims is not None:
+        model["hidden_sizes"] = _int_list("-hd/--h_dims", args.h_dims)
+    if args.encode_type or args.decode_type:
+        types = {t for t in (args.encode_type, args.decode_type) if t}
+        if len(types) > 1:
+            raise UsageError(
+                f"-et/--encode_type and -dt/--decode_type must agree (the networks are built as a "
+                f"pair), got -et {args.encode_type} -dt {args.decode_type}"
+            )
+        model["network"] = types.pop()
+    if args.covariance_matrix is not None:
+        model["covariance"] = args.covariance_matrix
+    if args.loss_function is not None:
+        model["likelihood"] = {"bce": "bernoulli", "mse": "gaussian"}[args.loss_function]
+
+    if args.dataset is not None:
+        data["dataset"] = _DATASET_ALIASES.get(args.dataset, args.dataset)
+    if args.data_dir is not None:
+        data["data_dir"] = args.data_dir
+    if args.batch_size is not None:
+        data["batch_size"] = args.batch_size
+    if args.binarize:
+        data["binarize"] = "dynamic"
+    if args.train_limit is not None:
+        data["train_limit"] = args.train_limit
+
+    for flag, key in [
+        ("epochs", "epochs"),
+        ("seed", "seed"),
+        ("device", "device"),
+        ("beta", "beta"),
+        ("burn_in", "burn_in"),
+        ("look_ahead", "patience"),
+        ("min_improv", "min_improvement"),
+        ("lr", "lr"),
+        ("kl_warmup", "kl_warmup"),
+        ("kl_freeze", "kl_freeze"),
+        ("kl_target", "kl_target"),
+        ("max_restarts", "max_restarts"),
+        ("ll_sample", "ll_samples"),
+        ("pf", "print_every"),
+        ("val_f", "val_every"),
+        ("save_f", "save_every"),
+        ("val_nll", "val_log_likelihood"),
+    ]:
+        value = getattr(args, flag)
+        if value is not None:
+            train[key] = value
+    return {"data": data, "model": model, "train": train}
+
+
+def _latent_from_flags(args: argparse.Namespace) -> str | None:
+    """The latent name meant by the reference flags ``-n``, ``-dis``, ``-z``, ``-zd``."""
+    flat = "R" if (args.distribution or args.name) == "normal" else "S"
+    if args.z_dims is not None:
+        if args.name not in (None, "productspace"):
+            raise UsageError(
+                f"-zd/--z_dims describes a product space and needs -n productspace, got -n "
+                f"{args.name}; use -z for a single sphere"
+            )
+        if args.z is not None:
+            raise UsageError("give either -z (one space) or -zd (a product space), not both")
+        dims = _int_list("-zd/--z_dims", args.z_dims)
+        return "x".join(f"{flat}{d}" for d in dims)
+    if args.name == "productspace":
+        raise UsageError("-n productspace needs -zd/--z_dims, e.g. -zd 4,4")
+    if args.z is not None:
+        return f"{flat}{args.z}"
+    return None
+
+
+def _int_list(flag: str, text: str) -> list[int]:
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} must be comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise UsageError(f"{flag} must be comma-separated integers >= 1, got {text!r}")
+    return values
+
+
+def _merge(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    merged = {section: dict(base.get(section, {})) for section in ("data", "model", "train")}
+    for section, values in overrides.items():
+        merged[section].update(values)
+    extra = {k: v for k, v in base.items() if k not in merged}
+    return {**extra, **merged}
+
+
+def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import yaml
+
+    from .config import config_from_dict
+    from .training.run import train_run
+
+    base: dict[str, Any] = {}
+    source = "command line"
+    if args.config is not None:
+        try:
+            base = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
+        except OSError as err:
+            raise UsageError(f"cannot read --config {args.config}: {err.strerror or err}") from None
+        except yaml.YAMLError as err:
+            raise UsageError(f"--config {args.config} is not valid YAML: {err}") from None
+        if not isinstance(base, dict):
+            raise UsageError(
+                f"--config {args.config} must hold a mapping, got {type(base).__name__}"
+            )
+        source = str(args.config)
+    overrides = _train_overrides(args)
+    config = config_from_dict(_merge(base, overrides), source=source)
+    out = args.out
+    if out is None and args.resume is None:
+        name = (
+            args.exp_name or f"{config.data.dataset}-{config.model.latent}-{config.model.posterior}"
+        )
+        out = Path(args.log_dir or "runs") / name
+    elif out is None and (args.exp_name or args.log_dir):
+        out = Path(args.log_dir or "runs") / (args.exp_name or "run")
+    command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
+    train_run(
+        config,
+        out,
+        command=command,
+        resume=args.resume,
+        epochs=args.epochs if args.resume is not None else None,
+    )
+    return 0
+
+
+# -- eval, sample, plot -----------------------------------------------------------------------------
+def _load_run(run_dir: Path, data_dir: str | None = None) -> tuple[Any, Any]:
+    from .config import load_config
+
+    if not run_dir.is_dir():
+        raise UsageError(f"no such run directory: {run_dir}")
+    config = load_config(run_dir / "config.yaml")
+    if data_dir is not None:
+        config = dataclasses.replace(
+            config, data=dataclasses.replace(config.data, data_dir=data_dir)
+        )
+    return config, run_dir
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import torch
+
+    from .evaluation import evaluate
+    from .io import atomic_write_json
+    from .models import VAE
+    from .training.run import prepare_data
+
+    config, run_dir = _load_run(args.run_dir, args.data_dir)
+    model = VAE.from_pretrained(run_dir / "model")
+    splits, dynamic = prepare_data(config)
+    split = splits.split(args.split)
+    images, labels = split.images, split.labels
+    if args.limit is not None:
+        images, labels = images[: args.limit], labels[: args.limit]
+    if dynamic:  # a fixed binarisation of the evaluation images, seed recorded below
+        images = torch.bernoulli(images, generator=torch.Generator().manual_seed(args.seed))
+    torch.manual_seed(args.seed)
+    knn = splits.info.labelled
+    result = evaluate(
+        model,
+        images,
+        ll_samples=args.ll_samples,
+        batch_size=args.batch_size,
+        labels=labels if knn else None,
+        train_images=splits.train.images if knn else None,
+        train_labels=splits.train.labels if knn else None,
+        knn_k=args.knn_k,
+    )
+    report = {
+        "split": args.split,
+        "dataset": splits.info.name,
+        "dataset_source": splits.info.source,
+        "binarization": f"Bernoulli draw with seed {args.seed}" if dynamic else "none",
+        "seed": args.seed,
+        **result.to_dict(),
+    }
+    atomic_write_json(run_dir / f"eval_{args.split}.json", report)
+    for key, value in report.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_sample(args: argparse.Namespace) -> int:
+    import torch
+
+    from .models import VAE
+    from .plots import image_grid, save_figure
+
+    _, run_dir = _load_run(args.run_dir)
+    model = VAE.from_pretrained(run_dir / "model")
+    torch.manual_seed(args.seed)
+    images = model.generate(args.n)
+    out = args.out or run_dir / "plots" / "samples.png"
+    save_figure(
+        image_grid(images, title=f"{args.n} samples from the prior (seed {args.seed})"), out
+    )
+    print(out)
+    return 0
+
+
+def _cmd_plot(args: argparse.Namespace) -> int:
+    from .training.run import prepare_data, write_run_plots
+
+    config, run_dir = _load_run(args.run_dir, args.data_dir)
+    known = {"reconstructions", "prior_samples", "latent_means", "curves"}
+    unknown = sorted(set(args.what) - known)
+    if unknown:
+        raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(sorted(known))}")
+    splits, dynamic = prepare_data(config)
+    write_run_plots(run_dir, splits, dynamic)
+    for name in sorted(set(args.what) or known):
+        path = run_dir / "plots" / f"{name}.png"
+        if path.exists():
+            print(path)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (0 success, 1 failure, 2 bad input)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = _build_parser().parse_args(argv)
+    from .training.trainer import TrainingError
+
+    try:
+        if args.command == "train":
+            return _cmd_train(args, argv)
+        if args.command == "eval":
+            return _cmd_eval(args)
+        if args.command == "sample":
+            return _cmd_sample(args)
+        return _cmd_plot(args)
+    except TrainingError as err:
+        print(f"spherevae: error: {err}", file=sys.stderr)
+        return EXIT_FAILURE
+    except (ValueError, OSError) as err:
+        print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("spherevae: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(err: BaseException) -> str:
+    text = str(err) or type(err).__name__
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        text = f"{err.strerror}: {err.filename}"
+    return " ".join(text.split())

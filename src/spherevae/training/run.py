@@ -1,0 +1,356 @@
+"""A training run end to end: data, model, trainer, run directory, resumption, figures.
+
+The run directory (``spherevae train --out RUN_DIR``)::
+
+    RUN_DIR/
+      config.yaml          the resolved configuration (every setting, defaults included)
+      command.txt          the exact command line
+      run.json             spherevae, torch and Python versions, dataset source, start time, status
+      metrics.csv          one row per epoch (train and validation objective, reconstruction, KL)
+      timing.csv           seconds per epoch (kept apart: wall times differ between identical runs)
+      checkpoints/last.pt  everything needed to resume (``--resume RUN_DIR``)
+      model/               the exported best model: config.json + model.safetensors
+      plots/               reconstructions.png, prior_samples.png, latent_means.png, curves.png
+
+Every file is written atomically, so a run killed at any moment leaves the previous version of each
+file intact.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import platform
+import time
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from .. import __version__
+from ..config import RunConfig, config_from_dict, config_to_dict
+from ..data import DatasetSplits, load_dataset
+from ..io import atomic_write, atomic_write_json, atomic_write_text
+from ..models import VAE, AutoEncoder
+from .checkpoint import load_checkpoint
+from .distributed import DistContext, init_distributed, shutdown_distributed
+from .seed import seed_everything
+from .trainer import EpochRecord, Trainer, print_line
+
+__all__ = ["RunError", "find_checkpoint", "resolve_device", "train_run"]
+
+_METRIC_FIELDS = [f.name for f in dataclasses.fields(EpochRecord)]
+
+
+class RunError(ValueError):
+    """A run cannot start: a run directory in the way, a missing checkpoint, an unusable device."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA, then MPS, then the CPU; an explicit device must be available."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RunError("device='cuda' was asked for but no CUDA device is available")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise RunError("device='mps' was asked for but MPS is not available")
+    if name not in ("cpu", "cuda", "mps"):
+        raise RunError(f"device must be auto, cpu, cuda or mps, got device={name!r}")
+    return torch.device(name)
+
+
+def find_checkpoint(path: Path) -> tuple[Path, Path]:
+    """``(checkpoint file, run directory)`` for ``--resume PATH`` (a run directory or a checkpoint)."""
+    if path.is_dir():
+        file = path / "checkpoints" / "last.pt"
+        if not file.is_file():
+            raise RunError(f"--resume {path}: no checkpoint at {file}")
+        return file, path
+    if not path.exists():
+        raise RunError(f"--resume {path}: no such run directory or checkpoint file")
+    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+    return path, run_dir
+
+
+def prepare_data(config: RunConfig) -> tuple[DatasetSplits, bool]:
+    """Load the data set and decide whether training batches are binarised dynamically."""
+    splits = load_dataset(config.data.dataset, data_dir=config.data.data_dir)
+    binarize = config.data.binarize
+    if binarize == "auto":
+        binarize = (
+            "dynamic"
+            if config.model.likelihood == "bernoulli" and not splits.info.binary
+            else "none"
+        )
+    return splits, binarize == "dynamic"
+
+
+def build_model(config: RunConfig) -> VAE | AutoEncoder:
+    return AutoEncoder(config.model) if config.model.kind == "autoencoder" else VAE(config.model)
+
+
+def train_run(
+    config: RunConfig,
+    out: Path | None,
+    *,
+    command: str = "",
+    resume: Path | None = None,
+    epochs: int | None = None,
+    log: Callable[[str], None] = print_line,
+) -> Path:
+    """Train (or resume) a run and write its run directory; returns the run directory.
+
+    Args:
+        config: the run's configuration (ignored when resuming: the checkpoint's is used, with
+            ``epochs`` overriding its epoch count if given).
+        out: the run directory for a new run; must not hold a run already.
+        command: the command line, recorded in ``command.txt``.
+        resume: a run directory or checkpoint file to continue.
+        epochs: with ``resume``, a new total number of epochs.
+        log: prints one line.
+
+    Raises:
+        RunError: a run directory in the way, or a resume target that is not there.
+        CheckpointError: a missing, truncated or corrupt checkpoint.
+        DataError: data that cannot be loaded.
+        TrainingError: training that diverged beyond the allowed restarts.
+    """
+    checkpoint: dict[str, Any] | None = None
+    if resume is not None:
+        file, run_dir = find_checkpoint(resume)
+        if out is not None and out.resolve() != run_dir.resolve():
+            run_dir = out
+        checkpoint = load_checkpoint(file)
+        config = config_from_dict(checkpoint["config"], source=f"checkpoint {file}")
+        if epochs is not None:
+            config = dataclasses.replace(
+                config, train=dataclasses.replace(config.train, epochs=epochs)
+            )
+    else:
+        if out is None:
+            raise RunError("a new run needs an output directory (--out RUN_DIR)")
+        run_dir = out
+        if (run_dir / "checkpoints").exists() or (run_dir / "config.yaml").exists():
+            raise RunError(
+                f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
+                f"or choose another --out"
+            )
+
+    device = resolve_device(config.train.device)
+    context = init_distributed(device)
+    if device.type == "cuda" and context.enabled:
+        device = torch.device("cuda", context.local_rank)
+    try:
+        return _train(config, run_dir, device, context, command, checkpoint, log)
+    finally:
+        shutdown_distributed(context)
+
+
+def _train(
+    config: RunConfig,
+    run_dir: Path,
+    device: torch.device,
+    context: DistContext,
+    command: str,
+    checkpoint: dict[str, Any] | None,
+    log: Callable[[str], None],
+) -> Path:
+    splits, dynamic = prepare_data(config)
+    if tuple(config.model.image_shape) != tuple(splits.info.image_shape):
+        # the data set decides the image size; the resolved config records it
+        model_config = dataclasses.replace(config.model, image_shape=splits.info.image_shape)
+        config = dataclasses.replace(config, model=model_config)
+    train_images = splits.train.images
+    if config.data.train_limit is not None:
+        train_images = train_images[: config.data.train_limit]
+
+    seed_everything(config.train.seed)
+    model = build_model(config).to(device)
+    track = None
+    if config.train.track_latents > 0:
+        track = splits.val.images[: config.train.track_latents]
+    trainer = Trainer(
+        config,
+        model,
+        train_images,
+        splits.val.images,
+        dynamic_binarize=dynamic,
+        device=device,
+        context=context,
+        run_dir=run_dir,
+        track_images=track,
+        log=log if context.is_main else (lambda line: None),
+    )
+    if checkpoint is not None:
+        trainer.load_state_dict(checkpoint)
+        trainer.state.finished = (
+            trainer.state.finished and trainer.state.epoch >= config.train.epochs
+        )
+        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+
+    if context.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(
+            run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        )
+        if checkpoint is None or not (run_dir / "command.txt").exists():
+            atomic_write_text(run_dir / "command.txt", command + "\n")
+        _write_run_info(run_dir, config, splits, status="running", dynamic=dynamic)
+        log(
+            f"training {config.model.kind} latent={config.model.latent} "
+            f"posterior={config.model.posterior} on {splits.info.name} ({splits.info.source}); "
+            f"{len(train_images)} training images, device {device}; run directory {run_dir}"
+        )
+
+    timings: list[float] = []
+    last = [time.perf_counter()]
+
+    def write_metrics(t: Trainer) -> None:
+        now = time.perf_counter()
+        timings.append(now - last[0])
+        last[0] = now
+        if context.is_main:
+            _write_metrics(run_dir, t.state.history)
+            _append_timing(run_dir, t.state.epoch, timings[-1])
+
+    state = trainer.fit(on_epoch_end=write_metrics)
+    if context.is_main:
+        if state.best_epoch < 0 or not (run_dir / "model" / "model.safetensors").exists():
+            trainer.export_model()
+        _write_metrics(run_dir, state.history)
+        _write_run_info(
+            run_dir,
+            config,
+            splits,
+            status="finished",
+            dynamic=dynamic,
+            stop_reason=state.stop_reason,
+        )
+        if state.latents:
+            # latent means of a fixed validation subset after every epoch (for animations)
+            tracked = {
+                "latents": torch.stack(state.latents),
+                "labels": splits.val.labels[: len(state.latents[0])],
+            }
+            buffer = io.BytesIO()
+            torch.save(tracked, buffer)
+            atomic_write(run_dir / "latents.pt", lambda f: f.write(buffer.getbuffer()))
+        write_run_plots(run_dir, splits, dynamic)
+        log(f"done: {state.stop_reason}; run directory {run_dir}")
+    return run_dir
+
+
+def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None:
+    """Reconstructions, prior samples, latent means by label and training curves in ``RUN_DIR/plots``."""
+    from ..models import from_pretrained
+    from ..plots import image_grid, latent_scatter, save_figure, training_curves
+
+    model = from_pretrained(run_dir / "model")
+    model.eval()
+    plots = run_dir / "plots"
+    test = splits.test.images[:10]
+    generator = torch.Generator().manual_seed(0)
+    x = torch.bernoulli(test, generator=generator) if dynamic else test
+    with torch.no_grad():
+        recon = model.reconstruct(x)
+        save_figure(
+            image_grid(
+                torch.cat([x, recon]), ncols=10, title="test images (top) and reconstructions"
+            ),
+            plots / "reconstructions.png",
+        )
+        if isinstance(model, VAE):
+            torch.manual_seed(0)
+            save_figure(
+                image_grid(model.generate(50), title="samples from the prior"),
+                plots / "prior_samples.png",
+            )
+            points = splits.test.images[:2000]
+            modes = torch.cat(
+                [model.encode(points[i : i + 500]).mode for i in range(0, len(points), 500)]
+            )
+            labels = splits.test.labels[: len(points)]
+            save_figure(
+                latent_scatter(
+                    modes, labels if splits.info.labelled else None, title="test latent means"
+                ),
+                plots / "latent_means.png",
+            )
+    history = _read_metrics(run_dir)
+    if history:
+        save_figure(training_curves(history), plots / "curves.png")
+
+
+def _write_run_info(
+    run_dir: Path,
+    config: RunConfig,
+    splits: DatasetSplits,
+    *,
+    status: str,
+    dynamic: bool,
+    stop_reason: str = "",
+) -> None:
+    info = {
+        "spherevae": __version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": status,
+        "stop_reason": stop_reason,
+        "dataset": splits.info.name,
+        "dataset_source": splits.info.source,
+        "splits": splits.sizes(),
+        "dynamic_binarization": dynamic,
+        "latent": config.model.latent,
+    }
+    atomic_write_json(run_dir / "run.json", info)
+
+
+def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=_METRIC_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in history:
+        writer.writerow({k: _csv_value(row.get(k, math.nan)) for k in _METRIC_FIELDS})
+    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
+
+
+def _csv_value(value: float) -> str:
+    if isinstance(value, int):
+        return str(value)
+    return "" if math.isnan(value) else repr(float(value))
+
+
+def _read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = run_dir / "metrics.csv"
+    if not path.exists():
+        return []
+    with path.open(encoding="utf-8") as f:
+        return [
+            {k: float(v) if v != "" else math.nan for k, v in row.items()}
+            for row in csv.DictReader(f)
+        ]
+
+
+def _append_timing(run_dir: Path, epoch: int, seconds: float) -> None:
+    path = run_dir / "timing.csv"
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else ["epoch,seconds"]
+    lines = [line for line in lines if not line.startswith(f"{epoch},")]
+    lines.append(f"{epoch},{seconds:.3f}")
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+def read_run_config(run_dir: Path) -> RunConfig:
+    """The resolved configuration of a run directory."""
+    from ..config import load_config
+
+    return load_config(run_dir / "config.yaml")

@@ -1,0 +1,402 @@
+"""The fit loop: Adam, KL schedule, early stopping, a guard against non-finite losses, exact resumption.
+
+One :class:`Trainer` trains one model on in-memory tensors. What makes a killed run resume to exactly
+the same weights and metrics as an uninterrupted one:
+
+- all randomness of an epoch is fixed by the state at its start: the data order and the dynamic
+  binarisation come from generators seeded by ``(seed, epoch)``, the latent samples from the global
+  torch generator, whose state the checkpoint stores;
+- a checkpoint (:mod:`.checkpoint`) is written atomically at the end of an epoch and holds the model,
+  the optimiser, the trainer's state and every generator's state; a resumed run restarts at the first
+  epoch the checkpoint does not hold and rewrites ``metrics.csv`` from the checkpoint's history.
+
+Non-finite losses or gradients: the epoch is abandoned, the model and optimiser go back to their state
+at the start of the epoch (the last good state), the learning rate is multiplied by
+``restart_lr_factor`` and the epoch runs again; after ``max_restarts`` restarts the run stops with a
+:class:`TrainingError` (the reference code counted restarts but never reloaded anything).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..config import RunConfig, config_to_dict
+from ..models import VAE, AutoEncoder
+from .checkpoint import save_checkpoint
+from .distributed import DistContext
+from .seed import capture_rng_state, restore_rng_state
+
+__all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_weight"]
+
+Model = VAE | AutoEncoder
+# seeds of the per-epoch generators: run seed, epoch and purpose mixed by large odd constants
+_ORDER_STREAM, _BINARIZE_STREAM = 0x9E3779B1, 0x85EBCA77
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite after the allowed restarts)."""
+
+
+def kl_weight(config: RunConfig, epoch: int) -> float:
+    """``beta * clip((epoch - kl_freeze) / kl_warmup, 0, 1)``; ``beta`` when there is no warm-up."""
+    train = config.train
+    if train.kl_warmup == 0:
+        return train.beta if epoch >= train.kl_freeze else 0.0
+    return train.beta * min(max((epoch - train.kl_freeze) / train.kl_warmup, 0.0), 1.0)
+
+
+@dataclass
+class EpochRecord:
+    """One row of ``metrics.csv`` (per-example averages; ``loss`` is the training objective)."""
+
+    epoch: int
+    lr: float
+    kl_weight: float
+    train_loss: float
+    train_reconstruction: float
+    train_kl: float
+    val_loss: float = math.nan
+    val_reconstruction: float = math.nan
+    val_kl: float = math.nan
+    val_log_likelihood: float = math.nan
+    restarts: int = 0
+
+
+@dataclass
+class TrainState:
+    """The trainer's own state, stored in checkpoints."""
+
+    epoch: int = 0  # completed epochs
+    best_val: float = math.inf
+    best_epoch: int = -1
+    epochs_without_improvement: int = 0
+    restarts: int = 0
+    lr: float = 0.0
+    finished: bool = False
+    stop_reason: str = ""
+    history: list[dict[str, float]] = field(default_factory=list)
+    latents: list[Tensor] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
+    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + stream) % 2**63)
+
+
+class Trainer:
+    """Train ``model`` on ``train_images`` with validation on ``val_images``.
+
+    Args:
+        config: the run's configuration.
+        model: a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.AutoEncoder`, already on
+            ``device``.
+        train_images, val_images: ``(N, C, H, W)`` float tensors in ``[0, 1]`` (CPU).
+        dynamic_binarize: draw a Bernoulli image from the grey levels for every training batch.
+        device: where the model lives.
+        context: the process's place under ``torchrun`` (default: single process).
+        run_dir: where checkpoints and the exported best model go; ``None`` writes nothing.
+        track_images: images whose latent means are recorded after every epoch (``track_latents``).
+        log: a function that prints one line (only the main process logs).
+    """
+
+    def __init__(
+        self,
+        config: RunConfig,
+        model: Model,
+        train_images: Tensor,
+        val_images: Tensor,
+        *,
+        dynamic_binarize: bool,
+        device: torch.device,
+        context: DistContext | None = None,
+        run_dir: Path | None = None,
+        track_images: Tensor | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.train_images = train_images
+        self.val_images = val_images
+        self.dynamic_binarize = dynamic_binarize
+        self.device = device
+        self.context = context or DistContext()
+        self.run_dir = run_dir
+        self.track_images = track_images
+        self.log = log if log is not None else (lambda line: None)
+        self.optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr)
+        self.state = TrainState(lr=config.train.lr)
+        self.wrapped: nn.Module = model
+        if self.context.enabled:
+            ids = [device.index] if device.type == "cuda" else None
+            self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        # fixed validation binarisation: the same Bernoulli images every epoch, so epochs compare
+        self.val_targets = self._binarized(val_images, _generator(config.train.seed, -1, 1))
+
+    # -- resumption ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint holds (see :mod:`.checkpoint`)."""
+        return {
+            "config": config_to_dict(self.config),
+            "epoch": self.state.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "trainer": self.state.to_dict(),
+            "rng": capture_rng_state(),
+        }
+
+    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+        """Restore from a checkpoint written by :meth:`save`."""
+        self.model.load_state_dict(checkpoint["model"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.state = TrainState(**checkpoint["trainer"])
+        self._set_lr(self.state.lr)
+        restore_rng_state(checkpoint["rng"])
+
+    def save(self) -> None:
+        """Write ``checkpoints/last.pt`` (main process only)."""
+        if self.run_dir is not None and self.context.is_main:
+            save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self.state_dict())
+
+    # -- the loop ----------------------------------------------------------------------------------
+    def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainState:
+        """Train until ``epochs`` or early stopping; returns the final :class:`TrainState`.
+
+        ``on_epoch_end`` runs after each epoch's bookkeeping and checkpoint (for metrics files).
+
+        Raises:
+            TrainingError: when the loss stays non-finite after ``max_restarts`` restarts.
+        """
+        train = self.config.train
+        while not self.state.finished and self.state.epoch < train.epochs:
+            epoch = self.state.epoch
+            started = time.perf_counter()
+            record = self._train_epoch_with_restarts(epoch)
+            if (epoch + 1) % train.val_every == 0 or epoch + 1 == train.epochs:
+                self._validate(record)
+                self._early_stopping(record)
+            if self.track_images is not None:
+                self.state.latents.append(self.latent_means(self.track_images).cpu())
+            self.state.history.append(record.__dict__.copy())
+            self.state.epoch = epoch + 1
+            if self.state.epoch >= train.epochs and not self.state.finished:
+                self.state.finished, self.state.stop_reason = True, f"reached {train.epochs} epochs"
+            if (epoch + 1) % train.print_every == 0 or self.state.finished:
+                self.log(_format_record(record, time.perf_counter() - started))
+            if self.state.finished or (epoch + 1) % train.save_every == 0:
+                self.save()
+            if on_epoch_end is not None:
+                on_epoch_end(self)
+        if not self.state.finished:  # epochs == 0 or a resumed run that was already complete
+            self.state.finished = True
+            self.state.stop_reason = self.state.stop_reason or f"reached {train.epochs} epochs"
+        return self.state
+
+    def _train_epoch_with_restarts(self, epoch: int) -> EpochRecord:
+        train = self.config.train
+        good_model = copy.deepcopy(self.model.state_dict())
+        good_optimizer = copy.deepcopy(self.optimizer.state_dict())
+        while True:
+            record = self._train_epoch(epoch)
+            if record is not None:
+                return record
+            self.state.restarts += 1
+            if self.state.restarts > train.max_restarts:
+                raise TrainingError(
+                    f"the training loss was not finite at epoch {epoch + 1} after "
+                    f"{train.max_restarts} restarts (train.max_restarts); lower the learning rate "
+                    f"(train.lr={train.lr}) or the KL weight"
+                )
+            self.model.load_state_dict(good_model)
+            self.optimizer.load_state_dict(good_optimizer)
+            self.state.lr *= train.restart_lr_factor
+            self._set_lr(self.state.lr)
+            self.log(
+                f"non-finite loss at epoch {epoch + 1}: restart {self.state.restarts} of "
+                f"{train.max_restarts} from the start of the epoch, lr={self.state.lr:.3g}"
+            )
+
+    def _train_epoch(self, epoch: int) -> EpochRecord | None:
+        """One pass over the training set; ``None`` if a loss or gradient was not finite."""
+        train = self.config.train
+        weight = kl_weight(self.config, epoch)
+        self.model.train()
+        totals = torch.zeros(3, dtype=torch.float64)
+        seen = 0
+        for x in self._batches(epoch):
+            n_global = x.shape[0]
+            x = x[self.context.shard(n_global)].to(self.device, non_blocking=True)
+            reconstruction, kl = self._terms(x)
+            # |weight * KL - target| of the global batch: its gradient is sign(global - target) times
+            # the gradient of this process's share, so only the sign needs the other processes
+            kl_share = weight * kl.sum() / n_global
+            kl_sign = 1.0  # KL >= 0: with no target the sign is known without a sync
+            if train.kl_target > 0:
+                kl_global = self._sum_over_processes(kl_share.detach())
+                kl_sign = 1.0 if float(kl_global) >= train.kl_target else -1.0
+            # each process's share of the global-batch mean; DDP averages gradients over processes,
+            # hence the factor world_size: the update equals a single process's on the same batch
+            share = -reconstruction.sum() / n_global + kl_sign * kl_share
+            loss = self.context.world_size * share
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if not (torch.isfinite(loss) and _finite_gradients(self.model)):
+                return None
+            self.optimizer.step()
+            with torch.no_grad():
+                rec_sum, kl_sum = reconstruction.sum().double(), kl.sum().double()
+                totals += torch.stack([-rec_sum + weight * kl_sum, -rec_sum, kl_sum]).cpu()
+            seen += x.shape[0]
+        totals = self._all_reduce(totals, seen)
+        return EpochRecord(
+            epoch=epoch + 1,
+            lr=self.state.lr,
+            kl_weight=weight,
+            train_loss=float(totals[0]),
+            train_reconstruction=float(totals[1]),
+            train_kl=float(totals[2]),
+            restarts=self.state.restarts,
+        )
+
+    def _batches(self, epoch: int) -> Iterator[Tensor]:
+        """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch."""
+        seed, size = self.config.train.seed, self.config.data.batch_size
+        order = torch.randperm(len(self.train_images), generator=_generator(seed, epoch, 0))
+        binarize = _generator(seed, epoch, 1)
+        for start in range(0, len(order), size):
+            yield self._binarized(self.train_images[order[start : start + size]], binarize)
+
+    def _binarized(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        return torch.bernoulli(x, generator=generator) if self.dynamic_binarize else x
+
+    def _terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(reconstruction, kl)`` per example, ``(B,)`` each, through the (possibly DDP) wrapper."""
+        if isinstance(self.model, VAE):
+            out = self.wrapped(x, self.config.train.n_samples)
+            return out.reconstruction, out.kl
+        out = self.wrapped(x)
+        return out.reconstruction, torch.zeros_like(out.reconstruction)
+
+    @torch.no_grad()
+    def _validate(self, record: EpochRecord) -> None:
+        """Negative ELBO (KL weight 1), reconstruction and KL on the validation set."""
+        self.model.eval()
+        totals = torch.zeros(4, dtype=torch.float64)
+        share = self.val_targets[self.context.shard(len(self.val_targets))]
+        batch = self.config.data.eval_batch_size
+        k = self.config.train.ll_samples
+        for start in range(0, len(share), batch):
+            x = share[start : start + batch].to(self.device)
+            if isinstance(self.model, VAE):
+                out = self.model.elbo(x, 1)
+                rec, kl = out.reconstruction, out.kl
+            else:
+                rec = self.model.loss(x).reconstruction
+                kl = torch.zeros_like(rec)
+            ll = torch.zeros_like(rec)
+            if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
+                ll = self.model.log_marginal_likelihood(x, k, chunk_size=max(1, 20000 // len(x)))
+            totals += (
+                torch.stack([(-rec + kl).sum(), -rec.sum(), kl.sum(), ll.sum()]).double().cpu()
+            )
+        totals = self._all_reduce(totals, len(share))
+        record.val_loss, record.val_reconstruction, record.val_kl = map(float, totals[:3])
+        if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
+            record.val_log_likelihood = float(totals[3])
+
+    def _early_stopping(self, record: EpochRecord) -> None:
+        """Track the best validation objective after burn-in; export the best model; stop on patience."""
+        train = self.config.train
+        if record.epoch <= train.burn_in:
+            return
+        if record.val_loss < self.state.best_val - train.min_improvement:
+            self.state.best_val, self.state.best_epoch = record.val_loss, record.epoch
+            self.state.epochs_without_improvement = 0
+            self.export_model()
+        else:
+            self.state.epochs_without_improvement += 1
+            if self.state.epochs_without_improvement >= train.patience:
+                self.state.finished = True
+                self.state.stop_reason = (
+                    f"early stopping: no improvement of the validation objective for "
+                    f"{train.patience} epochs (best {self.state.best_val:.4f} at epoch "
+                    f"{self.state.best_epoch})"
+                )
+
+    def export_model(self) -> None:
+        """Write the current model to ``RUN_DIR/model`` (``config.json`` + ``model.safetensors``)."""
+        if self.run_dir is not None and self.context.is_main:
+            self.model.save_pretrained(self.run_dir / "model")
+
+    @torch.no_grad()
+    def latent_means(self, images: Tensor) -> Tensor:
+        """Posterior means directions (the mode, ``mu`` on spheres) of ``images``, ``(N, latent_dim)``."""
+        self.model.eval()
+        out = []
+        for start in range(0, len(images), self.config.data.eval_batch_size):
+            x = images[start : start + self.config.data.eval_batch_size].to(self.device)
+            if isinstance(self.model, VAE):
+                out.append(self.model.encode(x).mode)
+            else:
+                out.append(self.model.encode(x))
+        return torch.cat(out)
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def _set_lr(self, lr: float) -> None:
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    def _sum_over_processes(self, value: Tensor) -> Tensor:
+        if not self.context.enabled:
+            return value
+        import torch.distributed as dist
+
+        total = value.clone()
+        dist.all_reduce(total)
+        return total
+
+    def _all_reduce(self, totals: Tensor, count: int) -> Tensor:
+        """Sums over processes divided by the global count: per-example means."""
+        packed = torch.cat([totals, torch.tensor([float(count)], dtype=torch.float64)])
+        if self.context.enabled:
+            import torch.distributed as dist
+
+            dist.all_reduce(packed)
+        return packed[:-1] / max(packed[-1].item(), 1.0)
+
+
+def _finite_gradients(model: nn.Module) -> bool:
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    if not grads:
+        return True
+    norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))
+    return bool(torch.isfinite(norm))
+
+
+def _format_record(record: EpochRecord, seconds: float) -> str:
+    line = (
+        f"epoch {record.epoch}: train loss {record.train_loss:.3f} "
+        f"(rec {record.train_reconstruction:.3f}, kl {record.train_kl:.3f}, "
+        f"weight {record.kl_weight:.3g})"
+    )
+    if not math.isnan(record.val_loss):
+        line += f" | val -elbo {record.val_loss:.3f}"
+    if not math.isnan(record.val_log_likelihood):
+        line += f" | val log p(x) {record.val_log_likelihood:.3f}"
+    return line + f" | {seconds:.1f} s"
+
+
+def print_line(line: str) -> None:
+    """Default logger: one line on standard output, flushed."""
+    print(line, file=sys.stdout, flush=True)

@@ -160,7 +160,8 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> RunConfi
             if e["type"] in ("unexpected_keyword_argument", "extra_forbidden"):
                 problems.append(f"{path}: unknown key")
             else:
-                problems.append(f"{path}: {e['msg']}")
+                message = e["msg"].removeprefix("Value error, ")
+                problems.append(f"{path}: {message}")
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 

@@ -29,14 +29,14 @@ def image_grid(images: Tensor, *, ncols: int = 10, title: str | None = None) -> 
     n, _, h, w = images.shape
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
-    canvas = np.ones((nrows * (h + 1) - 1, ncols * (w + 1) - 1))
+    canvas = np.zeros((nrows * (h + 1) - 1, ncols * (w + 1) - 1))  # white gaps under gray_r
     pixels = images[:, 0].detach().float().clamp(0, 1).cpu().numpy()
     for i in range(n):
         r, c = divmod(i, ncols)
         canvas[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = pixels[i]
     figure = Figure(figsize=(ncols * 0.6 + 0.4, nrows * 0.6 + (0.6 if title else 0.2)))
     ax = figure.add_subplot()
-    ax.imshow(canvas, cmap="gray_r" if pixels.mean() < 0.5 else "gray", vmin=0, vmax=1)
+    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)  # ink (1) dark on white paper (0)
     ax.set_axis_off()
     if title:
         ax.set_title(title)

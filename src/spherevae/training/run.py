@@ -202,8 +202,11 @@ def _train(
         atomic_write_text(
             run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
-        if checkpoint is None or not (run_dir / "command.txt").exists():
-            atomic_write_text(run_dir / "command.txt", command + "\n")
+        # a resumed run keeps the original command and adds the one that resumed it
+        command_file = run_dir / "command.txt"
+        resumed = checkpoint is not None and command_file.exists()
+        previous = command_file.read_text(encoding="utf-8") if resumed else ""
+        atomic_write_text(command_file, previous + command + "\n")
         _write_run_info(run_dir, config, splits, status="running", dynamic=dynamic)
         log(
             f"training {config.model.kind} latent={config.model.latent} "

@@ -29,6 +29,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
 from ..models import VAE, AutoEncoder
@@ -234,7 +235,17 @@ class Trainer:
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64)
         seen = 0
-        for x in self._batches(epoch):
+        n_batches = math.ceil(len(self.train_images) / self.config.data.batch_size)
+        # a progress bar on a terminal, plain log lines (from fit) otherwise
+        show_bar = self.context.is_main and sys.stderr.isatty()
+        batches = tqdm(
+            self._batches(epoch),
+            total=n_batches,
+            desc=f"epoch {epoch + 1}",
+            leave=False,
+            disable=not show_bar,
+        )
+        for x in batches:
             n_global = x.shape[0]
             x = x[self.context.shard(n_global)].to(self.device, non_blocking=True)
             reconstruction, kl = self._terms(x)

@@ -1,0 +1,111 @@
+"""A plain deterministic auto-encoder with the same networks as :class:`~spherevae.models.VAE`.
+
+For comparison with the VAE: the encoder's features go through a linear map to a latent point (each
+sphere block normalised to unit length, Euclidean blocks left raw), the decoder maps it back, and the
+loss is the reconstruction term only: ``loss = mean_b -log p(x_b|z_b)`` (no prior, no KL, no noise).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .heads import PointHead
+from .likelihoods import build_likelihood
+from .networks import build_networks
+from .pretrained import CONFIG_NAME, load_config, load_into, save_pretrained
+
+__all__ = ["AutoEncoder", "AutoEncoderResult"]
+
+
+class AutoEncoderResult(NamedTuple):
+    """What :meth:`AutoEncoder.loss` returns.
+
+    Attributes:
+        loss: scalar, ``mean_b -reconstruction_b``.
+        reconstruction: ``(B,)``, ``log p(x_b|z_b)`` summed over pixels.
+        z: ``(B, latent_dim)``, the latent points.
+    """
+
+    loss: Tensor
+    reconstruction: Tensor
+    z: Tensor
+
+
+class AutoEncoder(nn.Module):
+    """Deterministic auto-encoder built from a :class:`ModelConfig` with ``kind="autoencoder"``.
+
+    ``posterior``, ``sampler`` and ``covariance`` are not used (there is no posterior).
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.kind != "autoencoder":
+            raise ValueError(
+                f"AutoEncoder needs a config with kind='autoencoder', got kind={config.kind!r} "
+                f"(use VAE, or dataclasses.replace(config, kind='autoencoder'))"
+            )
+        self.config = config
+        self.latent = config.latent_spec
+        self.encoder, self.decoder = build_networks(
+            config.network, config.image_shape, self.latent.ambient_dim, config.hidden_sizes
+        )
+        self.head = PointHead(self.encoder.out_features, self.latent)
+        self.likelihood = build_likelihood(config.likelihood, config.gaussian_std)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.latent.ambient_dim
+
+    def encode(self, x: Tensor) -> Tensor:
+        """Latent points ``(B, latent_dim)`` for ``x`` ``(B, C, H, W)``; sphere blocks have unit norm."""
+        z: Tensor = self.head(self.encoder(x))
+        return z
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Likelihood parameters: ``(..., latent_dim) -> (..., C, H, W)``."""
+        params: Tensor = self.decoder(z)
+        return params
+
+    def log_likelihood(self, x: Tensor, params: Tensor) -> Tensor:
+        """``log p(x|z)`` summed over pixels, ``(..., B)``."""
+        return self.likelihood.log_prob(x, params)
+
+    def loss(self, x: Tensor) -> AutoEncoderResult:
+        """Reconstruction loss of a batch ``x`` ``(B, C, H, W)``."""
+        z = self.encode(x)
+        reconstruction = self.log_likelihood(x, self.decode(z))
+        return AutoEncoderResult(-reconstruction.mean(), reconstruction, z)
+
+    def forward(self, x: Tensor) -> AutoEncoderResult:
+        """Same as :meth:`loss`."""
+        return self.loss(x)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Expected images ``E[x|z(x)]``, ``(B, C, H, W)``."""
+        return self.likelihood.mean(self.decode(self.encode(x)))
+
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors``."""
+        return save_pretrained(self, self.config, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], device: torch.device | str = "cpu"
+    ) -> AutoEncoder:
+        """Rebuild an auto-encoder saved by :meth:`save_pretrained` (errors as ``VAE.from_pretrained``)."""
+        config = load_config(directory)
+        if config.kind != "autoencoder":
+            raise ValueError(
+                f"{Path(directory) / CONFIG_NAME} describes kind={config.kind!r}, not an "
+                f"auto-encoder; use spherevae.models.from_pretrained"
+            )
+        model = cls(config).to(device)
+        load_into(model, directory)
+        return model

@@ -1,0 +1,135 @@
+"""Saving and loading models as a folder: ``config.json`` (the :class:`ModelConfig`) and
+``model.safetensors`` (the state dict). No pickled code: loading rebuilds the model from the config and
+copies the tensors in.
+
+Both files are written atomically (a temporary file in the same folder, then ``os.replace``), so an
+interrupted save leaves the previous files intact rather than a truncated one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from .. import __version__
+from .config import ModelConfig
+
+if TYPE_CHECKING:
+    from .autoencoder import AutoEncoder
+    from .vae import VAE
+
+__all__ = [
+    "CONFIG_NAME",
+    "WEIGHTS_NAME",
+    "from_pretrained",
+    "load_config",
+    "load_weights",
+    "save_pretrained",
+]
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+
+
+def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
+    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it over ``path``."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_pretrained(
+    model: nn.Module, config: ModelConfig, directory: str | os.PathLike[str]
+) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` into ``directory`` (created if needed).
+
+    Returns:
+        The folder as a :class:`~pathlib.Path`.
+    """
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    # safetensors refuses non-contiguous tensors (and shared storage, which these models do not use)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", "spherevae_version": __version__}
+    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata=metadata))
+    return folder
+
+
+def load_config(directory: str | os.PathLike[str]) -> ModelConfig:
+    """Read ``directory/config.json``.
+
+    Raises:
+        FileNotFoundError: if the file is missing (naming it).
+        ValueError: if it is not valid JSON or not a valid config (naming it).
+    """
+    path = Path(directory) / CONFIG_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"model config not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return ModelConfig.from_dict(data)
+    except (ValueError, TypeError) as err:  # json.JSONDecodeError is a ValueError
+        raise ValueError(f"invalid model config in {path}: {err}") from err
+
+
+def load_weights(
+    directory: str | os.PathLike[str], device: torch.device | str = "cpu"
+) -> dict[str, Tensor]:
+    """Read ``directory/model.safetensors`` onto ``device``.
+
+    Raises:
+        FileNotFoundError: if the file is missing (naming it).
+        ValueError: if it is truncated or not a safetensors file (naming it).
+    """
+    path = Path(directory) / WEIGHTS_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"model weights not found: {path}")
+    try:
+        return load_file(path, device=str(device))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as err:
+        raise ValueError(f"corrupt or truncated weights file {path}: {err}") from err
+
+
+def load_into(model: nn.Module, directory: str | os.PathLike[str]) -> None:
+    """Copy the weights in ``directory`` into ``model`` (strict: every key, every shape).
+
+    Raises:
+        ValueError: if the file does not match the model built from the config (naming the file).
+    """
+    device = next(model.parameters()).device
+    state = load_weights(directory, device)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        path = Path(directory) / WEIGHTS_NAME
+        raise ValueError(f"weights in {path} do not match the model in its config: {err}") from err
+
+
+def from_pretrained(
+    directory: str | os.PathLike[str], device: torch.device | str = "cpu"
+) -> VAE | AutoEncoder:
+    """Rebuild the model saved in ``directory``: a ``VAE`` or an ``AutoEncoder`` as its config says."""
+    from .autoencoder import AutoEncoder
+    from .vae import VAE
+
+    config = load_config(directory)
+    model: VAE | AutoEncoder = (VAE if config.kind == "vae" else AutoEncoder)(config)
+    model.to(device)
+    load_into(model, directory)
+    return model

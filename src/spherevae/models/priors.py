@@ -1,0 +1,62 @@
+r"""Priors ``p(z)`` matching the posterior heads, chosen so that ``KL(q || p)`` is registered in closed form.
+
+- ``S^d`` factor: the uniform distribution on the sphere,
+  :class:`~spherevae.distributions.HypersphericalUniform` (Davidson et al. 2018); density
+  ``1 / area(S^d)`` with respect to the surface measure, the same measure as the vMF and Power
+  Spherical densities, so ``log p(z) - log q(z|x)`` is a ratio of densities on one measure.
+- ``R^d`` factor: the standard normal (Lebesgue measure), as ``Independent(Normal(0, 1), 1)`` or, when
+  the posterior has a full covariance, ``MultivariateNormal(0, I)``: torch registers
+  ``KL(MultivariateNormal || MultivariateNormal)`` but not ``KL(MultivariateNormal || Independent)``.
+- product spaces: the :class:`~spherevae.distributions.ProductDistribution` of the factors' priors
+  (a single factor gives the plain distribution, like the posterior head).
+
+The registered KLs used are ``vMF || uniform``, ``PowerSpherical || uniform`` (``spherevae``),
+``Independent(Normal) || Independent(Normal)``, ``MultivariateNormal || MultivariateNormal`` (torch), and
+``product || product`` (sum over factors).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
+
+from ..distributions import HypersphericalUniform, ProductDistribution
+from .latent import LatentFactor, LatentSpec
+
+__all__ = ["build_prior", "factor_prior"]
+
+
+def factor_prior(
+    factor: LatentFactor,
+    covariance: str = "diagonal",
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Distribution:
+    """The prior of one factor, with ``batch_shape ()`` and ``event_shape (factor.ambient,)``."""
+    if factor.is_sphere:
+        return HypersphericalUniform(factor.ambient, dtype=dtype, device=device)
+    zeros = torch.zeros(factor.dim, dtype=dtype, device=device)
+    if covariance == "full":
+        eye = torch.eye(factor.dim, dtype=dtype, device=device)
+        return MultivariateNormal(zeros, scale_tril=eye)
+    return Independent(Normal(zeros, torch.ones_like(zeros)), 1)
+
+
+def build_prior(
+    latent: LatentSpec,
+    covariance: str = "diagonal",
+    *,
+    dtype: torch.dtype | None = None,
+    device: torch.device | str | None = None,
+) -> Distribution:
+    """The prior of a latent space: ``batch_shape ()``, ``event_shape (latent.ambient_dim,)``.
+
+    Args:
+        latent: the latent space.
+        covariance: the posterior's covariance mode on ``R^d`` factors (``"full"`` selects the
+            ``MultivariateNormal`` form of the standard normal; the distribution is the same).
+        dtype, device: of samples and densities (default: torch's defaults).
+    """
+    parts = [factor_prior(f, covariance, dtype=dtype, device=device) for f in latent.factors]
+    return parts[0] if len(parts) == 1 else ProductDistribution(parts)

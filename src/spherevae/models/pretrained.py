@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +19,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from .. import __version__
+from ..io import atomic_path, atomic_write_text
 from .config import ModelConfig
 
 if TYPE_CHECKING:
@@ -40,18 +39,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
 
-def _atomic_write(path: Path, write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file next to ``path``, then move it over ``path``."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_pretrained(
     model: nn.Module, config: ModelConfig, directory: str | os.PathLike[str]
 ) -> Path:
@@ -63,11 +50,12 @@ def save_pretrained(
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     text = json.dumps(config.to_dict(), indent=2) + "\n"
-    _atomic_write(folder / CONFIG_NAME, lambda p: Path(p).write_text(text, encoding="utf-8"))
+    atomic_write_text(folder / CONFIG_NAME, text)
     # safetensors refuses non-contiguous tensors (and shared storage, which these models do not use)
     tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     metadata = {"format": "pt", "spherevae_version": __version__}
-    _atomic_write(folder / WEIGHTS_NAME, lambda p: save_file(tensors, p, metadata=metadata))
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
+        save_file(tensors, tmp, metadata=metadata)
     return folder
 
 

@@ -183,7 +183,7 @@ class Trainer:
         while not self.state.finished and self.state.epoch < train.epochs:
             epoch = self.state.epoch
             started = time.perf_counter()
-            record = self._train_epoch_with_restarts(epoch)
+            record = self.train_epoch(epoch)
             if (epoch + 1) % train.val_every == 0 or epoch + 1 == train.epochs:
                 self._validate(record)
                 self._early_stopping(record)
@@ -204,7 +204,8 @@ class Trainer:
             self.state.stop_reason = self.state.stop_reason or f"reached {train.epochs} epochs"
         return self.state
 
-    def _train_epoch_with_restarts(self, epoch: int) -> EpochRecord:
+    def train_epoch(self, epoch: int) -> EpochRecord:
+        """One pass over the training set (0-based ``epoch``), restarting it on a non-finite loss."""
         train = self.config.train
         good_model = copy.deepcopy(self.model.state_dict())
         good_optimizer = copy.deepcopy(self.optimizer.state_dict())

@@ -16,7 +16,9 @@ Every test runs for every sampler (``"rejection"``, ``"inverse_cdf"``, ``"mh"``)
 6. the tangential gradient in ``loc`` of ``E[a.z] = A a.mu``;
 7. the Metropolis-Hastings chain at ``m = 3`` is a real chain (acceptance rate in (0, 1));
 8. no silent garbage from the rejection sampler at ``m = 5, kappa = 1e4``;
-9. batches with a different ``(loc, kappa)`` per row.
+9. batches with a different ``(loc, kappa)`` per row;
+10. Wood's ``Beta((m-1)/2, (m-1)/2)`` variate drawn from one gamma and one normal variate: KS test
+    against SciPy's Beta law, and full relative accuracy of the smaller of ``e`` and ``1 - e``.
 
 The full grids of 1, 2, 4 and 5 are marked ``slow`` (``pytest -m slow``) and use larger samples; the
 default run tests a CI subset.
@@ -33,7 +35,8 @@ Failure budget (number of checks x false-failure probability):
 - default run: z-checks: 60 means (5 m x 4 kappa x 3 samplers) + 60 kappa gradients (4 m x 3 kappa
   x 5 sampler/gradient-path cases) + 1 + 5 pathwise demonstration/contrast + 90 loc-gradient
   coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 234;
-  KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) = 121; ``234 * 6.3e-5 + 121 * 1e-4 = 0.027``;
+  KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) + 5 (Beta variate) = 126;
+  ``234 * 6.3e-5 + 126 * 1e-4 = 0.027``;
 - slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 150 kappa gradients (6 m x 5 kappa x 5) =
   342; KS tests: 192 exact + 192 SciPy = 384; ``342 * 6.3e-5 + 384 * 1e-4 = 0.060``.
 
@@ -619,3 +622,38 @@ def test_kappa_derivative_quadrature(m: int, kappa: float) -> None:
     tabulated = marginal.MarginalGrid(k, m).dt_dkappa(t)
     torch.testing.assert_close(direct, expected, rtol=1e-7, atol=0.0)
     torch.testing.assert_close(tabulated, expected, rtol=1e-7, atol=0.0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Wood's Beta variate from one gamma and one normal variate
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("a", [0.5, 1.5, 4.5, 31.5, 511.5])
+def test_symmetric_beta_from_one_gamma_and_one_normal(a: float) -> None:
+    """``E / (E + F)`` of :func:`_symmetric_beta_parts` is ``Beta(a, a)`` (KS test against SciPy)."""
+    n = N_CI
+    gamma = torch._standard_gamma(torch.full((n,), a, dtype=F64))
+    normal = torch.randn(n, dtype=F64)
+    e, one_minus_e = marginal._symmetric_beta_parts(gamma, normal)
+    assert bool(((e > 0) & (one_minus_e > 0)).all())
+    p = stats.kstest((e / (e + one_minus_e)).numpy(), stats.beta(a, a).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of e against Beta({a}, {a}): p = {p:.3g}"
+
+
+def test_symmetric_beta_keeps_tiny_parts() -> None:
+    """The small one of ``e, 1 - e`` keeps full relative accuracy where ``1 + Z / R`` would cancel.
+
+    Against the exact ``min(e, 1 - e) = G / (R (R + |Z|))`` in high precision, ``R = sqrt(Z^2 + 2 G)``.
+    """
+    mpmath = pytest.importorskip("mpmath")
+    mpmath.mp.dps = 50
+    gamma = torch.tensor([1e-30, 1e-12, 1e-3, 0.5, 1e-30, 1e-12, 2.0], dtype=F64)
+    normal = torch.tensor([3.0, 1.5, 0.7, 0.1, -3.0, -1.5, -4.0], dtype=F64)
+    e, one_minus_e = marginal._symmetric_beta_parts(gamma.clone(), normal)
+    total = e + one_minus_e
+    for i, (g, z) in enumerate(zip(gamma.tolist(), normal.tolist(), strict=True)):
+        r = mpmath.sqrt(mpmath.mpf(z) ** 2 + 2 * mpmath.mpf(g))
+        small_exact = mpmath.mpf(g) / (r * (r + abs(mpmath.mpf(z))))
+        small = float(min(e[i], one_minus_e[i]) / total[i])
+        assert small == pytest.approx(float(small_exact), rel=1e-14, abs=0.0), (g, z)
+        # the sign of Z says which one is small: e is the large part for Z > 0
+        assert (float(e[i]) > float(one_minus_e[i])) == (z > 0)

@@ -169,11 +169,65 @@ def _powers(x: Tensor, n: int) -> Tensor:
     return torch.cat([ones, torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n - 1), dim=-1)], dim=-1)
 
 
-def _debye_sums(nu: Tensor, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+_POWER_BLOCK = 8
+
+
+def _power_sum(x: Tensor, coef: Tensor) -> Tensor:
+    """``sum_{j=1..n} x^j coef[j - 1]`` for ``x`` of shape ``(...)`` and ``coef`` ``(n, c)``: ``(..., c)``.
+
+    Blocked (Paterson and Stockmeyer): with ``j = 8 b + i`` and ``y = x^8`` the sum is
+    ``sum_b y^b (sum_{i=1..8} x^i coef[8 b + i - 1])``, whose inner sums for every block are one matrix
+    product with the powers ``x^1 .. x^8``. The same terms are added as with all ``n`` powers at once,
+    but no tensor of ``n`` powers per element is formed: on a CPU such a tensor (hundreds of KB at
+    batch 1024) costs more in page faults than all the arithmetic.
+    """
+    n, c = coef.shape
+    n_blocks = -(-n // _POWER_BLOCK)
+    if n_blocks * _POWER_BLOCK > n:
+        coef = torch.cat([coef, coef.new_zeros(n_blocks * _POWER_BLOCK - n, c)])
+    # row i - 1, column (b, l): coef[8 b + i - 1, l]
+    coef = coef.reshape(n_blocks, _POWER_BLOCK, c).transpose(0, 1).reshape(_POWER_BLOCK, -1)
+    low = torch.cumprod(x.unsqueeze(-1).expand(*x.shape, _POWER_BLOCK), dim=-1)  # x^1 .. x^8
+    blocks = (low @ coef).reshape(*x.shape, n_blocks, c)
+    if n_blocks == 1:
+        return blocks[..., 0, :]
+    y = low[..., -1:]  # x^8
+    y_pows = torch.cumprod(y.expand(*x.shape, n_blocks - 1), dim=-1)  # y^1 .. y^(n_blocks - 1)
+    return blocks[..., 0, :] + (blocks[..., 1:, :] * y_pows.unsqueeze(-1)).sum(-2)
+
+
+@lru_cache(maxsize=64)
+def _debye_collapsed(nu: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """Coefficients ``C[n] = sum_{j + k = n} T[j, k] nu^j`` of the Debye sums as series in ``1 / rho``.
+
+    For one order ``nu``, ``p^j / rho^k = nu^j / rho^(j + k)`` (``p = nu / rho``), so both double sums
+    of :func:`_debye_sums` are single power series in ``1 / rho``: the same terms, summed in another
+    order. ``T`` stacks the ``u`` and ``v - u`` tables: ``C`` is ``(2 * _DEBYE_TERMS - 1 + 1, 2)``.
+    """
+    u_table, d_table = _tables(torch.float64, torch.device("cpu"))
+    table = torch.stack([u_table, d_table], dim=-1)  # (power of p, k, 2)
+    n_p, n_k = table.shape[:2]
+    weighted = table * torch.tensor(float(nu), dtype=torch.float64).pow(
+        torch.arange(n_p, dtype=torch.float64)
+    ).reshape(n_p, 1, 1)
+    index = (torch.arange(n_p).unsqueeze(-1) + torch.arange(n_k)).reshape(-1)
+    collapsed = torch.zeros(n_p + n_k - 1, 2, dtype=torch.float64)
+    collapsed.index_add_(0, index, weighted.reshape(-1, 2))
+    return collapsed.to(dtype=dtype, device=device)
+
+
+def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """``rho = sqrt(nu^2 + z^2)``, ``S_u = sum_k u_k(p) / nu^k`` and ``S_d = sum_k (v_k - u_k)(p) / nu^k``.
 
-    Written as series in ``1/rho`` with ``p = nu / rho`` (``u_k(p) / nu^k = (u_k(p) / p^k) / rho^k``).
+    Written as series in ``1/rho`` with ``p = nu / rho`` (``u_k(p) / nu^k = (u_k(p) / p^k) / rho^k``);
+    for one order given as a Python number, as one power series in ``1 / rho``
+    (:func:`_debye_collapsed`).
     """
+    if not isinstance(nu, Tensor):
+        rho = torch.hypot(z, z.new_tensor(nu))
+        coef = _debye_collapsed(nu, z.dtype, z.device)
+        sums = _power_sum(1.0 / rho, coef[1:]) + coef[0]
+        return rho, sums[..., 0], sums[..., 1]
     u_table, d_table = _tables(z.dtype, z.device)
     rho = torch.hypot(nu, z)
     p = nu / rho
@@ -194,7 +248,7 @@ def _debye_log_ive(nu: Tensor, z: Tensor) -> Tensor:
     return exponent - 0.5 * torch.log(2 * math.pi * rho) + torch.log(s_u)
 
 
-def _debye_ratio(nu: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+def _debye_ratio(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor]:
     """``R = I_{nu+1}(z) / I_nu(z)`` and ``1 - R`` from the expansions of ``I_mu`` and ``I'_mu``, ``mu = nu+1``.
 
     ``I_nu / I_mu = I'_mu / I_mu + mu / z = (rho S + mu) / z`` with ``S = S_v / S_u = 1 + S_d / S_u``;
@@ -250,13 +304,16 @@ def _series(
 
     ``0F1(; v+1; z^2/4) - 1 = sum_{j >= 1} (c / 81)^j d_j``, with powers of ``c / 81 <= 1``; ``v`` is
     either one order (0-dimensional, the usual case: the coefficients are computed once and the sums are
-    one matmul) or one order per element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer
+    one blocked power sum, :func:`_power_sum`) or one order per element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer
     than 180 where every ``c`` is known to be small.
     """
     c = z * z / (4 * (v + 1))
-    powers = torch.cumprod((c / _SERIES_SCALE).unsqueeze(-1).expand(*z.shape, n_terms), dim=-1)
     coef = _series_coefficients(v, n_terms)
-    tails = powers @ coef if v.dim() == 0 else (powers.unsqueeze(-1) * coef).sum(-2)
+    if v.dim() == 0:
+        tails = _power_sum(c / _SERIES_SCALE, coef)
+    else:
+        powers = torch.cumprod((c / _SERIES_SCALE).unsqueeze(-1).expand(*z.shape, n_terms), dim=-1)
+        tails = (powers.unsqueeze(-1) * coef).sum(-2)
     tail_v, tail_v1 = tails[..., 0], tails[..., 1]
     ratio_over_z = (1 + tail_v1) / ((2 * (v + 1)) * (1 + tail_v))
     out = {"ratio_over_z": ratio_over_z, "ratio": z * ratio_over_z}
@@ -269,11 +326,15 @@ def _series(
     return out
 
 
-def _debye(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
-    """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``)."""
+def _debye(v: Tensor | float, z: Tensor, with_log: bool) -> dict[str, Tensor]:
+    """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``).
+
+    ``v`` is one order per element of ``z``, or one order as a Python number (ratios only).
+    """
     ratio, complement = _debye_ratio(v, z)
     out = {"ratio": ratio, "complement": complement, "ratio_over_z": ratio / z}
     if with_log:
+        assert isinstance(v, Tensor), "the logarithms take the order as a tensor"
         out["log_ive"] = _debye_log_ive(v, z)
         out["log_normalized"] = out["log_ive"] + z - torch.xlogy(v, z / 2) + torch.lgamma(v + 1)
     return out
@@ -291,7 +352,12 @@ class _BesselValues:
     never waits on the device: no host round trip at run time.
     """
 
-    def __init__(self, v: Tensor, z: Tensor, with_log: bool = True) -> None:
+    def __init__(
+        self, v: Tensor, z: Tensor, with_log: bool = True, v_number: float | None = None
+    ) -> None:
+        """``v_number``: the order ``v`` as a Python number, when it is one (enables the one-series
+        form of the Debye sums, :func:`_debye_collapsed`); ratios only (``with_log=False``)."""
+        assert v_number is None or not with_log
         shape = torch.broadcast_shapes(v.shape, z.shape)
         scalar_v = v.dim() == 0
         self.v, self.z = v.expand(shape), z.expand(shape)
@@ -308,13 +374,14 @@ class _BesselValues:
             if n_series == z.numel():
                 merged = self._series_cpu(v if scalar_v else v_full, z, with_log)
             elif n_series == 0:
-                merged = _debye(v_full, z, with_log)
+                merged = _debye(v_full if v_number is None else v_number, z, with_log)
             else:
                 series_idx = in_series.nonzero(as_tuple=True)
                 debye_idx = (~in_series).nonzero(as_tuple=True)
                 v_s = v if scalar_v else v_full[series_idx]
                 series = self._series_cpu(v_s, z[series_idx], with_log)
-                debye = _debye(v_full[debye_idx], z[debye_idx], with_log)
+                v_d = v_full[debye_idx] if v_number is None else v_number
+                debye = _debye(v_d, z[debye_idx], with_log)
                 merged = {}
                 for key, value in series.items():
                     out = torch.empty_like(z)
@@ -325,7 +392,7 @@ class _BesselValues:
             z_series = torch.where(in_series, z, torch.zeros_like(z))
             z_debye = torch.where(in_series, torch.full_like(z, _DEBYE_MIN_RHO), z)
             series = _series(v if scalar_v else v_full, z_series, with_log)
-            debye = _debye(v_full, z_debye, with_log)
+            debye = _debye(v_full if v_number is None else v_number, z_debye, with_log)
             merged = {key: torch.where(in_series, series[key], debye[key]) for key in series}
         merged = {key: value.reshape(shape) for key, value in merged.items()}
         self.ratio = merged["ratio"]
@@ -503,7 +570,8 @@ def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, 
     ``R / z`` is its limit ``1 / (2(v + 1))`` at ``z = 0``.
     """
     v64, z64, _ = _prepare(v, z)
+    v_number = float(v) if isinstance(v, int | float) else None
     with torch.no_grad():
-        vals = _BesselValues(v64, z64.detach(), with_log=False)
+        vals = _BesselValues(v64, z64.detach(), with_log=False, v_number=v_number)
     deriv = _ratio_derivative(vals.v, vals.ratio, vals.complement, vals.ratio_over_z)
     return vals.ratio, vals.complement, vals.ratio_over_z, deriv

@@ -10,7 +10,8 @@ so quadrature is done in ``theta``. Every sampler returns ``t = 1 - w`` rather t
 Samplers (all draw their randomness on the device of ``kappa``, all vectorised over the batch):
 
 - :func:`wood_rejection`: Wood (1994). Proposal ``t = 2 b e / (1 - (1 - b) e)``, ``e ~ Beta((m-1)/2,
-  (m-1)/2)``, with the cancellation-free envelope constant ``b = (m-1) / (2 kappa + sqrt(4 kappa^2 +
+  (m-1)/2)`` (drawn as ``e = (1 + Z / sqrt(Z^2 + 2 G)) / 2`` from ``G ~ Gamma((m-1)/2)`` and
+  ``Z ~ N(0, 1)``), with the cancellation-free envelope constant ``b = (m-1) / (2 kappa + sqrt(4 kappa^2 +
   (m-1)^2))`` and ``x0 = (1 - b) / (1 + b)``; accept when ``log U <= kappa (w - x0) + (m-1) log((1 -
   x0 w) / (1 - x0^2))``. Rounds draw 4, 8, 16, ... candidates per pending sample and stop after a bounded
   number, raising ``RuntimeError`` rather than returning a wrong value.
@@ -59,15 +60,11 @@ __all__ = [
     "wood_rejection",
 ]
 
-_GL_NODES, _GL_WEIGHTS = (
-    torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(8)
-)
+_GL_NODES = 8  # points of the Gauss-Legendre rule of each grid cell
 # per-sample gradient quadrature: one Gauss-Legendre panel of 20 nodes over the stretch where the
 # integrand is above exp(-60) of its value at the sample (measured against a 24-panel x 20-node rule
 # over m in [2, 20000], kappa in [0, 1e6], samples and points across the support: relative error <= 2e-8)
-_DIRECT_NODES, _DIRECT_WEIGHTS = (
-    torch.tensor(a, dtype=torch.float64) for a in np.polynomial.legendre.leggauss(20)
-)
+_DIRECT_NODES = 20
 _DIRECT_LOG_DECAY = 60.0
 _GRID_CELLS = 64
 _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass outside is negligible
@@ -107,40 +104,62 @@ def _log_density_theta(theta: Tensor, kappa: Tensor, m: int) -> Tensor:
     return _log_density(*_angle_terms(theta), kappa, m)
 
 
+_RULE_CACHE: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+
+
+def _rule(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """``k``-point Gauss-Legendre rule on ``[0, 1]`` (nodes ``(1 + x) / 2``, weights ``w``, which sum to 2).
+
+    Cached per dtype and device: a rule is built (and copied to the device) once, not on every call.
+    """
+    key = (k, dtype, device)
+    if key not in _RULE_CACHE:
+        x, w = np.polynomial.legendre.leggauss(k)
+        _RULE_CACHE[key] = (
+            torch.tensor((1 + x) / 2, dtype=dtype, device=device),
+            torch.tensor(w, dtype=dtype, device=device),
+        )
+    return _RULE_CACHE[key]
+
+
 def _quadrature(
-    nodes: Tensor,
-    weights: Tensor,
+    start: Tensor,
+    half_length: Tensor,
+    k: int,
     kappa: Tensor,
     m: int,
     log_ref: Tensor,
     one_minus_mean: Tensor | None,
 ) -> Tensor:
-    """``sum_k weights_k s(phi_k) exp(log p(phi_k) - log_ref)`` over the last axis; consumes ``nodes``.
+    """``int_start^(start + 2 half_length) s(phi) exp(log p(phi) - log_ref) dphi``, ``k``-point Gauss-Legendre.
 
-    ``s = cos phi - A`` when ``one_minus_mean = 1 - A`` is given, else 1. With ``h = sin(phi / 2)``:
-    ``1 - cos phi = 2 h^2`` and ``log sin phi = log 2 + log h + log(1 - h^2) / 2``. Evaluated in place,
-    three node-sized buffers in all: on a CPU each fresh temporary of that size costs page faults that
-    outweigh the arithmetic (the previous out-of-place form spent half its time there).
+    Oriented (``half_length < 0`` integrates to the left). ``s = cos phi - A`` when
+    ``one_minus_mean = 1 - A`` is given, else 1; ``log_ref`` is on the scale of
+    :func:`_reduced_log_density`. The nodes enter only through ``sin^2(phi / 2)``, so the half-angles
+    ``phi / 2 = start / 2 + half_length (1 + x) / 2`` are formed directly (one fused op), and
+    ``log sin phi`` comes from one logarithm of ``s (1 - s)``. Evaluated in place: two node-sized
+    buffers in all, and the weights are applied by one matrix-vector product. On a CPU each fresh
+    temporary of that size costs page faults that outweigh the arithmetic.
 
     Args:
-        nodes: ``(..., k)`` angles, overwritten.
-        weights: ``(..., k)`` quadrature weights.
+        start, half_length: ``(...)`` ends and oriented half-lengths of the intervals.
         kappa, log_ref, one_minus_mean: broadcastable against ``(..., 1)``.
+
+    Returns:
+        ``(...)`` integrals.
     """
-    h = nodes.mul_(0.5).sin_()
-    half_t = h * h  # (1 - cos phi) / 2
+    nodes, weights = _rule(k, start.dtype, start.device)
+    half_t = torch.addcmul((0.5 * start).unsqueeze(-1), half_length.unsqueeze(-1), nodes)
+    half_t.sin_().square_()  # sin^2(phi / 2) = (1 - cos phi) / 2
     if m > 2:
-        log_p = h.log_()
-        log_one_minus = torch.neg(half_t).log1p_()
-        log_p.add_(log_one_minus, alpha=0.5).add_(math.log(2.0)).mul_(m - 2)
-        del log_one_minus
+        log_p = torch.addcmul(half_t, half_t, half_t, value=-1).log_().mul_(0.5 * (m - 2))
+        log_p.addcmul_(half_t, kappa, value=-2)
     else:
-        log_p = h.zero_()
-    log_p.addcmul_(half_t, -2 * kappa).sub_(log_ref)
-    dens = log_p.exp_()
+        log_p = half_t * (-2 * kappa)
+    dens = log_p.sub_(log_ref).exp_()
     if one_minus_mean is not None:
         dens.mul_(half_t.mul_(-2).add_(one_minus_mean))  # cos phi - A = (1 - A) - (1 - cos phi)
-    return dens.mul_(weights).sum(-1)
+    return (dens @ weights).mul_(half_length)
 
 
 def _wood_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -149,13 +168,35 @@ def _wood_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
     return b, (1 - b) / (1 + b), 2 * b / (1 + b)
 
 
+def _symmetric_beta_parts(gamma: Tensor, normal: Tensor) -> tuple[Tensor, Tensor]:
+    """``(E, F)``, proportional to ``(e, 1 - e)`` with ``e ~ Beta(a, a)``, from ``G ~ Gamma(a)`` and ``Z ~ N(0, 1)``.
+
+    With ``R = sqrt(Z^2 + 2 G)``, ``e = (1 + Z / R) / 2`` is ``Beta(a, a)``: ``(2 e - 1)^2 = (Z^2 / 2) /
+    (Z^2 / 2 + G) ~ Beta(1/2, a)``, which is the law of ``(2 e - 1)^2`` under ``Beta(a, a)``, and the
+    sign of ``Z`` is symmetric and independent of ``Z^2``. Returned unnormalised, ``E = 2 R e = R + Z``
+    and ``F = 2 R (1 - e) = R - Z``; the smaller of the two is formed as ``2 G / (R + |Z|)`` (since
+    ``R^2 - Z^2 = 2 G``), so it keeps its digits when it is tiny. Overwrites ``gamma``.
+    """
+    large = torch.addcmul(gamma, normal, normal, value=0.5).sqrt_().mul_(math.sqrt(2.0))  # R
+    large.add_(normal.abs())  # R + |Z|
+    small = gamma.mul_(2).div_(large)  # R - |Z|
+    positive = normal >= 0
+    return torch.where(positive, large, small), torch.where(positive, small, large)
+
+
 def _wood_proposal(b: Tensor, m: int, shape: torch.Size) -> Tensor:
-    """``t = 1 - w`` for Wood's proposal ``w = (1 - (1 + b) e) / (1 - (1 - b) e)``."""
-    half = torch.full((), (m - 1) / 2, dtype=b.dtype, device=b.device)
-    g1 = torch._standard_gamma(half.expand(shape).contiguous())
-    g2 = torch._standard_gamma(half.expand(shape).contiguous())
-    e = g1 / (g1 + g2)
-    return 2 * b * e / (1 - (1 - b) * e)
+    """``t = 1 - w`` for Wood's proposal ``w = (1 - (1 + b) e) / (1 - (1 - b) e)``, ``e ~ Beta((m-1)/2, (m-1)/2)``.
+
+    ``t = 2 b e / ((1 - e) + b e)``, written with ``(E, F)`` proportional to ``(e, 1 - e)``
+    (:func:`_symmetric_beta_parts`), so that ``t`` keeps its digits for ``e`` close to 0 or 1. One gamma
+    and one normal variate per candidate instead of the two gamma variates of ``G1 / (G1 + G2)``: on a
+    CPU a gamma variate costs several times a normal one.
+    """
+    gamma = torch._standard_gamma(b.new_full((), (m - 1) / 2).expand(shape).contiguous())
+    normal = torch.randn(shape, dtype=b.dtype, device=b.device)
+    e, one_minus_e = _symmetric_beta_parts(gamma, normal)
+    b_e = b * e
+    return b_e.mul(2).div_(one_minus_e.add_(b_e))
 
 
 def _wood_log_ratio(t: Tensor, kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
@@ -287,52 +328,64 @@ class _Support:
         self.theta_star = _theta_from_t(one_minus_mean)
 
 
-def _gl_nodes(
-    a: Tensor, b: Tensor, rule: tuple[Tensor, Tensor] = (_GL_NODES, _GL_WEIGHTS)
-) -> tuple[Tensor, Tensor]:
+def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Gauss-Legendre nodes ``(..., k)`` and weights for ``int_a^b`` (oriented: ``b < a`` is allowed)."""
-    half = ((b - a) / 2).unsqueeze(-1)
-    nodes = a.unsqueeze(-1) + half * (1 + rule[0].to(a.device))
-    return nodes, half * rule[1].to(a.device)
+    nodes, weights = _rule(_GL_NODES, a.dtype, a.device)
+    length = (b - a).unsqueeze(-1)
+    return torch.addcmul(a.unsqueeze(-1), length, nodes), (0.5 * length) * weights
 
 
 def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
     """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
 
     ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
-    the end of the support on the sample's side of ``theta* = arccos A`` (so the integrand has one sign).
-    The integrand is cut where it has fallen below ``exp(-60)`` of its value at ``theta``: with
-    ``l = log p``, ``lambda = -dl/dx`` and ``c = -d^2 l / dx^2`` at the sample (``x`` the distance away
-    from it, both clamped at 0), the cut is the root ``D = 2K / (lambda + sqrt(lambda^2 + 2 c K))`` of
-    ``lambda D + c D^2 / 2 = K``. One 20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then
-    matches a 24-panel reference to 2e-8 (relative) over the whole range of ``m`` and ``kappa``.
+    the end of ``[0, pi]`` on the sample's side of ``theta* = arccos A`` (so the integrand has one sign;
+    the sample is left of ``theta*`` exactly when ``t <= 1 - A``). The integrand is cut where it has
+    fallen below ``exp(-60)`` of its value at ``theta``: with ``l = log p``, ``lambda = -dl/dx`` and
+    ``c = -d^2 l / dx^2`` at the sample (``x`` the distance away from it, both clamped at 0), the cut
+    is the root ``D = 2K / (lambda + sqrt(lambda^2 + 2 c K))`` of ``lambda D + c D^2 / 2 = K``. One
+    20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches a 24-panel reference to
+    2e-8 (relative) over the whole range of ``m`` and ``kappa``. The angle terms at the sample come
+    from ``t`` itself: ``sin^2(theta / 2) = t / 2``, ``cos theta = 1 - t``, ``sin^2 theta = t (2 - t)``.
     """
-    support = _Support(kappa, m)
-    theta = _theta_from_t(t)
-    lo, hi = support.theta_lo[:, None], support.theta_hi[:, None]
-    left = theta <= support.theta_star[:, None]
-    end = torch.where(
-        left,
-        torch.where(theta > lo, lo, torch.zeros_like(theta)),
-        torch.where(theta < hi, hi, torch.full_like(theta, math.pi)),
-    )
-    one_minus_cos, sin = _angle_terms(theta)
+    _, one_minus_mean, _, _ = mean_resultant_terms(m / 2 - 1, kappa)
     k = kappa[:, None]
-    cos = 1 - one_minus_cos
-    # dl/dtheta = -kappa sin + (m - 2) cos / sin, d^2l/dtheta^2 = -kappa cos - (m - 2) / sin^2
-    slope = -k * sin + (m - 2) * cos / sin
-    curvature = -k * cos - (m - 2) / (sin * sin)
-    direction = torch.where(left, -1.0, 1.0).to(theta.dtype)
-    lam = (-direction * slope).clamp(min=0.0)
-    c = (-curvature).clamp(min=0.0)
-    cut = 2 * _DIRECT_LOG_DECAY / (lam + torch.sqrt(lam * lam + 2 * _DIRECT_LOG_DECAY * c))
-    length = (end - theta).abs()
-    # a non-finite cut (sin underflowing at the very ends) falls back to the whole stretch
-    length = torch.where(torch.isfinite(cut), torch.minimum(length, cut), length)
-    nodes, weights = _gl_nodes(theta, theta + direction * length, (_DIRECT_NODES, _DIRECT_WEIGHTS))
-    log_p_theta = _log_density(one_minus_cos, sin, k, m).unsqueeze(-1)
-    one_minus_mean = support.one_minus_mean[:, None, None]
-    dtheta = _quadrature(nodes, weights, k.unsqueeze(-1), m, log_p_theta, one_minus_mean)
+    t = t.clamp(0.0, 2.0)
+    # 2 - t is exact where t is close to 2, so neither sin theta nor theta loses digits there
+    two_minus_t = 2 - t
+    theta = torch.atan2(t.sqrt(), two_minus_t.sqrt()).mul_(2)  # tan(theta / 2) = sqrt(t / (2 - t))
+    sin_sq = t * two_minus_t
+    sin = sin_sq.sqrt()
+    cos = 1 - t
+    left = t <= one_minus_mean[:, None]
+    # l = log p: dl/dtheta = -kappa sin + (m - 2) cos / sin, -d^2l/dtheta^2 = kappa cos + (m - 2) / sin^2;
+    # lambda is dl/dtheta towards 0 on the left and -dl/dtheta towards pi on the right
+    slope = -k * sin
+    c = k * cos
+    if m > 2:
+        slope.add_(cos.div(sin), alpha=m - 2)
+        c.add_(sin_sq.reciprocal(), alpha=m - 2)
+    lam = torch.where(left, slope, slope.neg_()).clamp_(min=0.0)
+    c.clamp_(min=0.0)
+    root = torch.sqrt(torch.addcmul(lam * lam, c, c.new_full((), 2 * _DIRECT_LOG_DECAY)))
+    cut = (2 * _DIRECT_LOG_DECAY) / root.add_(lam)
+    # a non-finite cut (sin underflowing at the very ends, or a flat density) is replaced by the
+    # whole stretch to the end: fmin returns its other argument where one is NaN
+    length = torch.fmin(torch.where(left, theta, math.pi - theta), cut)
+    half_length = torch.where(left, -0.5, 0.5).to(t.dtype).mul_(length)
+    # log p(theta) on _quadrature's scale: -kappa t + ((m - 2) / 2) log(sin^2 theta / 4)
+    log_p_theta = -k * t
+    if m > 2:
+        log_p_theta.add_(torch.log(0.25 * sin_sq), alpha=0.5 * (m - 2))
+    dtheta = _quadrature(
+        theta,
+        half_length,
+        _DIRECT_NODES,
+        k.unsqueeze(-1),
+        m,
+        log_p_theta.unsqueeze(-1),
+        one_minus_mean[:, None, None],
+    )
     return sin * dtheta
 
 
@@ -365,6 +418,7 @@ class MarginalGrid:
         t_nodes, sin_nodes = _angle_terms(nodes)
         log_p = _log_density(t_nodes, sin_nodes, kappa[:, None, None], m)
         self.log_p_ref = log_p.amax(dim=(-1, -2))
+        self.log_p_ref_reduced = self.log_p_ref - (m - 2) * math.log(2.0)  # for _quadrature
         dens = torch.exp(log_p - self.log_p_ref[:, None, None])
         mass = (weights * dens).sum(-1)
         grad_mass = (weights * dens * (one_minus_mean[:, None, None] - t_nodes)).sum(-1)
@@ -381,14 +435,14 @@ class MarginalGrid:
 
     def _integral(self, a: Tensor, b: Tensor, with_score: bool) -> Tensor:
         """``int_a^b p`` or ``int_a^b (cos - A) p`` over ``(B, n)`` intervals (8-point Gauss-Legendre)."""
-        nodes, weights = _gl_nodes(a, b)
         one_minus_mean = self.one_minus_mean[:, None, None] if with_score else None
         return _quadrature(
-            nodes,
-            weights,
+            a,
+            (b - a) / 2,
+            _GL_NODES,
             self.kappa[:, None, None],
             self.m,
-            self.log_p_ref[:, None, None],
+            self.log_p_ref_reduced[:, None, None],
             one_minus_mean,
         )
 

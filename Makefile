@@ -76,7 +76,7 @@ bench: bench-deps
 
 ## demo: fetch MNIST, train an S-VAE with an S^2 latent for a few epochs on the CPU, evaluate it
 DEMO_DIR ?= runs/demo
-DEMO_EPOCHS ?= 8
+DEMO_EPOCHS ?= 20
 demo: venv
 	@if [ -e "$(DEMO_DIR)/config.yaml" ]; then \
 		echo "make demo: $(DEMO_DIR) already holds a run; remove it or set DEMO_DIR=..." >&2; exit 2; fi

@@ -70,6 +70,8 @@ def test_train_writes_the_run_directory(trained_run: Path) -> None:
         "plots/curves.png",
     ]:
         assert (trained_run / name).is_file(), name
+    # TensorBoard is a dev dependency, so the optional event log is written here
+    assert list((trained_run / "tensorboard").glob("events.out.tfevents.*"))
     info = json.loads((trained_run / "run.json").read_text())
     assert info["status"] == "finished" and info["dataset"] == "digits"
     assert info["spherevae"]

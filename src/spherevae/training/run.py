@@ -216,6 +216,7 @@ def _train(
 
     timings: list[float] = []
     last = [time.perf_counter()]
+    board = _tensorboard(run_dir) if context.is_main else None
 
     def write_metrics(t: Trainer) -> None:
         now = time.perf_counter()
@@ -224,8 +225,18 @@ def _train(
         if context.is_main:
             _write_metrics(run_dir, t.state.history)
             _append_timing(run_dir, t.state.epoch, timings[-1])
+            if board is not None:
+                row = t.state.history[-1]
+                for key, value in row.items():
+                    if key != "epoch" and not math.isnan(value):
+                        board.add_scalar(key, value, global_step=int(row["epoch"]))
+                board.flush()
 
-    state = trainer.fit(on_epoch_end=write_metrics)
+    try:
+        state = trainer.fit(on_epoch_end=write_metrics)
+    finally:
+        if board is not None:
+            board.close()
     if context.is_main:
         if state.best_epoch < 0 or not (run_dir / "model" / "model.safetensors").exists():
             trainer.export_model()
@@ -250,6 +261,18 @@ def _train(
         write_run_plots(run_dir, splits, dynamic)
         log(f"done: {state.stop_reason}; run directory {run_dir}")
     return run_dir
+
+
+def _tensorboard(run_dir: Path) -> Any:
+    """A TensorBoard writer for ``RUN_DIR/tensorboard`` when TensorBoard is installed, else ``None``.
+
+    A resumed run writes the epochs after its checkpoint again; TensorBoard shows the latest value.
+    """
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # optional: pip install 'spherevae[tensorboard]'
+        return None
+    return SummaryWriter(str(run_dir / "tensorboard"))
 
 
 def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None:

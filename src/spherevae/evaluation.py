@@ -66,20 +66,19 @@ class EvaluationResult:
 @torch.no_grad()
 def latent_means(model: VAE, images: Tensor, batch_size: int = 1000) -> Tensor:
     """``E_q[z|x]`` for every image, ``(N, latent_dim)`` on the CPU (inside the ball for spheres)."""
-    device = next(model.parameters()).device
-    out = [
-        model.encode(images[i : i + batch_size].to(device)).mean.cpu()
-        for i in range(0, len(images), batch_size)
-    ]
-    return torch.cat(out)
+    return _posterior_statistic(model, images, batch_size, "mean")
 
 
 @torch.no_grad()
 def latent_modes(model: VAE, images: Tensor, batch_size: int = 1000) -> Tensor:
     """The posterior's mode per image (the mean direction ``mu`` on spheres), ``(N, latent_dim)``."""
+    return _posterior_statistic(model, images, batch_size, "mode")
+
+
+def _posterior_statistic(model: VAE, images: Tensor, batch_size: int, name: str) -> Tensor:
     device = next(model.parameters()).device
     out = [
-        model.encode(images[i : i + batch_size].to(device)).mode.cpu()
+        getattr(model.encode(images[i : i + batch_size].to(device)), name).cpu()
         for i in range(0, len(images), batch_size)
     ]
     return torch.cat(out)

@@ -18,7 +18,7 @@ from .config import ModelConfig
 from .heads import PointHead
 from .likelihoods import build_likelihood
 from .networks import build_networks
-from .pretrained import CONFIG_NAME, load_config, load_into, save_pretrained
+from .pretrained import load_kind, save_pretrained
 
 __all__ = ["AutoEncoder", "AutoEncoderResult"]
 
@@ -100,12 +100,6 @@ class AutoEncoder(nn.Module):
         cls, directory: str | os.PathLike[str], device: torch.device | str = "cpu"
     ) -> AutoEncoder:
         """Rebuild an auto-encoder saved by :meth:`save_pretrained` (errors as ``VAE.from_pretrained``)."""
-        config = load_config(directory)
-        if config.kind != "autoencoder":
-            raise ValueError(
-                f"{Path(directory) / CONFIG_NAME} describes kind={config.kind!r}, not an "
-                f"auto-encoder; use spherevae.models.from_pretrained"
-            )
-        model = cls(config).to(device)
-        load_into(model, directory)
+        model = load_kind(directory, "autoencoder", device)
+        assert isinstance(model, cls)
         return model

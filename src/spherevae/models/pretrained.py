@@ -109,6 +109,27 @@ def load_into(model: nn.Module, directory: str | os.PathLike[str]) -> None:
         raise ValueError(f"weights in {path} do not match the model in its config: {err}") from err
 
 
+_KIND_NAMES = {"vae": "a VAE", "autoencoder": "an auto-encoder"}
+
+
+def load_kind(
+    directory: str | os.PathLike[str], kind: str, device: torch.device | str = "cpu"
+) -> VAE | AutoEncoder:
+    """Rebuild the model in ``directory`` and check that it is of ``kind`` (``"vae"``/``"autoencoder"``).
+
+    Raises:
+        ValueError: naming the config file, if the folder holds the other kind.
+    """
+    config = load_config(directory)
+    if config.kind != kind:
+        raise ValueError(
+            f"{Path(directory) / CONFIG_NAME} describes kind={config.kind!r}, not "
+            f"{_KIND_NAMES.get(kind, repr(kind))}; "
+            f"use spherevae.models.from_pretrained"
+        )
+    return from_pretrained(directory, device)
+
+
 def from_pretrained(
     directory: str | os.PathLike[str], device: torch.device | str = "cpu"
 ) -> VAE | AutoEncoder:

@@ -47,7 +47,7 @@ from .config import ModelConfig
 from .heads import PosteriorHead
 from .likelihoods import build_likelihood
 from .networks import build_networks
-from .pretrained import CONFIG_NAME, load_config, load_into, save_pretrained
+from .pretrained import load_kind, save_pretrained
 from .priors import build_prior
 
 __all__ = ["VAE", "ElboResult"]
@@ -234,12 +234,6 @@ class VAE(nn.Module):
             ValueError: for a corrupt or truncated file, weights that do not fit the config, or a
                 folder holding an auto-encoder.
         """
-        config = load_config(directory)
-        if config.kind != "vae":
-            raise ValueError(
-                f"{Path(directory) / CONFIG_NAME} describes kind={config.kind!r}, not a VAE; "
-                f"use spherevae.models.from_pretrained"
-            )
-        model = cls(config).to(device)
-        load_into(model, directory)
+        model = load_kind(directory, "vae", device)
+        assert isinstance(model, cls)
         return model

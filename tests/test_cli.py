@@ -233,3 +233,25 @@ def test_data_file_with_wrong_checksum(tmp_path: Path) -> None:
     _assert_usage_error(result, "checksum mismatch", str(corrupt), "expected sha256")
     assert corrupt.read_bytes() == b"not the npm tarball" * 100
     assert not (tmp_path / "run").exists()
+
+
+def test_conditional_train_and_sample(tmp_path: Path) -> None:
+    run_dir = tmp_path / "cvae"
+    args = ["train", *FAST, "--latent", "S2", "--conditional", "--epochs", "1"]
+    assert main([*args, "--out", str(run_dir)]) == 0
+    assert "n_classes: 10" in (run_dir / "config.yaml").read_text()
+    grid = tmp_path / "grid.png"
+    assert main(["sample", str(run_dir), "--grid", "--n", "4", "--out", str(grid)]) == 0
+    three = tmp_path / "three.png"
+    assert main(["sample", str(run_dir), "--label", "3", "--n", "4", "--out", str(three)]) == 0
+    assert grid.stat().st_size > three.stat().st_size > 500
+    assert main(["eval", str(run_dir), "--ll-samples", "4", "--limit", "20"]) == 0
+    _assert_usage_error(
+        _run_cli("sample", str(run_dir), "--label", "10"), "--label must be in 0..9"
+    )
+
+
+def test_label_needs_a_conditional_model(trained_run: Path) -> None:
+    _assert_usage_error(
+        _run_cli("sample", str(trained_run), "--label", "1"), "need a conditional model"
+    )

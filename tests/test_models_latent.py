@@ -144,7 +144,7 @@ def test_config_unknown_key_rejected():
         ({"hidden_sizes": ()}, "hidden_sizes"),
         ({"hidden_sizes": (64, -1)}, "hidden_sizes"),
         ({"gaussian_std": 0.0}, "gaussian_std"),
-        ({"n_classes": 10}, "n_classes"),
+        ({"n_classes": -2}, "n_classes"),
     ],
 )
 def test_config_invalid_values(kwargs, match):

@@ -83,6 +83,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--posterior", choices=["vmf", "powerspherical", "normal"])
     g.add_argument("--sampler", choices=["rejection", "inverse_cdf", "mh"])
     g.add_argument("--kind", choices=["vae", "autoencoder"])
+    g.add_argument(
+        "--conditional",
+        action="store_true",
+        help="class-conditional VAE: the one-hot label is fed to the encoder and the decoder",
+    )
     g = train.add_argument_group("reference run-file flags (same meaning)")
     g.add_argument("-n", "--name", choices=["vmf", "normal", "productspace"])
     g.add_argument("-dis", "--distribution", choices=["vmf", "normal"])
@@ -125,7 +130,11 @@ def _build_parser() -> argparse.ArgumentParser:
 
     sa = commands.add_parser("sample", help="draw images from a trained model's prior")
     sa.add_argument("run_dir", type=Path)
-    sa.add_argument("--n", type=_positive_int, default=64)
+    sa.add_argument("--n", type=_positive_int, default=64, help="images (per class with --grid)")
+    sa.add_argument("--label", type=int, help="class to draw (conditional models)")
+    sa.add_argument(
+        "--grid", action="store_true", help="one row per class (conditional models; --n per row)"
+    )
     sa.add_argument("--seed", type=_positive_int, default=0)
     sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
 
@@ -287,6 +296,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         command=command,
         resume=args.resume,
         epochs=args.epochs if args.resume is not None else None,
+        conditional=args.conditional,
     )
     return 0
 
@@ -357,11 +367,25 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     _, run_dir = _load_run(args.run_dir)
     model = VAE.from_pretrained(run_dir / "model")
     torch.manual_seed(args.seed)
-    images = model.generate(args.n)
+    k = model.n_classes
+    if (args.label is not None or args.grid) and k == 0:
+        raise UsageError(f"--label and --grid need a conditional model; {run_dir} is not one")
+    if args.label is not None and not 0 <= args.label < k:
+        raise UsageError(f"--label must be in 0..{k - 1} for this model, got --label {args.label}")
+    if args.grid:
+        labels = torch.arange(k).repeat_interleave(args.n)
+        images = model.generate(len(labels), labels)
+        title = f"{args.n} samples per class, one row per class (seed {args.seed})"
+        figure = image_grid(images, ncols=args.n, title=title)
+    else:
+        labels = None if args.label is None else torch.full((args.n,), args.label)
+        images = model.generate(args.n, labels)
+        what = "" if args.label is None else f" of class {args.label}"
+        figure = image_grid(
+            images, title=f"{args.n} samples{what} from the prior (seed {args.seed})"
+        )
     out = args.out or run_dir / "plots" / "samples.png"
-    save_figure(
-        image_grid(images, title=f"{args.n} samples from the prior (seed {args.seed})"), out
-    )
+    save_figure(figure, out)
     print(out)
     return 0
 

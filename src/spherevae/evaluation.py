@@ -64,24 +64,42 @@ class EvaluationResult:
 
 
 @torch.no_grad()
-def latent_means(model: VAE, images: Tensor, batch_size: int = 1000) -> Tensor:
-    """``E_q[z|x]`` for every image, ``(N, latent_dim)`` on the CPU (inside the ball for spheres)."""
-    return _posterior_statistic(model, images, batch_size, "mean")
+def latent_means(
+    model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000
+) -> Tensor:
+    """``E_q[z|x]`` for every image, ``(N, latent_dim)`` on the CPU (inside the ball for spheres);
+    a conditional model needs the ``labels``."""
+    return _posterior_statistic(model, images, labels, batch_size, "mean")
 
 
 @torch.no_grad()
-def latent_modes(model: VAE, images: Tensor, batch_size: int = 1000) -> Tensor:
+def latent_modes(
+    model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000
+) -> Tensor:
     """The posterior's mode per image (the mean direction ``mu`` on spheres), ``(N, latent_dim)``."""
-    return _posterior_statistic(model, images, batch_size, "mode")
+    return _posterior_statistic(model, images, labels, batch_size, "mode")
 
 
-def _posterior_statistic(model: VAE, images: Tensor, batch_size: int, name: str) -> Tensor:
+def _posterior_statistic(
+    model: VAE, images: Tensor, labels: Tensor | None, batch_size: int, name: str
+) -> Tensor:
     device = next(model.parameters()).device
-    out = [
-        getattr(model.encode(images[i : i + batch_size].to(device)), name).cpu()
-        for i in range(0, len(images), batch_size)
-    ]
+    out = []
+    for i in range(0, len(images), batch_size):
+        y = _condition(model, labels, i, i + batch_size, device)
+        out.append(getattr(model.encode(images[i : i + batch_size].to(device), y), name).cpu())
     return torch.cat(out)
+
+
+def _condition(
+    model: VAE, labels: Tensor | None, start: int, stop: int, device: torch.device
+) -> Tensor | None:
+    """The labels of images ``start:stop`` for a conditional model, else ``None``."""
+    if model.n_classes == 0:
+        return None
+    if labels is None:
+        raise ValueError("a conditional model is evaluated with the images' labels")
+    return labels[start:stop].to(device)
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int:
@@ -154,16 +172,17 @@ def evaluate(
     chunk = max(1, max_decoded // batch_size)
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
-        out = model.elbo(x, 1)
+        y = _condition(model, labels, start, start + batch_size, device)
+        out = model.elbo(x, 1, 1.0, y)
         ll = (
-            model.log_marginal_likelihood(x, ll_samples, chunk_size=chunk).sum()
+            model.log_marginal_likelihood(x, ll_samples, chunk_size=chunk, y=y).sum()
             if ll_samples > 0
             else torch.zeros(())
         )
         sums = [-(out.reconstruction - out.kl).sum(), out.reconstruction.sum(), out.kl.sum(), ll]
         totals += torch.stack([s.double().cpu() for s in sums])
     n = max(len(images), 1)
-    means = latent_means(model, images)
+    means = latent_means(model, images, labels)
     result = EvaluationResult(
         negative_elbo=float(totals[0]) / n,
         reconstruction=float(totals[1]) / n,
@@ -177,9 +196,9 @@ def evaluate(
         labelled = min(knn_labelled, len(train_images))
         metric = "cosine" if model.latent.has_sphere else "euclidean"
         result.knn_accuracy = knn_accuracy(
-            latent_modes(model, train_images[:labelled]),
+            latent_modes(model, train_images[:labelled], train_labels[:labelled]),
             train_labels[:labelled],
-            latent_modes(model, images),
+            latent_modes(model, images, labels),
             labels,
             k=knn_k,
             metric=metric,

@@ -70,7 +70,8 @@ class ModelConfig:
         gaussian_std: fixed standard deviation of the Gaussian likelihood; ``None`` learns one global
             scale (see :class:`~spherevae.models.likelihoods.GaussianLikelihood`).
         kind: ``"vae"`` or ``"autoencoder"`` (what :func:`~spherevae.models.from_pretrained` builds).
-        n_classes: reserved for class-conditional models; must be 0 (not implemented).
+        n_classes: ``0`` for an unconditional model; ``k > 0`` makes a class-conditional VAE (Sohn et
+            al. 2015) whose encoder head and decoder also receive the one-hot label in ``0..k-1``.
     """
 
     image_shape: tuple[int, int, int] = (1, 28, 28)
@@ -111,10 +112,16 @@ class ModelConfig:
             raise ValueError(
                 f"gaussian_std must be a positive number or None, got gaussian_std={self.gaussian_std!r}"
             )
-        if isinstance(self.n_classes, bool) or self.n_classes != 0:
+        if (
+            isinstance(self.n_classes, bool)
+            or not isinstance(self.n_classes, int)
+            or self.n_classes < 0
+        ):
+            raise ValueError(f"n_classes must be an integer >= 0, got n_classes={self.n_classes!r}")
+        if self.n_classes > 0 and self.kind != "vae":
             raise ValueError(
-                f"n_classes is reserved for conditional models, which are not implemented; "
-                f"it must be 0, got n_classes={self.n_classes!r}"
+                f"conditional models (n_classes={self.n_classes}) are VAEs; kind={self.kind!r} "
+                f"is not supported"
             )
 
     @property

@@ -42,6 +42,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, kl_divergence
+from torch.nn import functional as F
 
 from .config import ModelConfig
 from .heads import PosteriorHead
@@ -79,6 +80,11 @@ class VAE(nn.Module):
         head: features to ``q(z|x)`` (:class:`~spherevae.models.heads.PosteriorHead`).
         decoder: ``(..., latent_dim) -> (..., C, H, W)`` likelihood parameters.
         likelihood: ``p(x|z)`` given the decoder's output.
+
+    Conditional models (``config.n_classes = k > 0``, Sohn et al. 2015): ``q(z|x, y)`` and
+    ``p(x|z, y)`` with the prior ``p(z)`` unchanged. The one-hot label is appended to the encoder's
+    features (before the posterior head, so it works for the MLP and the CNN alike) and to the
+    decoder's input. Every method then takes the labels ``y`` (``(B,)`` integers in ``0..k-1``).
     """
 
     def __init__(self, config: ModelConfig) -> None:
@@ -89,11 +95,16 @@ class VAE(nn.Module):
             )
         self.config = config
         self.latent = config.latent_spec
+        self.n_classes = config.n_classes
+        # the decoder reads [z, one-hot y]; the head reads [features, one-hot y]
         self.encoder, self.decoder = build_networks(
-            config.network, config.image_shape, self.latent.ambient_dim, config.hidden_sizes
+            config.network,
+            config.image_shape,
+            self.latent.ambient_dim + self.n_classes,
+            config.hidden_sizes,
         )
         self.head = PosteriorHead(
-            self.encoder.out_features,
+            self.encoder.out_features + self.n_classes,
             self.latent,
             config.posterior,
             config.sampler,
@@ -107,15 +118,38 @@ class VAE(nn.Module):
         return self.latent.ambient_dim
 
     # -- the model's pieces -------------------------------------------------------------------------
-    def encode(self, x: Tensor) -> Distribution:
-        """``q(z|x)``: ``x`` ``(B, C, H, W)`` to a distribution with ``batch_shape (B,)``,
-        ``event_shape (latent_dim,)``."""
+    def _one_hot(self, y: Tensor | None, batch: int, like: Tensor) -> Tensor | None:
+        """One-hot labels ``(batch, k)`` in ``like``'s dtype; ``None`` for an unconditional model."""
+        if self.n_classes == 0:
+            if y is not None:
+                raise ValueError("labels y were given to an unconditional model (n_classes=0)")
+            return None
+        if y is None:
+            raise ValueError(
+                f"this model is conditional (n_classes={self.n_classes}): give labels y"
+            )
+        if y.shape != (batch,):
+            raise ValueError(f"labels y must have shape ({batch},), got {tuple(y.shape)}")
+        if bool(((y < 0) | (y >= self.n_classes)).any()):
+            raise ValueError(f"labels y must be in 0..{self.n_classes - 1}, got {y.tolist()}")
+        return F.one_hot(y.long(), self.n_classes).to(device=like.device, dtype=like.dtype)
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
+        """``q(z|x)`` (``q(z|x, y)`` for a conditional model): ``x`` ``(B, C, H, W)`` to a
+        distribution with ``batch_shape (B,)``, ``event_shape (latent_dim,)``."""
         features: Tensor = self.encoder(x)
+        one_hot = self._one_hot(y, x.shape[0], features)
+        if one_hot is not None:
+            features = torch.cat([features, one_hot], dim=-1)
         q: Distribution = self.head(features)
         return q
 
-    def decode(self, z: Tensor) -> Tensor:
-        """Likelihood parameters (e.g. Bernoulli logits): ``(..., latent_dim) -> (..., C, H, W)``."""
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Tensor:
+        """Likelihood parameters (e.g. Bernoulli logits): ``(..., B, latent_dim) -> (..., B, C, H, W)``;
+        a conditional model takes the labels ``y`` ``(B,)``."""
+        one_hot = self._one_hot(y, z.shape[-2] if z.dim() >= 2 else 1, z)
+        if one_hot is not None:
+            z = torch.cat([z, one_hot.expand(*z.shape[:-1], self.n_classes)], dim=-1)
         params: Tensor = self.decoder(z)
         return params
 
@@ -132,7 +166,9 @@ class VAE(nn.Module):
         return self.likelihood.log_prob(x, params)
 
     # -- training -----------------------------------------------------------------------------------
-    def elbo(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> ElboResult:
+    def elbo(
+        self, x: Tensor, n_samples: int = 1, beta: float = 1.0, y: Tensor | None = None
+    ) -> ElboResult:
         """The (beta-weighted) ELBO of a batch, with ``n_samples`` reparameterised draws per example.
 
         ``reconstruction = (1/S) sum_s log p(x|z_s)``, ``z_s ~ q(z|x)`` (differentiable through
@@ -143,31 +179,36 @@ class VAE(nn.Module):
             x: ``(B, C, H, W)`` images.
             n_samples: ``S >= 1``.
             beta: weight of the KL term (1 gives the ELBO; Higgins et al. 2017 for other values).
+            y: ``(B,)`` labels, for a conditional model only.
         """
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got n_samples={n_samples}")
-        q = self.encode(x)
+        q = self.encode(x, y)
         z = q.rsample((n_samples,))
-        reconstruction = self.log_likelihood(x, self.decode(z)).mean(0)
+        reconstruction = self.log_likelihood(x, self.decode(z, y)).mean(0)
         kl = kl_divergence(q, self.prior())
         loss = -(reconstruction - beta * kl).mean()
         return ElboResult(loss, reconstruction, kl, z)
 
-    def forward(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> ElboResult:
+    def forward(
+        self, x: Tensor, n_samples: int = 1, beta: float = 1.0, y: Tensor | None = None
+    ) -> ElboResult:
         """Same as :meth:`elbo` (so that a ``DistributedDataParallel`` wrapper syncs gradients)."""
-        return self.elbo(x, n_samples, beta)
+        return self.elbo(x, n_samples, beta, y)
 
     # -- evaluation ---------------------------------------------------------------------------------
-    def log_joint(self, x: Tensor, z: Tensor) -> Tensor:
+    def log_joint(self, x: Tensor, z: Tensor, y: Tensor | None = None) -> Tensor:
         """``log p(x|z) + log p(z)``: ``x`` ``(B, C, H, W)``, ``z`` ``(..., B, latent_dim)`` to ``(..., B)``.
 
         ``log p(z)`` is a density with respect to the surface measure on sphere factors and Lebesgue
         measure on ``R^d`` factors, like every posterior's ``log_prob``.
         """
-        return self.log_likelihood(x, self.decode(z)) + self.prior().log_prob(z)
+        return self.log_likelihood(x, self.decode(z, y)) + self.prior().log_prob(z)
 
     @torch.no_grad()
-    def log_weights(self, x: Tensor, n_samples: int, chunk_size: int | None = None) -> Tensor:
+    def log_weights(
+        self, x: Tensor, n_samples: int, chunk_size: int | None = None, y: Tensor | None = None
+    ) -> Tensor:
         """Importance log-weights ``log p(x|z_k) + log p(z_k) - log q(z_k|x)``, ``z_k ~ q(z|x)``.
 
         Notes:
@@ -189,34 +230,35 @@ class VAE(nn.Module):
         if n_samples < 1:
             raise ValueError(f"n_samples must be >= 1, got n_samples={n_samples}")
         step = n_samples if chunk_size is None else max(1, int(chunk_size))
-        q = self.encode(x)
+        q = self.encode(x, y)
         chunks = []
         for start in range(0, n_samples, step):
             z = q.sample((min(step, n_samples - start),))
-            chunks.append(self.log_joint(x, z) - q.log_prob(z))
+            chunks.append(self.log_joint(x, z, y) - q.log_prob(z))
         return torch.cat(chunks, 0)
 
     @torch.no_grad()
     def log_marginal_likelihood(
-        self, x: Tensor, n_samples: int, chunk_size: int | None = None
+        self, x: Tensor, n_samples: int, chunk_size: int | None = None, y: Tensor | None = None
     ) -> Tensor:
         """Importance-weighted estimate of ``log p(x)``, ``(B,)``: ``logsumexp_k w_k - log K``.
 
         Its expectation is the IWAE bound ``L_K``: ``ELBO = L_1 <= L_K <= log p(x)``, increasing in ``K``
         (Burda et al. 2016). Report ``K`` with the number.
         """
-        w = self.log_weights(x, n_samples, chunk_size)
+        w = self.log_weights(x, n_samples, chunk_size, y)
         return torch.logsumexp(w, 0) - math.log(n_samples)
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Expected image ``E[x|z]`` at the posterior mode ``z`` (``mu`` for spheres): ``(B, C, H, W)``."""
-        return self.likelihood.mean(self.decode(self.encode(x).mode))
+        return self.likelihood.mean(self.decode(self.encode(x, y).mode, y))
 
     @torch.no_grad()
-    def generate(self, n: int) -> Tensor:
-        """Expected images ``E[x|z]`` for ``n`` draws ``z ~ p(z)``: ``(n, C, H, W)``."""
-        return self.likelihood.mean(self.decode(self.prior().sample((n,))))
+    def generate(self, n: int, y: Tensor | None = None) -> Tensor:
+        """Expected images ``E[x|z, y]`` for ``n`` draws ``z ~ p(z)``: ``(n, C, H, W)``; a
+        conditional model takes ``n`` labels ``y``."""
+        return self.likelihood.mean(self.decode(self.prior().sample((n,)), y))
 
     # -- export -------------------------------------------------------------------------------------
     def save_pretrained(self, directory: str | os.PathLike[str]) -> Path:

@@ -105,6 +105,7 @@ def train_run(
     command: str = "",
     resume: Path | None = None,
     epochs: int | None = None,
+    conditional: bool = False,
     log: Callable[[str], None] = print_line,
 ) -> Path:
     """Train (or resume) a run and write its run directory; returns the run directory.
@@ -116,6 +117,8 @@ def train_run(
         command: the command line, recorded in ``command.txt``.
         resume: a run directory or checkpoint file to continue.
         epochs: with ``resume``, a new total number of epochs.
+        conditional: make the model class-conditional on the data set's labels (sets
+            ``model.n_classes`` to the number of classes).
         log: prints one line.
 
     Raises:
@@ -150,7 +153,7 @@ def train_run(
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
     try:
-        return _train(config, run_dir, device, context, command, checkpoint, log)
+        return _train(config, run_dir, device, context, command, checkpoint, log, conditional)
     finally:
         shutdown_distributed(context)
 
@@ -163,15 +166,26 @@ def _train(
     command: str,
     checkpoint: dict[str, Any] | None,
     log: Callable[[str], None],
+    conditional: bool = False,
 ) -> Path:
     splits, dynamic = prepare_data(config)
-    if tuple(config.model.image_shape) != tuple(splits.info.image_shape):
-        # the data set decides the image size; the resolved config records it
-        model_config = dataclasses.replace(config.model, image_shape=splits.info.image_shape)
-        config = dataclasses.replace(config, model=model_config)
-    train_images = splits.train.images
+    info = splits.info
+    # the data set decides the image size (and the number of classes of a conditional model);
+    # the resolved config records them
+    n_classes = info.num_classes if conditional else config.model.n_classes
+    if n_classes > 0 and (not info.labelled or n_classes != info.num_classes):
+        raise RunError(
+            f"a conditional model needs a labelled data set with n_classes={n_classes} classes; "
+            f"{info.name} has {info.num_classes if info.labelled else 'no'} labels"
+        )
+    model_config = dataclasses.replace(
+        config.model, image_shape=info.image_shape, n_classes=n_classes
+    )
+    config = dataclasses.replace(config, model=model_config)
+    train_images, train_labels = splits.train.images, splits.train.labels
     if config.data.train_limit is not None:
         train_images = train_images[: config.data.train_limit]
+        train_labels = train_labels[: config.data.train_limit]
 
     seed_everything(config.train.seed)
     model = build_model(config).to(device)
@@ -189,6 +203,8 @@ def _train(
         run_dir=run_dir,
         track_images=track,
         log=log if context.is_main else (lambda line: None),
+        train_labels=train_labels,
+        val_labels=splits.val.labels,
     )
     if checkpoint is not None:
         trainer.load_state_dict(checkpoint)
@@ -287,7 +303,12 @@ def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None
     generator = torch.Generator().manual_seed(0)
     x = torch.bernoulli(test, generator=generator) if dynamic else test
     with torch.no_grad():
-        recon = model.reconstruct(x)
+        if isinstance(model, VAE):
+            conditional = model.n_classes > 0
+            y = splits.test.labels[:10] if conditional else None
+            recon = model.reconstruct(x, y)
+        else:
+            recon = model.reconstruct(x)
         save_figure(
             image_grid(
                 torch.cat([x, recon]), ncols=10, title="test images (top) and reconstructions"
@@ -296,15 +317,25 @@ def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None
         )
         if isinstance(model, VAE):
             torch.manual_seed(0)
-            save_figure(
-                image_grid(model.generate(50), title="samples from the prior"),
-                plots / "prior_samples.png",
-            )
+            if conditional:  # one row per class
+                classes = torch.arange(model.n_classes).repeat_interleave(10)
+                grid = image_grid(
+                    model.generate(len(classes), classes),
+                    title="samples from the prior, one row per class",
+                )
+            else:
+                grid = image_grid(model.generate(50), title="samples from the prior")
+            save_figure(grid, plots / "prior_samples.png")
             points = splits.test.images[:2000]
-            modes = torch.cat(
-                [model.encode(points[i : i + 500]).mode for i in range(0, len(points), 500)]
-            )
             labels = splits.test.labels[: len(points)]
+            modes = torch.cat(
+                [
+                    model.encode(
+                        points[i : i + 500], labels[i : i + 500] if conditional else None
+                    ).mode
+                    for i in range(0, len(points), 500)
+                ]
+            )
             save_figure(
                 latent_scatter(
                     modes, labels if splits.info.labelled else None, title="test latent means"

@@ -104,6 +104,7 @@ class Trainer:
         model: a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.AutoEncoder`, already on
             ``device``.
         train_images, val_images: ``(N, C, H, W)`` float tensors in ``[0, 1]`` (CPU).
+        train_labels, val_labels: ``(N,)`` integer labels, needed by a conditional model only.
         dynamic_binarize: draw a Bernoulli image from the grey levels for every training batch.
         device: where the model lives.
         context: the process's place under ``torchrun`` (default: single process).
@@ -125,11 +126,19 @@ class Trainer:
         run_dir: Path | None = None,
         track_images: Tensor | None = None,
         log: Callable[[str], None] | None = None,
+        train_labels: Tensor | None = None,
+        val_labels: Tensor | None = None,
     ) -> None:
         self.config = config
         self.model = model
         self.train_images = train_images
         self.val_images = val_images
+        # a conditional model reads the labels; an unconditional one must not be given any
+        self.conditional = isinstance(model, VAE) and model.n_classes > 0
+        if self.conditional and (train_labels is None or val_labels is None):
+            raise ValueError("a conditional model needs train_labels and val_labels")
+        self.train_labels = train_labels if self.conditional else None
+        self.val_labels = val_labels if self.conditional else None
         self.dynamic_binarize = dynamic_binarize
         self.device = device
         self.context = context or DistContext()
@@ -188,7 +197,14 @@ class Trainer:
                 self._validate(record)
                 self._early_stopping(record)
             if self.track_images is not None:
-                self.state.latents.append(self.latent_means(self.track_images).cpu())
+                tracked_labels = (
+                    self.val_labels[: len(self.track_images)]
+                    if self.val_labels is not None
+                    else None
+                )
+                self.state.latents.append(
+                    self.latent_means(self.track_images, tracked_labels).cpu()
+                )
             self.state.history.append(record.__dict__.copy())
             self.state.epoch = epoch + 1
             if self.state.epoch >= train.epochs and not self.state.finished:
@@ -246,10 +262,13 @@ class Trainer:
             leave=False,
             disable=not show_bar,
         )
-        for x in batches:
+        for x, y in batches:
             n_global = x.shape[0]
-            x = x[self.context.shard(n_global)].to(self.device, non_blocking=True)
-            reconstruction, kl = self._terms(x)
+            share_slice = self.context.shard(n_global)
+            x = x[share_slice].to(self.device, non_blocking=True)
+            if y is not None:
+                y = y[share_slice].to(self.device, non_blocking=True)
+            reconstruction, kl = self._terms(x, y)
             # |weight * KL - target| of the global batch: its gradient is sign(global - target) times
             # the gradient of this process's share, so only the sign needs the other processes
             kl_share = weight * kl.sum() / n_global
@@ -281,21 +300,23 @@ class Trainer:
             restarts=self.state.restarts,
         )
 
-    def _batches(self, epoch: int) -> Iterator[Tensor]:
+    def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor | None]]:
         """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch."""
         seed, size = self.config.train.seed, self.config.data.batch_size
         order = torch.randperm(len(self.train_images), generator=_generator(seed, epoch, 0))
         binarize = _generator(seed, epoch, 1)
         for start in range(0, len(order), size):
-            yield self._binarized(self.train_images[order[start : start + size]], binarize)
+            index = order[start : start + size]
+            labels = self.train_labels[index] if self.train_labels is not None else None
+            yield self._binarized(self.train_images[index], binarize), labels
 
     def _binarized(self, x: Tensor, generator: torch.Generator) -> Tensor:
         return torch.bernoulli(x, generator=generator) if self.dynamic_binarize else x
 
-    def _terms(self, x: Tensor) -> tuple[Tensor, Tensor]:
+    def _terms(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(reconstruction, kl)`` per example, ``(B,)`` each, through the (possibly DDP) wrapper."""
         if isinstance(self.model, VAE):
-            out = self.wrapped(x, self.config.train.n_samples)
+            out = self.wrapped(x, self.config.train.n_samples, 1.0, y)
             return out.reconstruction, out.kl
         out = self.wrapped(x)
         return out.reconstruction, torch.zeros_like(out.reconstruction)
@@ -305,20 +326,25 @@ class Trainer:
         """Negative ELBO (KL weight 1), reconstruction and KL on the validation set."""
         self.model.eval()
         totals = torch.zeros(4, dtype=torch.float64)
-        share = self.val_targets[self.context.shard(len(self.val_targets))]
+        mine = self.context.shard(len(self.val_targets))
+        share = self.val_targets[mine]
+        labels = self.val_labels[mine] if self.val_labels is not None else None
         batch = self.config.data.eval_batch_size
         k = self.config.train.ll_samples
         for start in range(0, len(share), batch):
             x = share[start : start + batch].to(self.device)
+            y = labels[start : start + batch].to(self.device) if labels is not None else None
             if isinstance(self.model, VAE):
-                out = self.model.elbo(x, 1)
+                out = self.model.elbo(x, 1, 1.0, y)
                 rec, kl = out.reconstruction, out.kl
             else:
                 rec = self.model.loss(x).reconstruction
                 kl = torch.zeros_like(rec)
             ll = torch.zeros_like(rec)
             if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
-                ll = self.model.log_marginal_likelihood(x, k, chunk_size=max(1, 20000 // len(x)))
+                ll = self.model.log_marginal_likelihood(
+                    x, k, chunk_size=max(1, 20000 // len(x)), y=y
+                )
             totals += (
                 torch.stack([(-rec + kl).sum(), -rec.sum(), kl.sum(), ll.sum()]).double().cpu()
             )
@@ -352,14 +378,17 @@ class Trainer:
             self.model.save_pretrained(self.run_dir / "model")
 
     @torch.no_grad()
-    def latent_means(self, images: Tensor) -> Tensor:
-        """Posterior means directions (the mode, ``mu`` on spheres) of ``images``, ``(N, latent_dim)``."""
+    def latent_means(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
+        """Posterior mean directions (the mode, ``mu`` on spheres) of ``images``, ``(N, latent_dim)``;
+        a conditional model needs the ``labels``."""
         self.model.eval()
         out = []
-        for start in range(0, len(images), self.config.data.eval_batch_size):
-            x = images[start : start + self.config.data.eval_batch_size].to(self.device)
+        step = self.config.data.eval_batch_size
+        for start in range(0, len(images), step):
+            x = images[start : start + step].to(self.device)
             if isinstance(self.model, VAE):
-                out.append(self.model.encode(x).mode)
+                y = labels[start : start + step].to(self.device) if labels is not None else None
+                out.append(self.model.encode(x, y).mode)
             else:
                 out.append(self.model.encode(x))
         return torch.cat(out)

@@ -373,8 +373,8 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.label is not None and not 0 <= args.label < k:
         raise UsageError(f"--label must be in 0..{k - 1} for this model, got --label {args.label}")
     if args.grid:
-        labels = torch.arange(k).repeat_interleave(args.n)
-        images = model.generate(len(labels), labels)
+        classes = torch.arange(k).repeat_interleave(args.n)
+        images = model.generate(len(classes), classes)
         title = f"{args.n} samples per class, one row per class (seed {args.seed})"
         figure = image_grid(images, ncols=args.n, title=title)
     else:

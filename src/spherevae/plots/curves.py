@@ -1,0 +1,95 @@
+"""Training curves of one run, and curves averaged over seeds for several groups (e.g. samplers)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ._common import FloatArray
+
+__all__ = ["seed_band_curves", "seed_statistics", "training_curves"]
+
+History = Sequence[Mapping[str, float]]
+"""One run's per-epoch rows, e.g. ``[{"epoch": 1, "train_loss": ..., "val_loss": ...}, ...]``."""
+
+
+def training_curves(history: History) -> Figure:
+    """Train and validation negative ELBO, reconstruction and KL against the epoch (three panels)."""
+    figure = Figure(figsize=(12, 3.5))
+    axes = figure.subplots(1, 3)
+    epochs = [row["epoch"] for row in history]
+    panels = [
+        ("objective (nats)", "train_loss", "val_loss", "train loss", "val -ELBO"),
+        ("-reconstruction (nats)", "train_reconstruction", "val_reconstruction", "train", "val"),
+        ("KL (nats)", "train_kl", "val_kl", "train", "val"),
+    ]
+    for ax, (label, train_key, val_key, train_name, val_name) in zip(axes, panels, strict=True):
+        ax.plot(epochs, [row[train_key] for row in history], label=train_name)
+        val = [row.get(val_key, math.nan) for row in history]
+        if any(not math.isnan(v) for v in val):
+            ax.plot(epochs, val, label=val_name, marker=".")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.legend()
+    figure.tight_layout()
+    return figure
+
+
+def seed_statistics(
+    runs: Sequence[History], key: str
+) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """Mean and standard deviation of ``key`` over seeds, per epoch.
+
+    Epochs are matched by their ``"epoch"`` value; an epoch that only some runs reached (early stopping)
+    is averaged over those runs, and missing or NaN values are skipped.
+
+    Returns:
+        ``epochs``, ``mean``, ``std`` (sample standard deviation, ``ddof = 1``; 0 for a single run) and
+        ``count``, each ``(n_epochs,)``.
+    """
+    table: dict[float, list[float]] = {}
+    for run in runs:
+        for row in run:
+            value = row.get(key, math.nan)
+            if not math.isnan(value):
+                table.setdefault(float(row["epoch"]), []).append(float(value))
+    epochs = np.array(sorted(table), dtype=np.float64)
+    values = [np.array(table[e]) for e in epochs]
+    mean = np.array([v.mean() for v in values], dtype=np.float64)
+    std = np.array([v.std(ddof=1) if len(v) > 1 else 0.0 for v in values], dtype=np.float64)
+    count = np.array([len(v) for v in values], dtype=np.float64)
+    return epochs, mean, std, count
+
+
+def seed_band_curves(
+    groups: Mapping[str, Sequence[History]],
+    keys: Sequence[str] = ("val_loss", "val_reconstruction", "val_kl"),
+    *,
+    title: str = "",
+) -> Figure:
+    """Mean curve and a one-standard-deviation band over seeds for each group, one panel per key.
+
+    Args:
+        groups: group name (e.g. a sampler) to its runs, one history per seed.
+        keys: the metrics to draw.
+
+    Returns:
+        A figure with ``len(keys)`` axes, each holding one line and one band per group.
+    """
+    figure = Figure(figsize=(4.2 * len(keys), 3.5), layout="constrained")
+    axes = figure.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for name, runs in groups.items():
+            epochs, mean, std, _ = seed_statistics(runs, key)
+            (line,) = ax.plot(epochs, mean, label=f"{name} (n={len(runs)})")
+            ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(key)
+        ax.set_title(f"{key}: mean +- 1 sd over seeds", fontsize="small")
+    axes[0].legend(fontsize="x-small")
+    if title:
+        figure.suptitle(title)
+    return figure

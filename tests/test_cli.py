@@ -255,3 +255,21 @@ def test_label_needs_a_conditional_model(trained_run: Path) -> None:
     _assert_usage_error(
         _run_cli("sample", str(trained_run), "--label", "1"), "need a conditional model"
     )
+
+
+def test_plot_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from spherevae.plots.run_figures import RUN_FIGURES
+
+    run_dir = tmp_path / "tracked"
+    args = ["train", *FAST, "--latent", "S2", "--epochs", "2", "--track-latents", "50"]
+    assert main([*args, "--out", str(run_dir)]) == 0
+    assert (run_dir / "latents.pt").is_file()
+    capsys.readouterr()
+    assert main(["plot", str(run_dir)]) == 0
+    printed = capsys.readouterr().out
+    for name in RUN_FIGURES:  # an S2 VAE: every figure applies
+        suffix = ".gif" if name in ("rotation", "spiral", "evolution") else ".png"
+        path = run_dir / "plots" / f"{name}{suffix}"
+        assert path.is_file() and path.stat().st_size > 1000, name
+        assert str(path) in printed
+    _assert_usage_error(_run_cli("plot", str(run_dir), "pie_chart"), "unknown figure 'pie_chart'")

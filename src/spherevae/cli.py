@@ -78,6 +78,11 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--dataset", "-d", dest="dataset")
     g.add_argument("--data-dir", dest="data_dir")
     g.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
+    g.add_argument(
+        "--track-latents",
+        type=_positive_int,
+        help="store the latent means of N validation images after every epoch (for 'plot evolution')",
+    )
     g = train.add_argument_group("model")
     g.add_argument("--latent", help="latent space: S2, S10, S4xS4, S9xR5, R10, ...")
     g.add_argument("--posterior", choices=["vmf", "powerspherical", "normal"])
@@ -140,9 +145,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
-    pl.add_argument("what", nargs="*", help="figures to draw (default: all)")
+    pl.add_argument(
+        "what",
+        nargs="*",
+        help="figures to draw (default: all): " + ", ".join(_figure_names()),
+    )
     pl.add_argument("--data-dir")
     return parser
+
+
+def _figure_names() -> list[str]:
+    from .plots.run_figures import RUN_FIGURES
+
+    return list(RUN_FIGURES)
 
 
 # -- train ------------------------------------------------------------------------------------------
@@ -214,6 +229,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("val_f", "val_every"),
         ("save_f", "save_every"),
         ("val_nll", "val_log_likelihood"),
+        ("track_latents", "track_latents"),
     ]:
         value = getattr(args, flag)
         if value is not None:
@@ -391,19 +407,16 @@ def _cmd_sample(args: argparse.Namespace) -> int:
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
-    from .training.run import prepare_data, write_run_plots
+    from .plots.run_figures import RUN_FIGURES, write_run_figures
+    from .training.run import prepare_data
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
-    known = {"reconstructions", "prior_samples", "latent_means", "curves"}
-    unknown = sorted(set(args.what) - known)
+    unknown = [name for name in args.what if name not in RUN_FIGURES]
     if unknown:
-        raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
     splits, dynamic = prepare_data(config)
-    write_run_plots(run_dir, splits, dynamic)
-    for name in sorted(set(args.what) or known):
-        path = run_dir / "plots" / f"{name}.png"
-        if path.exists():
-            print(path)
+    for path in write_run_figures(run_dir, splits, dynamic, args.what or None):
+        print(path)
     return 0
 
 

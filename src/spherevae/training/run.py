@@ -292,59 +292,10 @@ def _tensorboard(run_dir: Path) -> Any:
 
 
 def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None:
-    """Reconstructions, prior samples, latent means by label and training curves in ``RUN_DIR/plots``."""
-    from ..models import from_pretrained
-    from ..plots import image_grid, latent_scatter, save_figure, training_curves
+    """The figures ``train`` leaves in ``RUN_DIR/plots`` (:data:`~spherevae.plots.TRAIN_FIGURES`)."""
+    from ..plots.run_figures import TRAIN_FIGURES, write_run_figures
 
-    model = from_pretrained(run_dir / "model")
-    model.eval()
-    plots = run_dir / "plots"
-    test = splits.test.images[:10]
-    generator = torch.Generator().manual_seed(0)
-    x = torch.bernoulli(test, generator=generator) if dynamic else test
-    with torch.no_grad():
-        if isinstance(model, VAE):
-            conditional = model.n_classes > 0
-            y = splits.test.labels[:10] if conditional else None
-            recon = model.reconstruct(x, y)
-        else:
-            recon = model.reconstruct(x)
-        save_figure(
-            image_grid(
-                torch.cat([x, recon]), ncols=10, title="test images (top) and reconstructions"
-            ),
-            plots / "reconstructions.png",
-        )
-        if isinstance(model, VAE):
-            torch.manual_seed(0)
-            if conditional:  # one row per class
-                classes = torch.arange(model.n_classes).repeat_interleave(10)
-                grid = image_grid(
-                    model.generate(len(classes), classes),
-                    title="samples from the prior, one row per class",
-                )
-            else:
-                grid = image_grid(model.generate(50), title="samples from the prior")
-            save_figure(grid, plots / "prior_samples.png")
-            points = splits.test.images[:2000]
-            labels = splits.test.labels[: len(points)]
-            modes = torch.cat(
-                [
-                    model.encode(
-                        points[i : i + 500], labels[i : i + 500] if conditional else None
-                    ).mode
-                    for i in range(0, len(points), 500)
-                ]
-            )
-            save_figure(
-                latent_scatter(
-                    modes, labels if splits.info.labelled else None, title="test latent means"
-                ),
-                plots / "latent_means.png",
-            )
-    history = _read_metrics(run_dir)
-    if history:
-        save_figure(training_curves(history), plots / "curves.png")
+    write_run_figures(run_dir, splits, dynamic, TRAIN_FIGURES, log=lambda line: None)
 
 
 def _write_run_info(
@@ -387,7 +338,7 @@ def _csv_value(value: float) -> str:
     return "" if math.isnan(value) else repr(float(value))
 
 
-def _read_metrics(run_dir: Path) -> list[dict[str, float]]:
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
     path = run_dir / "metrics.csv"
     if not path.exists():
         return []

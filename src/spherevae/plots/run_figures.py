@@ -1,0 +1,260 @@
+"""The figures of a run directory, by name: what ``spherevae train`` and ``spherevae plot`` write.
+
+``spherevae plot RUN_DIR [WHAT...]`` draws the named figures into ``RUN_DIR/plots`` (all of them when
+none is named); ``spherevae train`` draws :data:`TRAIN_FIGURES` at the end of a run. A figure that does
+not apply to the run (a map of ``S^2`` for an ``S^10`` latent, a spiral on a conditional model) is
+skipped with a line saying why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from ..data import DatasetSplits
+from ..models import VAE, AutoEncoder
+from .animation import latent_evolution_gif, rotating_sphere_gif, spiral_decoding_gif
+from .basic import image_grid, save_figure
+from .curves import training_curves
+from .decoded import decoded_grid
+from .interpolation import interpolation_strip
+from .samplers import sampler_histograms, sampler_spheres
+from .sphere import latent_figure, sphere_views
+from .why_sphere import why_sphere
+
+__all__ = ["RUN_FIGURES", "TRAIN_FIGURES", "write_run_figures"]
+
+#: name -> what it shows (file ``RUN_DIR/plots/<name>.png`` or ``.gif``)
+RUN_FIGURES: dict[str, str] = {
+    "reconstructions": "test images and their reconstructions",
+    "prior_samples": "images decoded from prior samples (one row per class if conditional)",
+    "latent_means": "test latent means coloured by label, one panel per factor",
+    "curves": "training and validation objective, reconstruction and KL per epoch",
+    "latent_maps": "S^2 latents: shaded sphere, Hammer and Mollweide maps",
+    "latent_tsne": "latents of any dimension by t-SNE with cosine distance",
+    "decoded_grid": "images decoded on a grid of the first S^1, S^2 or R^2 factor",
+    "interpolation": "decoded geodesic (slerp) path between two test images",
+    "samplers": "vMF samplers and Power Spherical on S^2 for kappa in {1, 10, 100}",
+    "sampler_histograms": "w = mu.z of each sampler against its exact density, at the latent's m",
+    "why_sphere": "unit-ball volume against n; norms of Gaussian samples in 2..100 dimensions",
+    "rotation": "GIF: the latent sphere S^2 turning",
+    "spiral": "GIF: a spiral path on S^2 (or R^2) with the decoded image beside the point",
+    "evolution": "GIF: the latent means of tracked validation images after each epoch",
+}
+TRAIN_FIGURES = ("reconstructions", "prior_samples", "latent_means", "curves")
+_GIFS = {"rotation", "spiral", "evolution"}
+
+
+class _Skip(Exception):
+    """This figure does not apply to this run."""
+
+
+def write_run_figures(
+    run_dir: Path,
+    splits: DatasetSplits,
+    dynamic: bool,
+    what: Sequence[str] | None = None,
+    log: Callable[[str], None] = print,
+) -> list[Path]:
+    """Draw the figures named in ``what`` (default: all of :data:`RUN_FIGURES`); returns their paths.
+
+    Raises:
+        ValueError: for an unknown figure name (naming it and the known ones).
+    """
+    from ..models import from_pretrained
+    from ..training.run import read_metrics
+
+    names = list(what) if what else list(RUN_FIGURES)
+    unknown = [n for n in names if n not in RUN_FIGURES]
+    if unknown:
+        raise ValueError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
+    model = from_pretrained(run_dir / "model")
+    model.eval()
+    context = _RunContext(run_dir, model, splits, dynamic, read_metrics(run_dir))
+    written = []
+    for name in names:
+        path = run_dir / "plots" / f"{name}{'.gif' if name in _GIFS else '.png'}"
+        try:
+            with torch.no_grad():
+                torch.manual_seed(0)
+                _DRAW[name](context, path)
+        except _Skip as why:
+            log(f"{name}: skipped ({why})")
+            continue
+        written.append(path)
+    return written
+
+
+class _RunContext:
+    def __init__(
+        self,
+        run_dir: Path,
+        model: VAE | AutoEncoder,
+        splits: DatasetSplits,
+        dynamic: bool,
+        history: list[dict[str, float]],
+    ) -> None:
+        self.run_dir, self.model, self.splits, self.history = run_dir, model, splits, history
+        test = splits.test
+        generator = torch.Generator().manual_seed(0)
+        # a fixed binarisation of the test images when the model was trained on binarised batches
+        self.images = torch.bernoulli(test.images, generator=generator) if dynamic else test.images
+        self.labels = test.labels
+        self.labelled = splits.info.labelled
+        self.conditional = isinstance(model, VAE) and model.n_classes > 0
+
+    def vae(self) -> VAE:
+        if not isinstance(self.model, VAE):
+            raise _Skip("needs a VAE, this run is an auto-encoder")
+        return self.model
+
+    def unconditional(self) -> VAE:
+        model = self.vae()
+        if self.conditional:
+            raise _Skip("draws without a label, this model is conditional")
+        return model
+
+    def points(self, n: int = 2000) -> tuple[Tensor, Tensor | None]:
+        """Latent modes (``mu`` on spheres) of the first ``n`` test images and their labels."""
+        images, labels = self.images[:n], self.labels[:n]
+        out = []
+        for i in range(0, len(images), 500):
+            x = images[i : i + 500]
+            if isinstance(self.model, VAE):
+                y = labels[i : i + 500] if self.conditional else None
+                out.append(self.model.encode(x, y).mode)
+            else:
+                out.append(self.model.encode(x))
+        return torch.cat(out), (labels if self.labelled else None)
+
+    def sphere_factor_dim(self) -> int:
+        """Ambient size of the first sphere factor (3 when there is none)."""
+        spheres = [f.ambient for f in self.model.latent.factors if f.is_sphere]
+        return spheres[0] if spheres else 3
+
+    def is_s2(self) -> bool:
+        return str(self.model.latent) == "S2"
+
+
+def _reconstructions(c: _RunContext, path: Path) -> None:
+    x = c.images[:10]
+    if isinstance(c.model, VAE):
+        recon = c.model.reconstruct(x, c.labels[:10] if c.conditional else None)
+    else:
+        recon = c.model.reconstruct(x)
+    title = "test images (top) and reconstructions"
+    save_figure(image_grid(torch.cat([x, recon]), ncols=10, title=title), path)
+
+
+def _prior_samples(c: _RunContext, path: Path) -> None:
+    model = c.vae()
+    if c.conditional:
+        classes = torch.arange(model.n_classes).repeat_interleave(10)
+        figure = image_grid(
+            model.generate(len(classes), classes), title="samples from the prior, one row per class"
+        )
+    else:
+        figure = image_grid(model.generate(50), title="samples from the prior")
+    save_figure(figure, path)
+
+
+def _latent_means(c: _RunContext, path: Path) -> None:
+    points, labels = c.points()
+    figure = latent_figure(points, labels, latent=c.model.latent, title="test latent means")
+    save_figure(figure, path)
+
+
+def _curves(c: _RunContext, path: Path) -> None:
+    if not c.history:
+        raise _Skip("no metrics.csv")
+    save_figure(training_curves(c.history), path)
+
+
+def _latent_maps(c: _RunContext, path: Path) -> None:
+    if not c.is_s2():
+        raise _Skip(f"needs an S2 latent, this one is {c.model.latent}")
+    points, labels = c.points()
+    save_figure(sphere_views(points, labels, title="test latent means on S^2"), path)
+
+
+def _latent_tsne(c: _RunContext, path: Path) -> None:
+    points, labels = c.points(500)
+    figure = latent_figure(
+        points, labels, latent=c.model.latent, high_dim="tsne", title="test latent means"
+    )
+    save_figure(figure, path)
+
+
+def _decoded_grid(c: _RunContext, path: Path) -> None:
+    model = c.unconditional()
+    first = model.latent.factors[0]
+    if str(first) not in ("S1", "S2", "R2"):
+        raise _Skip(f"needs an S1, S2 or R2 first factor, this one is {first}")
+    save_figure(decoded_grid(model), path)
+
+
+def _interpolation(c: _RunContext, path: Path) -> None:
+    model = c.unconditional()
+    a = 0
+    others = (c.labels != c.labels[a]).nonzero()
+    b = int(others[0]) if len(others) else 1
+    figure = interpolation_strip(model, c.images[a : a + 1], c.images[b : b + 1], steps=10)
+    save_figure(figure, path)
+
+
+def _samplers(c: _RunContext, path: Path) -> None:
+    save_figure(sampler_spheres(), path)
+
+
+def _sampler_histograms(c: _RunContext, path: Path) -> None:
+    save_figure(sampler_histograms(m=c.sphere_factor_dim()), path)
+
+
+def _why_sphere(c: _RunContext, path: Path) -> None:
+    save_figure(why_sphere(), path)
+
+
+def _rotation(c: _RunContext, path: Path) -> None:
+    if not c.is_s2():
+        raise _Skip(f"needs an S2 latent, this one is {c.model.latent}")
+    points, labels = c.points(1000)
+    rotating_sphere_gif(points, path, labels)
+
+
+def _spiral(c: _RunContext, path: Path) -> None:
+    model = c.unconditional()
+    first = model.latent.factors[0]
+    if str(first) not in ("S2", "R2"):
+        raise _Skip(f"needs an S2 or R2 first factor, this one is {first}")
+    spiral_decoding_gif(model, path)
+
+
+def _evolution(c: _RunContext, path: Path) -> None:
+    tracked = c.run_dir / "latents.pt"
+    if not tracked.exists():
+        raise _Skip("no latents.pt: train with train.track_latents > 0")
+    data = torch.load(tracked, weights_only=True)
+    latent_evolution_gif(
+        data["latents"], path, data["labels"] if c.labelled else None, latent=str(c.model.latent)
+    )
+
+
+_DRAW: dict[str, Callable[[_RunContext, Path], None]] = {
+    "reconstructions": _reconstructions,
+    "prior_samples": _prior_samples,
+    "latent_means": _latent_means,
+    "curves": _curves,
+    "latent_maps": _latent_maps,
+    "latent_tsne": _latent_tsne,
+    "decoded_grid": _decoded_grid,
+    "interpolation": _interpolation,
+    "samplers": _samplers,
+    "sampler_histograms": _sampler_histograms,
+    "why_sphere": _why_sphere,
+    "rotation": _rotation,
+    "spiral": _spiral,
+    "evolution": _evolution,
+}

@@ -24,7 +24,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: venv lint typecheck pytest test test-slow bench bench-deps demo clean distclean
+.PHONY: venv browser lint typecheck pytest test test-slow bench bench-deps demo clean distclean
 
 ## venv: create .venv and install torch (pinned) then the package with its dev tools
 venv: $(STAMP)
@@ -51,8 +51,18 @@ typecheck: venv
 pytest: venv
 	$(call run_pytest,)
 
+## browser: headless Chromium for the report test (Debian's chromium package, installed when missing)
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+			echo "installing chromium (Debian package) for the report test"; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+		else \
+			echo "make: the report test needs headless Chromium: install Debian's 'chromium' package" >&2; exit 1; \
+		fi; }
+
 ## test: everything: install, then lint, typecheck and pytest; all three run, and any failure fails
-test: venv
+test: venv browser
 	@failed=; \
 	$(MAKE) --no-print-directory lint || failed="$$failed lint"; \
 	$(MAKE) --no-print-directory typecheck || failed="$$failed typecheck"; \

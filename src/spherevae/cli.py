@@ -143,6 +143,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sa.add_argument("--seed", type=_positive_int, default=0)
     sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
 
+    rp = commands.add_parser(
+        "report", help="write RUN_DIR/report.html: one self-contained page about a run"
+    )
+    rp.add_argument("run_dir", type=Path)
+    rp.add_argument("--data-dir")
+
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
     pl.add_argument(
@@ -420,6 +426,14 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    _, run_dir = _load_run(args.run_dir, args.data_dir)
+    print(write_report(run_dir, data_dir=args.data_dir))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 1 failure, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -433,6 +447,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "sample":
             return _cmd_sample(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_plot(args)
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)

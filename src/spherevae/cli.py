@@ -149,6 +149,16 @@ def _build_parser() -> argparse.ArgumentParser:
     rp.add_argument("run_dir", type=Path)
     rp.add_argument("--data-dir")
 
+    ex = commands.add_parser(
+        "experiment",
+        help="run a classic experiment: samplers, table1 or productspace",
+        description="Train and evaluate what an experiment needs; write results.csv/.md and figures.",
+    )
+    ex.add_argument("name", choices=["samplers", "table1", "productspace"])
+    ex.add_argument("--quick", action="store_true", help="minutes on a CPU: checks the pipeline")
+    ex.add_argument("--out", type=Path, help="output directory (default experiments/NAME[-quick])")
+    ex.add_argument("--data-dir")
+
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
     pl.add_argument(
@@ -426,6 +436,18 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .experiments import run_experiment
+
+    out = args.out or Path("experiments") / (args.name + ("-quick" if args.quick else ""))
+    command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
+    report = run_experiment(
+        args.name, out, quick=args.quick, data_dir=args.data_dir, command=command
+    )
+    print(report)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -449,6 +471,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_sample(args)
         if args.command == "report":
             return _cmd_report(args)
+        if args.command == "experiment":
+            return _cmd_experiment(args, argv)
         return _cmd_plot(args)
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)

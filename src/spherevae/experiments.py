@@ -235,6 +235,7 @@ def _sampler_statistics(setting: Setting, log: Callable[[str], None]) -> list[di
     from scipy import stats
 
     from .distributions import VonMisesFisher
+    from .distributions.von_mises_fisher import Sampler
     from .special import ive_ratio
 
     rows = []
@@ -244,7 +245,8 @@ def _sampler_statistics(setting: Setting, log: Callable[[str], None]) -> list[di
         for kappa in (1.0, 10.0, 100.0, 1000.0):
             grid_w, grid_cdf = _w_cdf(m, kappa)
             mean_exact = float(ive_ratio(m / 2 - 1, torch.tensor(kappa, dtype=torch.float64)))
-            for index, sampler in enumerate(("rejection", "inverse_cdf", "mh")):
+            samplers: tuple[Sampler, ...] = ("rejection", "inverse_cdf", "mh")
+            for index, sampler in enumerate(samplers):
                 dist = VonMisesFisher(
                     loc, torch.tensor(kappa, dtype=torch.float64), sampler=sampler
                 )

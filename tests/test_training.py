@@ -92,9 +92,9 @@ def test_non_finite_loss_restarts_then_gives_up() -> None:
     calls = {"n": 0}
     terms = trainer._terms
 
-    def flaky(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def flaky(x: torch.Tensor, y: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         calls["n"] += 1
-        rec, kl = terms(x)
+        rec, kl = terms(x, y)
         if calls["n"] == 3:  # one bad batch in the first epoch
             rec = rec * math.nan
         return rec, kl
@@ -107,7 +107,7 @@ def test_non_finite_loss_restarts_then_gives_up() -> None:
 
     always_bad = _trainer(_config(epochs=2, max_restarts=1))
     good_terms = always_bad._terms
-    always_bad._terms = lambda x: (good_terms(x)[0] * math.nan, good_terms(x)[1])  # type: ignore[method-assign]
+    always_bad._terms = lambda x, y=None: (good_terms(x)[0] * math.nan, good_terms(x)[1])  # type: ignore[method-assign]
     with pytest.raises(TrainingError, match="not finite at epoch 1 after 1 restarts"):
         always_bad.fit()
 

@@ -48,7 +48,9 @@ def _image_uri(image: Tensor) -> str:
 
     pixels = (255 * (1 - image[0].clamp(0, 1))).round().to(torch.uint8).cpu().numpy()
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").resize((56, 56), Image.Resampling.NEAREST).save(buffer, format="PNG")
+    Image.fromarray(pixels, mode="L").resize((56, 56), Image.Resampling.NEAREST).save(
+        buffer, format="PNG"
+    )
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 

@@ -771,3 +771,85 @@ def _print_worst_table() -> None:
 
 if __name__ == "__main__":
     _print_worst_table()
+
+
+# --------------------------------------------------------------------------------------------------
+# the Bessel terms a vMF shares between its sampler and its KL divergence
+# --------------------------------------------------------------------------------------------------
+
+
+def _fresh_kl(loc: torch.Tensor, kappa: torch.Tensor, m: int) -> torch.Tensor:
+    return kl_divergence(VonMisesFisher(loc, kappa), HypersphericalUniform(m, dtype=kappa.dtype))
+
+
+def test_shared_terms_give_the_same_kl_and_gradients():
+    """KL and its gradient after ``rsample`` (which caches the terms) equal a fresh distribution's."""
+    m = 11
+    kappa = torch.tensor([0.5, 12.0, 30.0, 3e3], dtype=torch.float64, requires_grad=True)
+    loc = torch.nn.functional.normalize(torch.randn(4, m, dtype=torch.float64), dim=-1)
+    q = VonMisesFisher(loc, kappa)
+    q.rsample((3,))  # computes and caches the terms (kappa needs a gradient)
+    assert q._cached_terms() is not None
+    kl = kl_divergence(q, HypersphericalUniform(m, dtype=torch.float64))
+    fresh = _fresh_kl(loc, kappa, m)
+    torch.testing.assert_close(kl, fresh, rtol=0.0, atol=0.0)
+    (g,) = torch.autograd.grad(kl.sum(), kappa)
+    (g_fresh,) = torch.autograd.grad(fresh.sum(), kappa)
+    torch.testing.assert_close(g, g_fresh, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(q.entropy(), VonMisesFisher(loc, kappa).entropy())
+
+
+def test_shared_terms_follow_in_place_changes_and_expand():
+    """Terms are recomputed when the concentration changes in place (an optimiser step on a leaf) and
+    are not carried into ``expand`` (a new batch shape)."""
+    m = 5
+    kappa = torch.tensor([2.0, 40.0], dtype=torch.float64, requires_grad=True)
+    loc = torch.nn.functional.normalize(torch.randn(2, m, dtype=torch.float64), dim=-1)
+    uniform = HypersphericalUniform(m, dtype=torch.float64)
+    q = VonMisesFisher(loc, kappa)
+    before = kl_divergence(q, uniform)
+    with torch.no_grad():
+        kappa.mul_(3.0)
+    after = kl_divergence(q, uniform)
+    torch.testing.assert_close(after, _fresh_kl(loc, kappa, m), rtol=0.0, atol=0.0)
+    assert not torch.allclose(before, after)
+    wide = q.expand(torch.Size((3, 2)))
+    assert wide._cached_terms() is None
+    torch.testing.assert_close(kl_divergence(wide, uniform), after.expand(3, 2))
+    # inference tensors have no version counter: nothing is cached, values are still right
+    with torch.inference_mode():
+        q_inf = VonMisesFisher(loc, kappa.detach().clone())
+        torch.testing.assert_close(kl_divergence(q_inf, uniform), after.detach())
+        assert q_inf._cached_terms() is None
+
+
+@pytest.mark.parametrize("kl_first", [False, True], ids=["sample_first", "kl_first"])
+def test_product_factors_share_one_bessel_evaluation(kl_first):
+    """``S^4 x S^4``: the stacked sampler and the factors' KL divergences use the same terms (one
+    evaluation), and the KL and its gradients equal those of fresh factors."""
+    m, b = 5, 3
+    kappas = [
+        torch.tensor([1.0, 8.0, 25.0], dtype=torch.float64, requires_grad=True),
+        torch.tensor([0.1, 17.0, 900.0], dtype=torch.float64, requires_grad=True),
+    ]
+    locs = [torch.nn.functional.normalize(torch.randn(b, m, dtype=torch.float64), dim=-1)] * 2
+    p = ProductDistribution([VonMisesFisher(loc, k) for loc, k in zip(locs, kappas, strict=True)])
+    prior = ProductDistribution([HypersphericalUniform(m, dtype=torch.float64)] * 2)
+    if kl_first:
+        kl = kl_divergence(p, prior)
+        z = p.rsample()
+    else:
+        z = p.rsample()
+        kl = kl_divergence(p, prior)
+    for c in p.components:
+        assert c._cached_terms() is not None
+    fresh = sum(_fresh_kl(loc, k, m) for loc, k in zip(locs, kappas, strict=True))
+    torch.testing.assert_close(kl, fresh, rtol=1e-15, atol=0.0)
+    grads = torch.autograd.grad((kl.sum() + z.sum()), kappas)
+    want = torch.autograd.grad(fresh.sum(), kappas)
+    for g, w in zip(grads, want, strict=True):
+        assert torch.isfinite(g).all()
+        assert not torch.equal(g, w)  # the sample's gradient is added
+    grads_kl = torch.autograd.grad(kl_divergence(p, prior).sum(), kappas)
+    for g, w in zip(grads_kl, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-15, atol=0.0)

@@ -67,3 +67,73 @@ def test_forward_properties(m: int, dtype: torch.dtype) -> None:
     cos = (z.double() * loc.double()).sum(-1)
     # the sample's cosine with loc is w = 1 - t, to the rounding of a length-m dot product
     assert torch.allclose(cos, 1 - t.double(), rtol=0.0, atol=8 * eps * m**0.5)
+
+
+def test_second_projection_keeps_the_latitude_when_g_is_along_loc() -> None:
+    """At ``m = 2`` with a Gaussian draw almost parallel to ``loc``, the tangent part of ``g`` is a
+    difference of nearly equal numbers; the second projection removes its rounding error, so the sample
+    keeps ``loc . z = 1 - t`` (one projection leaves an error of about ``eps |g| / |p|``, here 1e-1)."""
+    dtype = torch.float32
+    loc = torch.tensor([[0.6, 0.8]], dtype=dtype)
+    perp = torch.tensor([-0.8, 0.6], dtype=dtype)
+    gauss = (1e4 * loc + 1e-3 * perp).reshape(1, 1, 2)
+    t = torch.tensor([[0.5]], dtype=dtype)
+    z = _PlaceOnSphere.apply(t, loc, gauss.clone())
+    cos = float((z.double() * loc.double()).sum())
+    assert abs(cos - 0.5) <= 8 * torch.finfo(dtype).eps, cos
+    assert float((z.double() * perp.double()).sum()) > 0  # the side of loc that g is on
+
+
+@pytest.mark.parametrize(("n", "n_batch", "m"), [(1, 4, 2), (3, 5, 7)])
+def test_concentration_gradient_through_the_slope(n: int, n_batch: int, m: int) -> None:
+    """With ``kappa`` and ``slope = dt/dkappa`` given, ``kappa`` receives ``sum_n dL/dt slope``, the
+    gradient of the surrogate ``t + slope (kappa - kappa.detach())``; ``t`` and ``loc`` are unchanged."""
+    gen = torch.Generator().manual_seed(7 * m + n)
+    loc = _locs(n_batch, m, gen)
+    t = torch.rand(n, n_batch, generator=gen, dtype=F64) * 1.9 + 0.05
+    slope = torch.randn(n, n_batch, generator=gen, dtype=F64)
+    gauss = torch.randn(n, n_batch, m, generator=gen, dtype=F64)
+    weights = torch.randn(n, n_batch, m, generator=gen, dtype=F64)
+    kappa = (torch.rand(n_batch, generator=gen, dtype=F64) * 10).requires_grad_()
+    loc_a = loc.clone().requires_grad_()
+    z = _PlaceOnSphere.apply(t, loc_a, gauss, kappa, slope)
+    grad_kappa, grad_loc = torch.autograd.grad((z * weights).sum(), (kappa, loc_a))
+    kappa_b, loc_b = kappa.detach().clone().requires_grad_(), loc.clone().requires_grad_()
+    surrogate = t + slope * (kappa_b - kappa_b.detach())
+    z_b = _PlaceOnSphere.apply(surrogate, loc_b, gauss)
+    want_kappa, want_loc = torch.autograd.grad((z_b * weights).sum(), (kappa_b, loc_b))
+    torch.testing.assert_close(z, z_b, rtol=0.0, atol=0.0)
+    torch.testing.assert_close(grad_kappa, want_kappa)
+    torch.testing.assert_close(grad_loc, want_loc)
+    # the same through place_on_sphere, with kappa in float32 (its gradient keeps kappa's dtype)
+    kappa32 = kappa.detach().float().requires_grad_()
+    z32 = place_on_sphere(t, loc, torch.Size((n, n_batch)), kappa32, slope)
+    (g32,) = torch.autograd.grad((z32 * weights).sum(), kappa32)
+    assert g32.dtype == torch.float32 and g32.shape == (n_batch,)
+
+
+def test_without_a_graph_matches_the_autograd_function() -> None:
+    """Without gradients ``z`` is computed in place over the Gaussian draw: the same values."""
+    gen = torch.Generator().manual_seed(3)
+    n, n_batch, m = 6, 5, 9
+    loc = _locs(n_batch, m, gen)
+    t = torch.rand(n, n_batch, generator=gen, dtype=F64) * 2
+    torch.manual_seed(11)
+    with torch.no_grad():
+        z_plain = place_on_sphere(t, loc, torch.Size((n, n_batch)))
+    torch.manual_seed(11)
+    z_graph = place_on_sphere(t, loc.clone().requires_grad_(), torch.Size((n, n_batch)))
+    assert z_graph.requires_grad and not z_plain.requires_grad
+    torch.testing.assert_close(z_plain, z_graph.detach(), rtol=0.0, atol=0.0)
+
+
+def test_gradcheck_off_the_sphere() -> None:
+    """``z`` depends on the direction of ``loc`` only: the gradient is right for any ``loc`` (finite
+    differences leave the sphere) and has no component along ``loc``."""
+    gen = torch.Generator().manual_seed(5)
+    loc = (2.5 * _locs(4, 6, gen)).requires_grad_()
+    t = (torch.rand(3, 4, generator=gen, dtype=F64) * 1.9 + 0.05).requires_grad_()
+    gauss = torch.randn(3, 4, 6, generator=gen, dtype=F64)
+    assert torch.autograd.gradcheck(lambda a, b: _PlaceOnSphere.apply(a, b, gauss), (t, loc))
+    (g,) = torch.autograd.grad(_PlaceOnSphere.apply(t, loc, gauss).sum(), loc)
+    assert float((g * loc.detach()).sum(-1).abs().max()) < 1e-12

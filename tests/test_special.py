@@ -587,3 +587,122 @@ def test_invalid_arguments_raise_value_error(
     """The message names the argument and the offending value."""
     with pytest.raises(ValueError, match=message):
         FUNCTIONS[name](v, z)
+
+
+# --------------------------------------------------------------------------------------------------
+# one evaluation for several quantities: bessel_terms and kl_to_uniform (the vMF's KL to the uniform)
+# --------------------------------------------------------------------------------------------------
+# both regions and both boundaries for the order 4.5 (m = 11), with z = 0
+TERMS_Z = (0.0, 1e-8, 0.3, 5.0, 13.0, 17.4, 17.5, 40.0, 1e3, 1e6)
+
+
+@pytest.mark.parametrize("v", [0.0, 4.5, 1e3], ids=lambda v: f"v={_fmt(v)}")
+def test_bessel_terms_match_the_public_functions(v: float) -> None:
+    z = torch.tensor(TERMS_Z, dtype=F64)
+    terms = special.bessel_terms(v, z)
+    assert terms.log_normalized is not None
+    torch.testing.assert_close(terms.ratio, ive_ratio(v, z), rtol=1e-15, atol=0.0)
+    torch.testing.assert_close(terms.log_normalized, log_iv_normalized(v, z), rtol=1e-15, atol=0.0)
+    torch.testing.assert_close(terms.complement, 1 - terms.ratio, rtol=0.0, atol=1e-15)
+    over_z = torch.where(z > 0, terms.ratio / z, 1 / (2 * (v + 1)))
+    torch.testing.assert_close(terms.ratio_over_z, over_z, rtol=1e-14, atol=0.0)
+    assert special.bessel_terms(v, z, with_log=False).log_normalized is None
+
+
+@pytest.mark.parametrize("n", [40, 4000], ids=["merged_by_where", "split_by_index"])
+def test_mixed_regions_agree_with_one_region_at_a_time(n: int) -> None:
+    """A batch with elements in both regions (merged with ``torch.where`` when small, split by index
+    when large) gives each element the value it has alone: the merge picks the right region."""
+    gen = torch.Generator().manual_seed(n)
+    z = 10 ** (torch.rand(n, generator=gen, dtype=F64) * 4 - 1)  # 0.1 .. 1000, around z = 17.4
+    batch = special.bessel_terms(4.5, z)
+    for i in range(0, n, max(1, n // 40)):
+        alone = special.bessel_terms(4.5, z[i : i + 1])
+        for got, want in zip(batch, alone, strict=True):
+            assert got is not None and want is not None
+            torch.testing.assert_close(got[i : i + 1], want, rtol=1e-14, atol=0.0)
+
+
+@pytest.mark.parametrize("n_terms", [20, 180])
+@pytest.mark.parametrize("n", [16, 4096])
+def test_power_sum_direct_and_blocked_agree(n: int, n_terms: int) -> None:
+    gen = torch.Generator().manual_seed(n + n_terms)
+    x = torch.rand(n, generator=gen, dtype=F64)
+    coef = torch.rand(n_terms, 2, generator=gen, dtype=F64)
+    powers = x.unsqueeze(-1) ** torch.arange(1, n_terms + 1, dtype=F64)
+    want = powers @ coef
+    torch.testing.assert_close(special._power_sum(x, coef), want, rtol=1e-13, atol=0.0)
+    blocked = special._block_coefficients(coef)
+    torch.testing.assert_close(special._power_sum(x, coef, blocked), want, rtol=1e-13, atol=0.0)
+
+
+def _kl_reference(v: float, z: float) -> mp.mpf:
+    with mp.workdps(40):
+        return z * ref.ive_ratio(v, z) - ref.log_iv_normalized(v, z)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("v", [0.0, 0.5, 4.5, 49.5, 1e4], ids=lambda v: f"v={_fmt(v)}")
+def test_kl_to_uniform_value_and_derivative(dtype: torch.dtype, v: float) -> None:
+    """``z R - log 0F1`` and its derivative ``z R'`` against mpmath, from precomputed terms or not."""
+    z = torch.tensor([0.0, 1e-3, 0.5, 10.0, 19.0, 300.0, 1e5], dtype=dtype, requires_grad=True)
+    for terms in (None, special.bessel_terms(v, z)):
+        kl = special.kl_to_uniform(v, z, terms)
+        assert kl.dtype == dtype
+        (grad,) = torch.autograd.grad(kl.sum(), z)
+        assert grad.dtype == dtype
+        for zi, k_i, g_i in zip(z.tolist(), kl.tolist(), grad.tolist(), strict=True):
+            if zi == 0:
+                assert k_i == 0.0 and g_i == 0.0
+                continue
+            want = _kl_reference(v, zi)
+            want_d = zi * ref.ive_ratio_derivative(v, zi)
+            tol = 1e-12 if dtype == F64 else 1e-5
+            assert _error("rel", k_i, want) <= tol, (zi, k_i, want)
+            assert _error("rel", g_i, want_d) <= 1e-8 if dtype == F64 else 1e-5, (zi, g_i)
+
+
+@pytest.mark.parametrize("region", list(GRAD_REGIONS))
+def test_kl_to_uniform_gradcheck(region: str) -> None:
+    """First and second derivatives (the backward is rebuilt from ``ive_ratio`` under a double
+    backward), per element of one order: the function takes one order, so each point on its own.
+    The step grows with ``z``: the value is a difference of terms of size ``z``, whose rounding the
+    finite differences would otherwise divide by a tiny step."""
+    for v, z0 in GRAD_REGIONS[region]:
+        z = torch.tensor([z0, 1.5 * z0], dtype=F64, requires_grad=True)
+        fn = lambda x, v=v: special.kl_to_uniform(v, x)  # noqa: E731
+        eps = 1e-6 * max(1.0, z0)
+        assert gradcheck(fn, (z,), eps=eps, atol=1e-6, rtol=1e-5)
+        assert gradgradcheck(fn, (z,), eps=eps, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("v", [0.0, 4.5, 1e4], ids=lambda v: f"v={_fmt(v)}")
+def test_kl_to_uniform_at_zero(v: float) -> None:
+    """Exactly 0 with slope 0 and curvature ``R'(0) = 1 / (2(v + 1))`` at ``z = 0``."""
+    z = torch.zeros((), dtype=F64, requires_grad=True)
+    kl = special.kl_to_uniform(v, z)
+    (d1,) = torch.autograd.grad(kl, z, create_graph=True)
+    (d2,) = torch.autograd.grad(d1, z)
+    assert float(kl.detach()) == 0.0 and float(d1.detach()) == 0.0
+    assert float(d2) == pytest.approx(1 / (2 * (v + 1)), rel=1e-15)
+
+
+def test_negative_z_with_per_element_orders_raises() -> None:
+    with pytest.raises(ValueError, match=r"\bz=-2(\.0)?\b"):
+        ive_ratio(torch.tensor([0.5, 1.5], dtype=F64), torch.tensor([1.0, -2.0], dtype=F64))
+    with pytest.raises(ValueError, match=r"\bz=-2(\.0)?\b"):
+        special.bessel_terms(0.5, torch.tensor([1.0, -2.0], dtype=F64))
+
+
+@pytest.mark.parametrize("v", [0.0, 4.5, 1e3], ids=lambda v: f"v={_fmt(v)}")
+def test_accelerator_merge_agrees_with_the_cpu_path(v: float) -> None:
+    """The merge that accelerators run (both regions everywhere, ``torch.where``; no host round trip),
+    run here on the CPU, for an order given as a number (series terms for the threshold's ``c``) and as
+    one order per element (all 180 terms)."""
+    z = torch.tensor(TERMS_Z, dtype=F64)
+    want = torch.stack([x for x in special.bessel_terms(v, z) if x is not None])
+    v_full = torch.full_like(z, v)
+    by_number = special._BesselValues._everywhere(v_full, v_full, z, True, v)
+    by_tensor = special._BesselValues._everywhere(v_full, v_full, z, True, None)
+    torch.testing.assert_close(by_number[[0, 1, 2, 4]], want, rtol=1e-14, atol=0.0)
+    torch.testing.assert_close(by_tensor[[0, 1, 2, 4]], want, rtol=1e-13, atol=0.0)

@@ -657,3 +657,50 @@ def test_symmetric_beta_keeps_tiny_parts() -> None:
         assert small == pytest.approx(float(small_exact), rel=1e-14, abs=0.0), (g, z)
         # the sign of Z says which one is small: e is the large part for Z > 0
         assert (float(e[i]) > float(one_minus_e[i])) == (z > 0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# rejection rounds at training sizes; the shared Bessel terms of the sampler's gradient
+# ---------------------------------------------------------------------------------------------------
+def _small_draws(m: int, kappa: float, rows: int, per_row: int, calls: int) -> np.ndarray:
+    """``theta`` of ``calls`` draws of ``per_row`` samples from a batch of ``rows`` equal rows."""
+    mu = _unit_vector(m, _seed("loc", m))
+    q = VonMisesFisher(mu.expand(rows, m), torch.full((rows,), kappa, dtype=F64))
+    z = torch.cat([q.rsample((per_row,)).reshape(-1, m) for _ in range(calls)])
+    return _theta_and_t(z, mu)[0]
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(5, 1.0), (11, 20.0), (64, 100.0)])
+def test_rejection_small_draws_follow_the_law(m: int, kappa: float) -> None:
+    """Draws of training size (here 32 samples a call) take several candidates per sample in their first
+    round (:func:`_first_round_candidates`) and usually return from it; their law is still exact."""
+    assert marginal._first_round_candidates(32) > marginal._REJECTION_FIRST_CANDIDATES
+    assert marginal._first_round_candidates(N_CI) == marginal._REJECTION_FIRST_CANDIDATES
+    theta = _small_draws(m, kappa, rows=8, per_row=4, calls=1000)
+    p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of small rejection draws: p = {p:.3g}"
+
+
+def test_rejection_later_rounds_follow_the_law(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With one candidate a sample in the first round, about a third of the samples go to later rounds
+    (m = 5, kappa = 100 accepts about 0.7): their bookkeeping must keep the law exact."""
+    monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: 1)
+    m, kappa = 5, 100.0
+    theta = _small_draws(m, kappa, rows=8, per_row=4, calls=600)
+    p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of rejection draws finished in later rounds: p = {p:.3g}"
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(2, 0.5), (11, 30.0), (64, 1e3)])
+def test_gradient_quadrature_with_given_mean(m: int, kappa: float) -> None:
+    """``dt_dkappa_direct`` with the caller's ``1 - A`` (the distribution's shared Bessel terms) equals
+    the one that evaluates ``1 - A`` itself."""
+    k = torch.tensor([kappa, 2 * kappa], dtype=F64)
+    t, _ = marginal.wood_rejection(k, m, 16)
+    _, one_minus_a, _, _ = mean_resultant_terms(m / 2 - 1, k)
+    torch.testing.assert_close(
+        marginal.dt_dkappa_direct(t, k, m, one_minus_a),
+        marginal.dt_dkappa_direct(t, k, m),
+        rtol=0.0,
+        atol=0.0,
+    )

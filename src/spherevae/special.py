@@ -25,7 +25,15 @@ Method (chosen for accuracy over the whole range ``v in [0, 1e4]``, ``z in [0, 1
    The ratio itself comes from ``I_v / I_{v+1} = I'_{v+1} / I_{v+1} + (v+1)/z`` (a sum of positive
    terms, no cancellation) and ``1 - R`` is formed from a difference series whose coefficients are
    subtracted exactly, so that ``A'(kappa) = 1 - A^2 - (m-1) A / kappa`` keeps its digits at large
-   ``kappa`` (the subtraction that gives the wrong sign in float32 in earlier code).
+   ``kappa`` (the subtraction that gives the wrong sign in float32 in earlier code). The logarithm
+   comes from the same expansion at order ``v + 1``: ``log I_v = log I_{v+1} - log R``.
+
+One evaluation gives every quantity of one ``(v, z)`` pair at once (:func:`bessel_terms`); the
+von Mises-Fisher distribution shares it between its sampler's gradient and its KL divergence
+(:func:`kl_to_uniform`, value ``z R - log 0F1`` and derivative ``z R'`` from the same terms). At the
+batch sizes of training every tensor operation costs microseconds of dispatch, more than its
+arithmetic, so the evaluation is written in few operations: cached coefficients for an order given as a
+number, both regions merged in one operation, power sums formed directly where that is cheaper.
 
 All arithmetic runs in float64 (float32 on Apple MPS, which has no float64) and the result is cast back
 to the input dtype. Results: ``log_ive(v, 0) = 0`` for ``v = 0`` and ``-inf`` for ``v > 0`` (the exact
@@ -50,7 +58,7 @@ import bisect
 import math
 from fractions import Fraction
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
@@ -172,23 +180,46 @@ def _powers(x: Tensor, n: int) -> Tensor:
 _POWER_BLOCK = 8
 
 
-def _power_sum(x: Tensor, coef: Tensor) -> Tensor:
-    """``sum_{j=1..n} x^j coef[j - 1]`` for ``x`` of shape ``(...)`` and ``coef`` ``(n, c)``: ``(..., c)``.
+def _block_coefficients(coef: Tensor) -> tuple[Tensor, int]:
+    """``coef`` ``(n, c)`` laid out for :func:`_power_sum`: ``(8, n_blocks * c)`` and ``n_blocks``.
 
-    Blocked (Paterson and Stockmeyer): with ``j = 8 b + i`` and ``y = x^8`` the sum is
-    ``sum_b y^b (sum_{i=1..8} x^i coef[8 b + i - 1])``, whose inner sums for every block are one matrix
-    product with the powers ``x^1 .. x^8``. The same terms are added as with all ``n`` powers at once,
-    but no tensor of ``n`` powers per element is formed: on a CPU such a tensor (hundreds of KB at
-    batch 1024) costs more in page faults than all the arithmetic.
+    Row ``i - 1``, column ``(b, l)`` holds ``coef[8 b + i - 1, l]`` (zero past ``n``).
     """
     n, c = coef.shape
     n_blocks = -(-n // _POWER_BLOCK)
     if n_blocks * _POWER_BLOCK > n:
         coef = torch.cat([coef, coef.new_zeros(n_blocks * _POWER_BLOCK - n, c)])
-    # row i - 1, column (b, l): coef[8 b + i - 1, l]
-    coef = coef.reshape(n_blocks, _POWER_BLOCK, c).transpose(0, 1).reshape(_POWER_BLOCK, -1)
+    blocked = coef.reshape(n_blocks, _POWER_BLOCK, c).transpose(0, 1).reshape(_POWER_BLOCK, -1)
+    return blocked, n_blocks
+
+
+# a power sum forms all n powers per element (one cumprod, one matrix product) when there are few terms
+# or few elements, and the blocked form otherwise (measured on a CPU: the direct form is faster up to
+# 64 terms at any batch size, and up to 180 terms at 64 elements; the blocked one at 180 terms and more
+# than a few hundred elements)
+_DIRECT_POWERS_MAX_TERMS = 64
+_DIRECT_POWERS_MAX_ELEMENTS = 16384
+
+
+def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = None) -> Tensor:
+    """``sum_{j=1..n} x^j coef[j - 1]`` for ``x`` of shape ``(...)`` and ``coef`` ``(n, c)``: ``(..., c)``.
+
+    With few terms or few elements, the powers ``x^1 .. x^n`` are formed at once (four tensor
+    operations: at small sizes each operation's dispatch costs more than its arithmetic). Otherwise
+    blocked (Paterson and Stockmeyer): with ``j = 8 b + i`` and ``y = x^8`` the sum is
+    ``sum_b y^b (sum_{i=1..8} x^i coef[8 b + i - 1])``, whose inner sums for every block are one
+    matrix product with the powers ``x^1 .. x^8``; ``blocked = _block_coefficients(coef)`` if the
+    caller has it cached. The same terms are added either way, but the blocked form never holds ``n``
+    powers per element: on a CPU such a tensor (hundreds of KB at batch 1024 and 180 terms) costs
+    more in page faults than all the arithmetic.
+    """
+    n = coef.shape[0]
+    if n <= _DIRECT_POWERS_MAX_TERMS or x.numel() * n <= _DIRECT_POWERS_MAX_ELEMENTS:
+        return torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n), dim=-1) @ coef
+    coef_blocked, n_blocks = blocked if blocked is not None else _block_coefficients(coef)
+    c = coef.shape[1]
     low = torch.cumprod(x.unsqueeze(-1).expand(*x.shape, _POWER_BLOCK), dim=-1)  # x^1 .. x^8
-    blocks = (low @ coef).reshape(*x.shape, n_blocks, c)
+    blocks = (low @ coef_blocked).reshape(*x.shape, n_blocks, c)
     if n_blocks == 1:
         return blocks[..., 0, :]
     y = low[..., -1:]  # x^8
@@ -197,12 +228,15 @@ def _power_sum(x: Tensor, coef: Tensor) -> Tensor:
 
 
 @lru_cache(maxsize=64)
-def _debye_collapsed(nu: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+def _debye_collapsed(
+    nu: float, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor, Tensor]:
     """Coefficients ``C[n] = sum_{j + k = n} T[j, k] nu^j`` of the Debye sums as series in ``1 / rho``.
 
     For one order ``nu``, ``p^j / rho^k = nu^j / rho^(j + k)`` (``p = nu / rho``), so both double sums
     of :func:`_debye_sums` are single power series in ``1 / rho``: the same terms, summed in another
-    order. ``T`` stacks the ``u`` and ``v - u`` tables: ``C`` is ``(2 * _DEBYE_TERMS - 1 + 1, 2)``.
+    order. ``T`` stacks the ``u`` and ``v - u`` tables. Returns the constant terms ``C[0]`` ``(2,)``,
+    the others ``C[1:]`` and ``nu`` as a 0-dimensional tensor.
     """
     u_table, d_table = _tables(torch.float64, torch.device("cpu"))
     table = torch.stack([u_table, d_table], dim=-1)  # (power of p, k, 2)
@@ -213,7 +247,8 @@ def _debye_collapsed(nu: float, dtype: torch.dtype, device: torch.device) -> Ten
     index = (torch.arange(n_p).unsqueeze(-1) + torch.arange(n_k)).reshape(-1)
     collapsed = torch.zeros(n_p + n_k - 1, 2, dtype=torch.float64)
     collapsed.index_add_(0, index, weighted.reshape(-1, 2))
-    return collapsed.to(dtype=dtype, device=device)
+    collapsed = collapsed.to(dtype=dtype, device=device)
+    return collapsed[0], collapsed[1:], torch.tensor(nu, dtype=dtype, device=device)
 
 
 def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -224,9 +259,9 @@ def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     (:func:`_debye_collapsed`).
     """
     if not isinstance(nu, Tensor):
-        rho = torch.hypot(z, z.new_tensor(nu))
-        coef = _debye_collapsed(nu, z.dtype, z.device)
-        sums = _power_sum(1.0 / rho, coef[1:]) + coef[0]
+        constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device)
+        rho = torch.hypot(z, nu_tensor)
+        sums = _power_sum(rho.reciprocal(), coef) + constant
         return rho, sums[..., 0], sums[..., 1]
     u_table, d_table = _tables(z.dtype, z.device)
     rho = torch.hypot(nu, z)
@@ -236,31 +271,6 @@ def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     s_u = ((p_pows @ u_table) * r_pows).sum(-1)
     s_d = ((p_pows @ d_table) * r_pows).sum(-1)
     return rho, s_u, s_d
-
-
-def _debye_log_ive(nu: Tensor, z: Tensor) -> Tensor:
-    """``log(I_nu(z) e^-z)`` from DLMF 10.41.3, for ``z > 0`` and ``sqrt(nu^2 + z^2)`` large.
-
-    ``nu eta - z = nu^2 / (rho + z) - nu asinh(nu / z)`` avoids the cancellation of ``rho - z``.
-    """
-    rho, s_u, _ = _debye_sums(nu, z)
-    exponent = nu * nu / (rho + z) - nu * torch.asinh(nu / z)
-    return exponent - 0.5 * torch.log(2 * math.pi * rho) + torch.log(s_u)
-
-
-def _debye_ratio(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor]:
-    """``R = I_{nu+1}(z) / I_nu(z)`` and ``1 - R`` from the expansions of ``I_mu`` and ``I'_mu``, ``mu = nu+1``.
-
-    ``I_nu / I_mu = I'_mu / I_mu + mu / z = (rho S + mu) / z`` with ``S = S_v / S_u = 1 + S_d / S_u``;
-    ``1 - R = (mu^2 / (rho + z) + mu + rho S_d / S_u) / (rho S + mu)``.
-    """
-    mu = nu + 1
-    rho, s_u, s_d = _debye_sums(mu, z)
-    delta = s_d / s_u
-    denom = rho * (1 + delta) + mu
-    ratio = z / denom
-    complement = (mu * mu / (rho + z) + mu + rho * delta) / denom
-    return ratio, complement
 
 
 _SERIES_SCALE = 81.0  # largest c = z^2 / (4 (v + 1)) in the series region
@@ -297,47 +307,117 @@ def _series_coefficients(v: Tensor, n_terms: int = _SERIES_TERMS) -> Tensor:
     return torch.cumprod(scale / (j * (orders + j)), dim=-2)
 
 
-def _series(
-    v: Tensor, z: Tensor, with_log: bool, n_terms: int = _SERIES_TERMS
-) -> dict[str, Tensor]:
-    """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``).
+@lru_cache(maxsize=256)
+def _series_cached(
+    v: float, n_terms: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, tuple[Tensor, int]]:
+    """:func:`_series_coefficients` of one order given as a number, also laid out for the blocked
+    :func:`_power_sum`. Cached: a training loop evaluates the same order at every step, with a handful
+    of term counts."""
+    coef = _series_coefficients(torch.tensor(v, dtype=dtype, device=device), n_terms)
+    return coef, _block_coefficients(coef)
 
+
+@lru_cache(maxsize=256)
+def _lgamma(x: float) -> float:
+    """``lgamma(x)`` as torch computes it in float64 (a number order and its tensor agree bitwise)."""
+    return float(torch.lgamma(torch.tensor(x, dtype=torch.float64)))
+
+
+def _series_threshold(v: float) -> float:
+    """For one order ``v``: the series region ``c <= 8`` or ``sqrt(v^2 + z^2) < 18`` is ``z <= this``."""
+    by_c = math.sqrt(4 * _SERIES_MAX_C * (v + 1))
+    by_rho = math.sqrt(_DEBYE_MIN_RHO**2 - v * v) if v < _DEBYE_MIN_RHO else 0.0
+    return max(by_c, by_rho)
+
+
+# Up to this many elements the CPU evaluates both regions on every element when both occur, and merges
+# them with torch.where: at these sizes the dozen indexing operations of a split cost more than
+# evaluating each region on every element.
+_MERGE_BY_WHERE_MAX_ELEMENTS = 512
+
+# Rows of the stacked values that the region functions return, in this order
+_RATIO, _COMPLEMENT, _RATIO_OVER_Z, _LOG_IVE, _LOG_NORMALIZED = range(5)
+
+
+def _series(v: Tensor | float, z: Tensor, with_log: bool, n_terms: int = _SERIES_TERMS) -> Tensor:
+    """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``), stacked ``(3 or 5, *z.shape)``.
+
+    Rows: ``R``, ``1 - R``, ``R / z`` and, ``with_log``, ``log_ive``, ``log_normalized``.
     ``0F1(; v+1; z^2/4) - 1 = sum_{j >= 1} (c / 81)^j d_j``, with powers of ``c / 81 <= 1``; ``v`` is
-    either one order (0-dimensional, the usual case: the coefficients are computed once and the sums are
-    one blocked power sum, :func:`_power_sum`) or one order per element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer
-    than 180 where every ``c`` is known to be small.
+    one order as a Python number (the usual case: the coefficients are cached), one order as a
+    0-dimensional tensor (the sums are then one power sum, :func:`_power_sum`), or one order per
+    element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer than 180 where every ``c`` is
+    known to be small. A number and a float64 tensor of the same order give bitwise equal results.
     """
-    c = z * z / (4 * (v + 1))
-    coef = _series_coefficients(v, n_terms)
-    if v.dim() == 0:
-        tails = _power_sum(c / _SERIES_SCALE, coef)
+    c_scaled = z * z / ((4 * _SERIES_SCALE) * (v + 1))  # c / 81
+    if not isinstance(v, Tensor):
+        tails = _power_sum(c_scaled, *_series_cached(v, n_terms, z.dtype, z.device))
+        lgamma: Tensor | float = _lgamma(v + 1)
     else:
-        powers = torch.cumprod((c / _SERIES_SCALE).unsqueeze(-1).expand(*z.shape, n_terms), dim=-1)
-        tails = (powers.unsqueeze(-1) * coef).sum(-2)
+        if v.dim() == 0:
+            tails = _power_sum(c_scaled, _series_coefficients(v, n_terms))
+        else:
+            coef = _series_coefficients(v, n_terms)
+            powers = torch.cumprod(c_scaled.unsqueeze(-1).expand(*z.shape, n_terms), dim=-1)
+            tails = (powers.unsqueeze(-1) * coef).sum(-2)
+        lgamma = torch.lgamma(v + 1)
     tail_v, tail_v1 = tails[..., 0], tails[..., 1]
     ratio_over_z = (1 + tail_v1) / ((2 * (v + 1)) * (1 + tail_v))
-    out = {"ratio_over_z": ratio_over_z, "ratio": z * ratio_over_z}
-    out["complement"] = 1 - out["ratio"]
+    ratio = z * ratio_over_z
+    rows = [ratio, 1 - ratio, ratio_over_z]
     if with_log:
-        out["log_normalized"] = torch.log1p(tail_v)
+        log_normalized = torch.log1p(tail_v)
         # xlogy(v, z) - v log 2 rather than xlogy(v, z / 2): z / 2 underflows for subnormal z
         log_half_z_pow = torch.xlogy(v, z) - v * math.log(2)
-        out["log_ive"] = out["log_normalized"] + log_half_z_pow - torch.lgamma(v + 1) - z
-    return out
+        rows += [log_normalized + log_half_z_pow - lgamma - z, log_normalized]
+    return torch.stack(rows)
 
 
-def _debye(v: Tensor | float, z: Tensor, with_log: bool) -> dict[str, Tensor]:
-    """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``).
+def _debye(v: Tensor | float, z: Tensor, with_log: bool) -> Tensor:
+    """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``), stacked like :func:`_series`.
 
-    ``v`` is one order per element of ``z``, or one order as a Python number (ratios only).
+    ``v`` is one order per element of ``z``, or one order as a Python number. Everything comes from
+    the expansions of ``I_mu`` and ``I'_mu`` at ``mu = v + 1`` (one evaluation of the Debye sums):
+    ``I_v / I_mu = I'_mu / I_mu + mu / z = (rho S + mu) / z`` with ``S = S_v / S_u = 1 + S_d / S_u``, so
+    ``R = z / (rho S + mu)`` and ``1 - R = (mu^2 / (rho + z) + mu + rho S_d / S_u) / (rho S + mu)``
+    (``rho - z = mu^2 / (rho + z)``, no cancellation); ``log I_mu(z) e^-z`` is DLMF 10.41.3,
+    ``mu eta - z - log(2 pi rho) / 2 + log S_u`` with ``mu eta - z = mu^2 / (rho + z) - mu asinh(mu / z)``,
+    and ``log I_v = log I_mu - log R``.
     """
-    ratio, complement = _debye_ratio(v, z)
-    out = {"ratio": ratio, "complement": complement, "ratio_over_z": ratio / z}
+    mu = v + 1
+    rho, s_u, s_d = _debye_sums(mu, z)
+    delta = s_d / s_u
+    denom = rho * (1 + delta) + mu
+    rho_minus_z = mu * mu / (rho + z)
+    ratio = z / denom
+    complement = (rho_minus_z + mu + rho * delta) / denom
+    inv_z = z.reciprocal()
+    rows = [ratio, complement, ratio * inv_z]
     if with_log:
-        assert isinstance(v, Tensor), "the logarithms take the order as a tensor"
-        out["log_ive"] = _debye_log_ive(v, z)
-        out["log_normalized"] = out["log_ive"] + z - torch.xlogy(v, z / 2) + torch.lgamma(v + 1)
-    return out
+        # log I_v e^-z = (mu eta - z) + log(S_u / (R sqrt(rho))) - log(2 pi) / 2: one logarithm of a
+        # product of positive factors in place of three
+        log_ive = (
+            rho_minus_z
+            - mu * torch.asinh(mu * inv_z)
+            + torch.log(s_u / (ratio * rho.sqrt()))
+            - 0.5 * math.log(2 * math.pi)
+        )
+        # log 0F1 = log I_v e^-z + z - v log z + (v log 2 + lgamma(v + 1))
+        if isinstance(v, Tensor):
+            constant: Tensor | float = v * math.log(2) + torch.lgamma(v + 1)
+        else:
+            constant = v * math.log(2) + _lgamma(v + 1)
+        rows += [log_ive, (log_ive + z) - v * torch.log(z) + constant]
+    return torch.stack(rows)
+
+
+def _broadcast_shape(v: torch.Size, z: torch.Size) -> torch.Size:
+    """``torch.broadcast_shapes(v, z)``, without its cost (Python reference code, about 20 us) in the
+    usual cases: one order (``v`` 0-dimensional) or equal shapes."""
+    if len(v) == 0 or v == z:
+        return z
+    return torch.Size(torch.broadcast_shapes(v, z))
 
 
 def _compute_dtype(device: torch.device) -> torch.dtype:
@@ -349,64 +429,110 @@ class _BesselValues:
 
     On the CPU each region is evaluated on its own elements only. On accelerators both regions are
     evaluated everywhere (with harmless placeholder arguments) and merged with ``torch.where``, which
-    never waits on the device: no host round trip at run time.
+    never waits on the device: no host round trip at run time. The regions return their values stacked
+    in rows (:func:`_series`), so that a merge is one operation for all of them: at the batch sizes of
+    training every tensor operation costs microseconds of dispatch, more than its arithmetic.
     """
 
     def __init__(
         self, v: Tensor, z: Tensor, with_log: bool = True, v_number: float | None = None
     ) -> None:
-        """``v_number``: the order ``v`` as a Python number, when it is one (enables the one-series
-        form of the Debye sums, :func:`_debye_collapsed`); ratios only (``with_log=False``)."""
-        assert v_number is None or not with_log
-        shape = torch.broadcast_shapes(v.shape, z.shape)
-        scalar_v = v.dim() == 0
-        self.v, self.z = v.expand(shape), z.expand(shape)
-        # regions are selected on flat views; results are reshaped back at the end
-        z = self.z.reshape(-1)
-        v_full = self.v.reshape(-1)
-        in_series = (z * z <= (4 * _SERIES_MAX_C) * (v_full + 1)) | (
-            torch.hypot(v_full, z) < _DEBYE_MIN_RHO
-        )
-        if z.device.type == "cpu":
-            # On the CPU the regions' sizes are known at no cost: a region with no element is not
-            # evaluated at all, and one that holds every element needs no merge.
-            n_series = int(in_series.sum())
-            if n_series == z.numel():
-                merged = self._series_cpu(v if scalar_v else v_full, z, with_log)
-            elif n_series == 0:
-                merged = _debye(v_full if v_number is None else v_number, z, with_log)
-            else:
-                series_idx = in_series.nonzero(as_tuple=True)
-                debye_idx = (~in_series).nonzero(as_tuple=True)
-                v_s = v if scalar_v else v_full[series_idx]
-                series = self._series_cpu(v_s, z[series_idx], with_log)
-                v_d = v_full[debye_idx] if v_number is None else v_number
-                debye = _debye(v_d, z[debye_idx], with_log)
-                merged = {}
-                for key, value in series.items():
-                    out = torch.empty_like(z)
-                    out[series_idx] = value
-                    out[debye_idx] = debye[key]
-                    merged[key] = out
+        """``v_number``: the order ``v`` as a Python number, when it is one (its series coefficients are
+        then cached, the Debye sums are one power series, :func:`_debye_collapsed`, and the regions are
+        told apart by one comparison). On the CPU a 0-dimensional ``v`` is read as a number."""
+        shape = _broadcast_shape(v.shape, z.shape)
+        # views only where needed (each is an operation): a single order broadcasts as it is
+        self.v = v if v.dim() == 0 else v.expand(shape)
+        self.z = z if z.shape == shape else z.expand(shape)
+        z = self.z if self.z.dim() == 1 else self.z.reshape(-1)
+        on_cpu = z.device.type == "cpu"
+        if v_number is None and v.dim() == 0 and on_cpu:
+            v_number = float(v)  # no wait on the CPU; a number and a 0-dim order give equal results
+        v_full = self.v if v_number is not None else self.v.expand(shape).reshape(-1)
+        n_rows = 5 if with_log else 3
+        if z.numel() == 0:
+            values = z.new_empty(n_rows, 0)
+        elif on_cpu:
+            values = self._on_cpu(v_full, z, with_log, v_number)
         else:
-            z_series = torch.where(in_series, z, torch.zeros_like(z))
-            z_debye = torch.where(in_series, torch.full_like(z, _DEBYE_MIN_RHO), z)
-            series = _series(v if scalar_v else v_full, z_series, with_log)
-            debye = _debye(v_full if v_number is None else v_number, z_debye, with_log)
-            merged = {key: torch.where(in_series, series[key], debye[key]) for key in series}
-        merged = {key: value.reshape(shape) for key, value in merged.items()}
-        self.ratio = merged["ratio"]
-        self.complement = merged["complement"]
-        self.ratio_over_z = merged["ratio_over_z"]
+            values = self._everywhere(v, v_full, z, with_log, v_number)
+        if values.shape[1:] != shape:
+            values = values.reshape(n_rows, *shape)
+        rows = values.unbind(0)
+        self.ratio, self.complement, self.ratio_over_z = rows[:3]
         if with_log:
-            self.log_ive = merged["log_ive"]
-            self.log_normalized = merged["log_normalized"]
+            self.log_ive, self.log_normalized = rows[3:]
 
     @staticmethod
-    def _series_cpu(v: Tensor, z: Tensor, with_log: bool) -> dict[str, Tensor]:
-        """The series on CPU tensors, summing only the terms that the largest ``c`` needs."""
-        c_max = float((z * z / (4 * (v + 1))).max()) if z.numel() else 0.0
-        return _series(v, z, with_log, _series_terms(c_max))
+    def _in_series(v: Tensor, z: Tensor) -> Tensor:
+        return (z * z <= (4 * _SERIES_MAX_C) * (v + 1)) | (torch.hypot(v, z) < _DEBYE_MIN_RHO)
+
+    @staticmethod
+    def _on_cpu(v: Tensor, z: Tensor, with_log: bool, v_number: float | None) -> Tensor:
+        """Each region on its own elements; a region with no element is not evaluated at all."""
+        if v_number is not None:
+            # one order: the series region is z <= threshold, and the extremes of z decide whether
+            # both regions occur
+            threshold = _series_threshold(v_number)
+            z_min, z_max = (float(x) for x in torch.aminmax(z))
+            if z_min < 0:
+                raise ValueError(f"Bessel argument z must be >= 0, got z={z_min}")
+            c_max = z_max * z_max / (4 * (v_number + 1))
+            if z_max <= threshold:
+                return _series(v_number, z, with_log, _series_terms(c_max))
+            if z_min > threshold:
+                return _debye(v_number, z, with_log)
+            if z.numel() <= _MERGE_BY_WHERE_MAX_ELEMENTS:
+                return _BesselValues._everywhere(v, v, z, with_log, v_number)
+            in_series = z <= threshold
+        else:
+            if bool((z < 0).any()):
+                raise ValueError(f"Bessel argument z must be >= 0, got z={z[z < 0][0].item()}")
+            in_series = _BesselValues._in_series(v, z)
+            n_series = int(in_series.sum())
+            if n_series == z.numel():
+                c_max = float((z * z / (4 * (v + 1))).max())
+                return _series(v, z, with_log, _series_terms(c_max))
+            if n_series == 0:
+                return _debye(v, z, with_log)
+        series_idx = in_series.nonzero().squeeze(-1)
+        debye_idx = (~in_series).nonzero().squeeze(-1)
+        z_s, z_d = z[series_idx], z[debye_idx]
+        v_s: Tensor | float = v[series_idx] if v_number is None else v_number
+        v_d: Tensor | float = v[debye_idx] if v_number is None else v_number
+        c_max = float((z_s * z_s / (4 * (v_s + 1))).max())
+        values = z.new_empty(5 if with_log else 3, z.numel())
+        values[:, series_idx] = _series(v_s, z_s, with_log, _series_terms(c_max))
+        values[:, debye_idx] = _debye(v_d, z_d, with_log)
+        return values
+
+    @staticmethod
+    def _everywhere(
+        v: Tensor, v_full: Tensor, z: Tensor, with_log: bool, v_number: float | None
+    ) -> Tensor:
+        """Both regions on every element, merged with ``torch.where`` (no host round trip).
+
+        With one order given as a number, the series needs only the terms for the largest ``c`` of its
+        region, ``c`` at the threshold; else all 180.
+        """
+        if v_number is not None:
+            threshold = _series_threshold(v_number)
+            in_series = z <= threshold
+            n_terms = _series_terms(threshold * threshold / (4 * (v_number + 1)))
+        else:
+            in_series = _BesselValues._in_series(v_full, z)
+            n_terms = _SERIES_TERMS
+        z_series = torch.where(in_series, z, 0.0)
+        z_debye = torch.where(in_series, _DEBYE_MIN_RHO, z)
+        order_s = v_number if v_number is not None else (v if v.dim() == 0 else v_full)
+        order_d = v_number if v_number is not None else v_full
+        series = _series(order_s, z_series, with_log, n_terms)
+        return torch.where(in_series, series, _debye(order_d, z_debye, with_log))
+
+
+def _check_order(v: float) -> None:
+    if not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"Bessel order v must be finite and >= 0, got v={v}")
 
 
 def _prepare(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Tensor, torch.dtype]:
@@ -421,83 +547,115 @@ def _prepare(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Tensor, torc
             torch.promote_types(z_t.dtype, v_t.dtype) if v_t.is_floating_point() else z_t.dtype
         )
     else:  # a Python number: straight to the working dtype (no rounding to float32), no promotion
-        v_t = torch.as_tensor(v, dtype=work, device=z_t.device)
+        _check_order(v)
+        v_t = _order_tensor(float(v), work, z_t.device)
         out_dtype = z_t.dtype
     v64, z64 = v_t.to(work), z_t.to(work)
-    if v64.device.type == "cpu":
+    if v64.device.type == "cpu" and isinstance(v, Tensor):
         bad_v = (v64 < 0) | ~v64.isfinite()
         if bool(bad_v.any()):
             raise ValueError(
                 f"Bessel order v must be finite and >= 0, got v={v64[bad_v][0].item()}"
             )
-        if bool((z64 < 0).any()):
-            raise ValueError(f"Bessel argument z must be >= 0, got z={z64[z64 < 0][0].item()}")
+    # z < 0 is rejected by _BesselValues, which reads the extremes of z on the CPU anyway
     return v64, z64, out_dtype
 
 
-def _ratio_derivative(v: Tensor, ratio: Tensor, complement: Tensor, ratio_over_z: Tensor) -> Tensor:
+@lru_cache(maxsize=64)
+def _order_tensor(v: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """A number order as a 0-dimensional tensor, made once (read only: autograd saves it, nobody
+    writes to it)."""
+    return torch.tensor(v, dtype=dtype, device=device)
+
+
+def _ratio_derivative(
+    v: Tensor | float, ratio: Tensor, complement: Tensor, ratio_over_z: Tensor
+) -> Tensor:
     """``dR/dz = (1 - R)(1 + R) - (2v + 1) R / z``; ``(1 - R)`` from its cancellation-free value."""
     return complement * (1 + ratio) - (2 * v + 1) * ratio_over_z
 
 
+def _differentiable_ratio_derivative(
+    v: Tensor, z: Tensor, complement: Tensor, ratio_over_z: Tensor, v_number: float | None
+) -> Tensor:
+    """``dR/dz`` as a function of ``z`` for a double backward, from the no-grad ``1 - R`` and ``R / z``.
+
+    ``R`` is :class:`_IveRatio` itself, so that its derivative is ``dR/dz``; ``1 - R`` keeps the value
+    formed without cancellation and gets the derivative ``-dR/dz`` through ``R``; ``R / z`` is
+    ``R / z`` for ``z > 0`` and its saved limit (slope 0) at ``z = 0``.
+    """
+    ratio = _IveRatio.apply(v, z, v_number)
+    complement = complement - (ratio - ratio.detach())
+    z_safe = torch.where(z > 0, z, torch.ones_like(z))
+    ratio_over_z = torch.where(z > 0, ratio / z_safe, ratio_over_z)
+    return _ratio_derivative(v, ratio, complement, ratio_over_z)
+
+
 class _IveRatio(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor) -> Tensor:
-        vals = _BesselValues(v, z, with_log=False)
+    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
+        vals = _BesselValues(v, z, with_log=False, v_number=v_number)
         # save the inputs themselves (not copies) so that double backward reaches z
         ctx.save_for_backward(v, z, vals.complement, vals.ratio_over_z)
+        ctx.v_number = v_number
         return vals.ratio
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
         v, z, complement, ratio_over_z = ctx.saved_tensors
         # Rebuild R from the output of this function so that double backward sees its dependence on z;
         # the saved (1 - R) and R / z get the matching first-order dependence through R.
-        ratio = _IveRatio.apply(v, z) if torch.is_grad_enabled() else z * ratio_over_z
         if torch.is_grad_enabled():
-            moving = ratio - ratio.detach()
-            complement = complement - moving
-            z_safe = torch.where(z > 0, z, torch.ones_like(z))
-            ratio_over_z = torch.where(z > 0, ratio / z_safe, ratio_over_z)
-        return None, grad * _ratio_derivative(v, ratio, complement, ratio_over_z)
+            derivative = _differentiable_ratio_derivative(
+                v, z, complement, ratio_over_z, ctx.v_number
+            )
+        else:
+            derivative = _ratio_derivative(v, z * ratio_over_z, complement, ratio_over_z)
+        return None, grad * derivative, None
 
 
 class _LogIvNormalized(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor) -> Tensor:
+    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
         ctx.save_for_backward(v, z)
-        return _BesselValues(v, z).log_normalized
+        ctx.v_number = v_number
+        return _BesselValues(v, z, v_number=v_number).log_normalized
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
         v, z = ctx.saved_tensors
-        return None, grad * _IveRatio.apply(v, z)
+        return None, grad * _IveRatio.apply(v, z, ctx.v_number), None
 
 
 class _LogIve(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor) -> Tensor:
+    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
         ctx.save_for_backward(v, z)
-        return _BesselValues(v, z).log_ive
+        ctx.v_number = v_number
+        return _BesselValues(v, z, v_number=v_number).log_ive
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor]:
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
         v, z = ctx.saved_tensors
         z_safe = torch.where(z > 0, z, torch.ones_like(z))
         # d/dz log I_v(z) = R + v / z; at z = 0 this is +inf for v > 0 (log I_v -> -inf) and 0 for v = 0
         v_over_z = torch.where(z > 0, v / z_safe, torch.where(v > 0, math.inf, 0.0))
-        return None, grad * (_IveRatio.apply(v, z) + v_over_z - 1)
+        return None, grad * (_IveRatio.apply(v, z, ctx.v_number) + v_over_z - 1), None
+
+
+def _number(v: Tensor | float) -> float | None:
+    return float(v) if isinstance(v, int | float) else None
 
 
 def _apply(fn: Any, v: Tensor | float, z: Tensor | float) -> Tensor:
     v64, z64, out_dtype = _prepare(v, z)
     # broadcast outside the autograd function, so autograd reduces gradients over broadcast axes;
     # a single order stays 0-dimensional (its series coefficients are computed once)
-    shape = torch.broadcast_shapes(v64.shape, z64.shape)
+    shape = _broadcast_shape(v64.shape, z64.shape)
     z64 = z64.expand(shape)
     if v64.dim() > 0:
         v64 = v64.expand(shape)
-    out: Tensor = fn.apply(v64, z64)
+    out: Tensor = fn.apply(v64, z64, _number(v))
     return out.to(out_dtype)
 
 
@@ -562,6 +720,40 @@ def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
     return _apply(_LogIvNormalized, v, z)
 
 
+class BesselTerms(NamedTuple):
+    """No-grad values of one order ``v`` at arguments ``z``, in the working dtype, shape of ``z``.
+
+    ``ratio = R = I_{v+1}(z) / I_v(z)``; ``complement = 1 - R``, formed without cancellation;
+    ``ratio_over_z = R / z`` (``1 / (2(v + 1))`` at ``z = 0``); ``log_normalized =
+    log 0F1(; v+1; z^2/4)`` (0 at ``z = 0``), or ``None`` when not asked for.
+    """
+
+    ratio: Tensor
+    complement: Tensor
+    ratio_over_z: Tensor
+    log_normalized: Tensor | None
+
+    def ratio_derivative(self, v: float) -> Tensor:
+        """``dR/dz = (1 - R)(1 + R) - (2v + 1) R / z`` for the order ``v`` of these terms (the variance
+        ``A'`` of ``w = mu . x`` for a vMF), from the cancellation-free ``1 - R``."""
+        return _ratio_derivative(v, self.ratio, self.complement, self.ratio_over_z)
+
+
+def bessel_terms(v: float, z: Tensor, with_log: bool = True) -> BesselTerms:
+    """:class:`BesselTerms` of the order ``v`` (a number) at ``z >= 0``, from one Bessel evaluation.
+
+    For the von Mises-Fisher distribution (``v = m/2 - 1``), which needs ``A = R`` and ``1 - A`` in
+    its sampler's gradient and ``A``, ``1 - A`` and the log-normaliser in its KL divergence, at the same
+    concentrations. ``z`` is detached.
+    """
+    v64, z64, _ = _prepare(v, z.detach())
+    with torch.no_grad():
+        vals = _BesselValues(v64, z64, with_log=with_log, v_number=float(v))
+    return BesselTerms(
+        vals.ratio, vals.complement, vals.ratio_over_z, vals.log_normalized if with_log else None
+    )
+
+
 def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """``(R, 1 - R, R / z, dR/dz)`` for ``R = ive_ratio(v, z)``, in the working dtype, without autograd.
 
@@ -570,8 +762,67 @@ def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, 
     ``R / z`` is its limit ``1 / (2(v + 1))`` at ``z = 0``.
     """
     v64, z64, _ = _prepare(v, z)
-    v_number = float(v) if isinstance(v, int | float) else None
     with torch.no_grad():
-        vals = _BesselValues(v64, z64.detach(), with_log=False, v_number=v_number)
+        vals = _BesselValues(v64, z64.detach(), with_log=False, v_number=_number(v))
     deriv = _ratio_derivative(vals.v, vals.ratio, vals.complement, vals.ratio_over_z)
     return vals.ratio, vals.complement, vals.ratio_over_z, deriv
+
+
+class _KlToUniform(torch.autograd.Function):
+    """``z R(z) - log 0F1(; v+1; z^2/4)`` from precomputed :class:`BesselTerms`, derivative ``z R'(z)``.
+
+    The KL divergence of a vMF on ``S^{m-1}`` (``v = m/2 - 1``, ``z = kappa``) to the uniform
+    distribution: one Bessel evaluation gives its value and its derivative, where the two functions
+    :func:`ive_ratio` and :func:`log_iv_normalized` would evaluate and differentiate twice. ``z`` is
+    in any floating dtype; the arithmetic runs in the terms' (working) dtype and the result is cast
+    back. ``R' = (1 - R)(1 + R) - (2v + 1) R / z`` uses the cancellation-free ``1 - R`` (the derivative
+    of :func:`ive_ratio`); under a double backward ``R'`` is rebuilt as a function of ``z`` as in
+    :class:`_IveRatio`, so that ``d/dz (z R') = R' + z R''`` (``R'(0) = 1 / (2(v + 1))`` at ``z = 0``).
+    """
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        z: Tensor,
+        v: float,
+        ratio: Tensor,
+        complement: Tensor,
+        ratio_over_z: Tensor,
+        log_normalized: Tensor,
+    ) -> Tensor:
+        ctx.save_for_backward(z, ratio, complement, ratio_over_z)
+        ctx.v = v
+        return (z.to(ratio.dtype) * ratio - log_normalized).to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
+        z, ratio, complement, ratio_over_z = ctx.saved_tensors
+        v = ctx.v
+        z_work = z.to(ratio.dtype)
+        if torch.is_grad_enabled():  # a double backward: R' as a differentiable function of z
+            derivative = _differentiable_ratio_derivative(
+                z_work.new_tensor(v), z_work, complement, ratio_over_z, v
+            )
+        else:
+            derivative = _ratio_derivative(v, ratio, complement, ratio_over_z)
+        return (grad * (z_work * derivative)).to(z.dtype), None, None, None, None, None
+
+
+def kl_to_uniform(v: float, z: Tensor, terms: BesselTerms | None = None) -> Tensor:
+    """``z R(z) - log 0F1(; v+1; z^2/4)``: ``KL(vMF(mu, z) || uniform)`` on ``S^{m-1}``, ``v = m/2 - 1``.
+
+    Both terms are ``O(z^2 / (v + 1))`` at small ``z``, so no digits are lost there; exactly 0 at
+    ``z = 0``. Differentiable twice in ``z`` (derivative ``z R'(z)``, formed without cancellation).
+
+    Args:
+        v: the order, a number ``>= 0``.
+        z: arguments ``>= 0``, any floating dtype (the result has it).
+        terms: ``bessel_terms(v, z)`` if already computed (with ``log_normalized``).
+    """
+    if terms is None or terms.log_normalized is None:
+        terms = bessel_terms(v, z)
+    assert terms.log_normalized is not None
+    out: Tensor = _KlToUniform.apply(
+        z, v, terms.ratio, terms.complement, terms.ratio_over_z, terms.log_normalized
+    )
+    return out

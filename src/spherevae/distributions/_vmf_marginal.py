@@ -13,8 +13,9 @@ Samplers (all draw their randomness on the device of ``kappa``, all vectorised o
   (m-1)/2)`` (drawn as ``e = (1 + Z / sqrt(Z^2 + 2 G)) / 2`` from ``G ~ Gamma((m-1)/2)`` and
   ``Z ~ N(0, 1)``), with the cancellation-free envelope constant ``b = (m-1) / (2 kappa + sqrt(4 kappa^2 +
   (m-1)^2))`` and ``x0 = (1 - b) / (1 + b)``; accept when ``log U <= kappa (w - x0) + (m-1) log((1 -
-  x0 w) / (1 - x0^2))``. Rounds draw 4, 8, 16, ... candidates per pending sample and stop after a bounded
-  number, raising ``RuntimeError`` rather than returning a wrong value.
+  x0 w) / (1 - x0^2))``. The first round draws 2 candidates per sample (up to 7 for draws of training
+  size, so that a second round is rarely needed), later rounds at least twice as many per pending
+  sample; they stop after a bounded number, raising ``RuntimeError`` rather than returning a wrong value.
 - :func:`closed_form_m3`: at ``m = 3`` the CDF inverts exactly: ``t = -log1p(u expm1(-2 kappa)) / kappa``.
 - :class:`MarginalGrid.sample`: inversion of the CDF of ``theta``, tabulated per batch element on a grid
   of 64 cells with 8-point Gauss-Legendre quadrature each (the grid spans the mean of ``w`` plus or minus
@@ -49,7 +50,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..special import mean_resultant_terms
+from ..special import BesselTerms, mean_resultant_terms
 
 __all__ = [
     "MarginalGrid",
@@ -79,6 +80,9 @@ _REJECTION_MAX_ROUNDS = 12  # each round at least doubles: >= 2 + 4 + ... + 4096
 # are expected to remain, while that costs at most this many proposals (rounds cost fixed overhead)
 _REJECTION_WORST_REJECT = 0.345
 _REJECTION_ROUND_BUDGET = 8192
+_REJECTION_FIRST_ROUND_BUDGET = (
+    512  # proposals that a first round may draw to make a second unlikely
+)
 
 
 def _theta_from_t(t: Tensor) -> Tensor:
@@ -192,22 +196,47 @@ def _wood_proposal(b: Tensor, m: int, shape: torch.Size) -> Tensor:
     and one normal variate per candidate instead of the two gamma variates of ``G1 / (G1 + G2)``: on a
     CPU a gamma variate costs several times a normal one.
     """
-    gamma = torch._standard_gamma(b.new_full((), (m - 1) / 2).expand(shape).contiguous())
+    gamma = torch._standard_gamma(torch.full(shape, (m - 1) / 2, dtype=b.dtype, device=b.device))
     normal = torch.randn(shape, dtype=b.dtype, device=b.device)
     e, one_minus_e = _symmetric_beta_parts(gamma, normal)
     b_e = b * e
     return b_e.mul(2).div_(one_minus_e.add_(b_e))
 
 
-def _wood_log_ratio(t: Tensor, kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
-    """``s(w) - c`` of Wood's test, ``kappa (w - x0) + (m - 1) log((1 - x0 w) / (1 - x0^2))``, at ``w = 1 - t``."""
-    return kappa * (one_minus_x0 - t) + (m - 1) * (
-        torch.log(one_minus_x0 + x0 * t) - torch.log(one_minus_x0) - torch.log1p(x0)
-    )
+def _wood_offset(kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
+    """The part of Wood's log-ratio that depends on the row only: ``kappa (1 - x0) - (m - 1) log((1 - x0)(1 + x0))``."""
+    return kappa * one_minus_x0 - (m - 1) * (torch.log(one_minus_x0) + torch.log1p(x0))
+
+
+def _wood_log_ratio(
+    t: Tensor, kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor, offset: Tensor
+) -> Tensor:
+    """``s(w) - c`` of Wood's test, ``kappa (w - x0) + (m - 1) log((1 - x0 w) / (1 - x0^2))``, at ``w = 1 - t``.
+
+    Written as ``offset - kappa t + (m - 1) log((1 - x0) + x0 t)`` with the per-row
+    ``offset = _wood_offset(kappa, m, x0, 1 - x0)``: four operations per round of candidates.
+    """
+    log_term = torch.addcmul(one_minus_x0, x0, t).log_()
+    return torch.addcmul(offset, kappa, t, value=-1).add_(log_term, alpha=m - 1)
+
+
+def _first_round_candidates(total: int) -> int:
+    """Candidates per sample in the first round of :func:`wood_rejection`, for ``total`` samples.
+
+    Small draws (a training batch) get enough that even at the worst acceptance rate fewer than 0.05
+    samples are expected to be left for a second round: every round costs a few dozen tensor
+    operations, whose dispatch outweighs the arithmetic of a few hundred proposals. Large draws start
+    with two candidates, which are mostly enough at the usual acceptance rates (0.7 to 1).
+    """
+    finishing = math.ceil(math.log(0.05 / total) / math.log(_REJECTION_WORST_REJECT))
+    return max(_REJECTION_FIRST_CANDIDATES, min(finishing, _REJECTION_FIRST_ROUND_BUDGET // total))
 
 
 def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
     """Exact samples of ``t = 1 - w`` by Wood's rejection sampler.
+
+    Every sample takes the first accepted candidate of its own sequence of proposals, so the rounds
+    (and how many candidates each draws) change the cost, never the distribution.
 
     Args:
         kappa: ``(B,)`` concentrations (float64, no grad).
@@ -221,42 +250,46 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
         RuntimeError: if some sample has no accepted proposal after the bounded number of rounds.
     """
     n_rows = kappa.shape[0]
-    # Wood's constants depend on the row only; the first round broadcasts them over the samples
-    constants = (kappa, *_wood_constants(kappa, m))  # kappa, b, x0, 1 - x0: (B,) each
-    out = torch.empty(n_rows * n, dtype=kappa.dtype, device=kappa.device)
+    # Wood's constants depend on the row only: (B, 1) columns, which the first round broadcasts over
+    # its candidates and samples
+    k_col = kappa.unsqueeze(-1)
+    b, x0, one_minus_x0 = _wood_constants(k_col, m)
+    constants = (k_col, b, x0, one_minus_x0, _wood_offset(k_col, m, x0, one_minus_x0))
+    out: Tensor | None = None
     pending_idx: Tensor | None = None  # flat indices (row * n + sample) still waiting; None: all
     acceptance = None
-    n_cand = _REJECTION_FIRST_CANDIDATES
+    n_cand = _first_round_candidates(n_rows * n)
     drawn = 0
     for _ in range(_REJECTION_MAX_ROUNDS):
         drawn += n_cand
         if pending_idx is None:
-            k, bb, xx, oo = (c.unsqueeze(-1) for c in constants)  # (B, 1)
+            k, bb, xx, oo, off = constants  # (B, 1)
             shape = torch.Size((n_cand, n_rows, n))
         else:
             rows = pending_idx // n
-            k, bb, xx, oo = (c[rows] for c in constants)  # (P,)
+            k, bb, xx, oo, off = (c[rows, 0] for c in constants)  # (P,)
             shape = torch.Size((n_cand, pending_idx.numel()))
         t = _wood_proposal(bb, m, shape)
-        log_u = torch.log(torch.rand_like(t))
-        accepted = log_u <= _wood_log_ratio(t, k, m, xx, oo)
+        accepted = torch.log(torch.rand_like(t)) <= _wood_log_ratio(t, k, m, xx, oo, off)
         if acceptance is None:
-            acceptance = accepted.to(kappa.dtype).mean((0, 2))
-        accepted, t = accepted.reshape(n_cand, -1), t.reshape(n_cand, -1)
-        has = accepted.any(0)
-        # index of the first accepted candidate (max, like argmax, returns the first maximal index;
-        # its kernel is an order of magnitude faster on a CPU for this reduction over dim 0)
-        first = accepted.to(torch.int8).max(0).indices
-        value = t.gather(0, first.unsqueeze(0)).squeeze(0)[has]
+            acceptance = accepted.mean((0, 2), dtype=kappa.dtype)
+        # (any accepted, index of the first accepted candidate): max, like argmax, returns the first
+        # maximal index, and its kernel is an order of magnitude faster on a CPU for this reduction
+        has, first = accepted.reshape(n_cand, -1).view(torch.uint8).max(0)
+        value = t.reshape(n_cand, -1).gather(0, first.unsqueeze(0)).squeeze(0)
         if pending_idx is None:
-            out[has] = value
-            pending_idx = (~has).nonzero().squeeze(-1)
+            if bool(has.all()):  # the usual case: no bookkeeping at all
+                return value.reshape(n_rows, n), acceptance
+            out = value  # rows without an accepted candidate are overwritten in later rounds
+            pending_idx = (has == 0).nonzero().squeeze(-1)
         else:
-            out[pending_idx[has]] = value
-            pending_idx = pending_idx[~has]
+            assert out is not None
+            done = has.bool()
+            out[pending_idx[done]] = value[done]
+            pending_idx = pending_idx[~done]
         n_pending = pending_idx.numel()
         if n_pending == 0:
-            assert acceptance is not None
+            assert out is not None and acceptance is not None
             return out.reshape(n_rows, n), acceptance
         finishing = math.ceil(math.log(0.01 / n_pending) / math.log(_REJECTION_WORST_REJECT))
         affordable = n_pending * finishing <= _REJECTION_ROUND_BUDGET
@@ -280,18 +313,22 @@ def metropolis_hastings(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tens
     Returns:
         ``t`` of shape ``(B, n)`` and the mean acceptance rate over chains and steps ``(B,)``.
     """
-    kappa_all = kappa.unsqueeze(-1).expand(-1, n)
-    b, x0, one_minus_x0 = _wood_constants(kappa_all, m)
-    t = _wood_proposal(b, m, kappa_all.shape)
-    log_r = _wood_log_ratio(t, kappa_all, m, x0, one_minus_x0)
-    accepted_total = torch.zeros_like(kappa_all)
-    for _ in range(steps):
-        proposal = _wood_proposal(b, m, kappa_all.shape)
-        log_r_prop = _wood_log_ratio(proposal, kappa_all, m, x0, one_minus_x0)
-        accept = torch.log(torch.rand_like(t)) <= log_r_prop - log_r
-        t = torch.where(accept, proposal, t)
-        log_r = torch.where(accept, log_r_prop, log_r)
-        accepted_total = accepted_total + accept.to(t.dtype)
+    # The proposals do not depend on the chain's state: all of them (and the uniforms of the
+    # acceptance tests) are drawn at once, and each step is a handful of selections. At training sizes
+    # this is several times faster than drawing step by step (each draw is a dozen tensor operations).
+    k = kappa.unsqueeze(-1)  # (B, 1), broadcast over the chains
+    b, x0, one_minus_x0 = _wood_constants(k, m)
+    offset = _wood_offset(k, m, x0, one_minus_x0)
+    proposals = _wood_proposal(b, m, torch.Size((steps + 1, kappa.shape[0], n)))
+    log_ratios = _wood_log_ratio(proposals, k, m, x0, one_minus_x0, offset)
+    log_u = torch.rand(steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device).log_()
+    t, log_r = proposals[0], log_ratios[0]
+    accepted_total = torch.zeros_like(t)
+    for step in range(steps):
+        accept = log_u[step] <= log_ratios[step + 1] - log_r
+        t = torch.where(accept, proposals[step + 1], t)
+        log_r = torch.where(accept, log_ratios[step + 1], log_r)
+        accepted_total.add_(accept)
     return t, (accepted_total / max(steps, 1)).mean(-1)
 
 
@@ -319,8 +356,12 @@ class _Support:
     ``theta*`` is where the score ``d log p / d kappa = cos theta - A`` changes sign.
     """
 
-    def __init__(self, kappa: Tensor, m: int) -> None:
-        _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
+    def __init__(self, kappa: Tensor, m: int, terms: BesselTerms | None = None) -> None:
+        if terms is None:
+            _, one_minus_mean, _, var = mean_resultant_terms(m / 2 - 1, kappa)
+        else:  # the caller's terms of these concentrations: A' from them, no Bessel evaluation
+            one_minus_mean = terms.complement
+            var = terms.ratio_derivative(m / 2 - 1)
         self.one_minus_mean = one_minus_mean
         sd = torch.sqrt(var.clamp(min=0.0))
         self.theta_lo = _theta_from_t((one_minus_mean - _GRID_HALF_WIDTH_SD * sd).clamp(min=0.0))
@@ -335,7 +376,9 @@ def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return torch.addcmul(a.unsqueeze(-1), length, nodes), (0.5 * length) * weights
 
 
-def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
+def dt_dkappa_direct(
+    t: Tensor, kappa: Tensor, m: int, one_minus_mean: Tensor | None = None
+) -> Tensor:
     """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
 
     ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
@@ -347,9 +390,12 @@ def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
     20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches a 24-panel reference to
     2e-8 (relative) over the whole range of ``m`` and ``kappa``. The angle terms at the sample come
     from ``t`` itself: ``sin^2(theta / 2) = t / 2``, ``cos theta = 1 - t``, ``sin^2 theta = t (2 - t)``.
+    ``one_minus_mean``: ``1 - A`` ``(B,)`` (cancellation-free), if the caller has it already.
     """
-    _, one_minus_mean, _, _ = mean_resultant_terms(m / 2 - 1, kappa)
-    k = kappa[:, None]
+    if one_minus_mean is None:
+        _, one_minus_mean, _, _ = mean_resultant_terms(m / 2 - 1, kappa)
+    k = kappa.unsqueeze(-1)
+    one_minus_mean = one_minus_mean.unsqueeze(-1)
     t = t.clamp(0.0, 2.0)
     # 2 - t is exact where t is close to 2, so neither sin theta nor theta loses digits there
     two_minus_t = 2 - t
@@ -357,17 +403,17 @@ def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
     sin_sq = t * two_minus_t
     sin = sin_sq.sqrt()
     cos = 1 - t
-    left = t <= one_minus_mean[:, None]
-    # l = log p: dl/dtheta = -kappa sin + (m - 2) cos / sin, -d^2l/dtheta^2 = kappa cos + (m - 2) / sin^2;
+    left = t <= one_minus_mean
+    # l = log p: -dl/dtheta = kappa sin - (m - 2) cos / sin, -d^2l/dtheta^2 = kappa cos + (m - 2) / sin^2;
     # lambda is dl/dtheta towards 0 on the left and -dl/dtheta towards pi on the right
-    slope = -k * sin
+    neg_slope = k * sin
     c = k * cos
     if m > 2:
-        slope.add_(cos.div(sin), alpha=m - 2)
+        neg_slope.sub_(cos.div(sin), alpha=m - 2)
         c.add_(sin_sq.reciprocal(), alpha=m - 2)
-    lam = torch.where(left, slope, slope.neg_()).clamp_(min=0.0)
+    lam = torch.where(left, neg_slope.neg(), neg_slope).clamp_(min=0.0)
     c.clamp_(min=0.0)
-    root = torch.sqrt(torch.addcmul(lam * lam, c, c.new_full((), 2 * _DIRECT_LOG_DECAY)))
+    root = torch.addcmul(c.mul_(2 * _DIRECT_LOG_DECAY), lam, lam).sqrt_()
     cut = (2 * _DIRECT_LOG_DECAY) / root.add_(lam)
     # a non-finite cut (sin underflowing at the very ends, or a flat density) is replaced by the
     # whole stretch to the end: fmin returns its other argument where one is NaN
@@ -384,16 +430,26 @@ def dt_dkappa_direct(t: Tensor, kappa: Tensor, m: int) -> Tensor:
         k.unsqueeze(-1),
         m,
         log_p_theta.unsqueeze(-1),
-        one_minus_mean[:, None, None],
+        one_minus_mean.unsqueeze(-1),
     )
     return sin * dtheta
 
 
-def dt_dkappa(t: Tensor, kappa: Tensor, m: int, grid: MarginalGrid | None = None) -> Tensor:
-    """``dt/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid."""
+def dt_dkappa(
+    t: Tensor,
+    kappa: Tensor,
+    m: int,
+    grid: MarginalGrid | None = None,
+    terms: BesselTerms | None = None,
+) -> Tensor:
+    """``dt/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid.
+
+    ``terms``: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` (``(B,)`` each) if known: neither
+    way then needs a Bessel evaluation of its own.
+    """
     if grid is None and t.shape[-1] <= _DIRECT_GRADIENT_MAX_SAMPLES:
-        return dt_dkappa_direct(t, kappa, m)
-    return (grid if grid is not None else MarginalGrid(kappa, m)).dt_dkappa(t)
+        return dt_dkappa_direct(t, kappa, m, None if terms is None else terms.complement)
+    return (grid if grid is not None else MarginalGrid(kappa, m, terms)).dt_dkappa(t)
 
 
 class MarginalGrid:
@@ -402,11 +458,13 @@ class MarginalGrid:
     Args:
         kappa: ``(B,)`` concentrations (float64, no grad).
         m: ambient dimension.
+        terms: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` if the caller has them (the grid
+            then needs no Bessel evaluation of its own).
     """
 
-    def __init__(self, kappa: Tensor, m: int) -> None:
+    def __init__(self, kappa: Tensor, m: int, terms: BesselTerms | None = None) -> None:
         self.kappa, self.m = kappa, m
-        support = _Support(kappa, m)
+        support = _Support(kappa, m, terms)
         self.one_minus_mean = one_minus_mean = support.one_minus_mean
         self.theta_lo, self.theta_star = support.theta_lo, support.theta_star
         self.width = (support.theta_hi - self.theta_lo) / _GRID_CELLS

@@ -19,8 +19,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence, register_kl
 
-from ..special import ive_ratio, log_iv_normalized
-from ._utils import log_sphere_area, work_dtype
+from ..special import ive_ratio, kl_to_uniform, log_iv_normalized
+from ._utils import broadcast_shapes, log_sphere_area, work_dtype
 from .power_spherical import PowerSpherical
 from .product import ProductDistribution
 from .uniform import HypersphericalUniform
@@ -40,15 +40,15 @@ def _check_dims(p: Distribution, q: Distribution) -> int:
 
 
 def _batch(x: Tensor, q: Distribution) -> Tensor:
-    return x.expand(torch.broadcast_shapes(x.shape, q.batch_shape))
+    shape = broadcast_shapes(x.shape, q.batch_shape)
+    return x if shape == x.shape else x.expand(shape)
 
 
 @register_kl(VonMisesFisher, HypersphericalUniform)
 def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform) -> Tensor:
-    m = _check_dims(p, q)
-    kappa = p.concentration.to(work_dtype(p.loc.device))
-    out = kappa * ive_ratio(m / 2 - 1, kappa) - log_iv_normalized(m / 2 - 1, kappa)
-    return _batch(out.to(p.loc.dtype), q)
+    _check_dims(p, q)
+    # value and derivative from the Bessel terms that the distribution shares with its sampler
+    return _batch(kl_to_uniform(p._order, p.concentration, p._bessel_terms()), q)
 
 
 @register_kl(VonMisesFisher, VonMisesFisher)

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.distributions import Beta, Distribution, constraints
 from torch.types import _size
 
-from ._utils import check_concentration, check_loc, place_on_sphere, work_dtype
+from ._utils import broadcast_shapes, check_concentration, check_loc, place_on_sphere, work_dtype
 from .constraints import sphere
 
 __all__ = ["PowerSpherical"]
@@ -58,7 +58,7 @@ class PowerSpherical(Distribution):
         check_loc(loc, validate)
         concentration = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
         check_concentration(concentration, validate)
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        batch_shape = broadcast_shapes(loc.shape[:-1], concentration.shape)
         m = loc.shape[-1]
         self.loc = loc.expand((*batch_shape, m))
         self.concentration = concentration.expand(batch_shape)

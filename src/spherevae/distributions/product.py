@@ -9,9 +9,10 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
+from ._utils import broadcast_shapes
 from .constraints import ProductSupport
 from .power_spherical import PowerSpherical
-from .von_mises_fisher import VonMisesFisher
+from .von_mises_fisher import VonMisesFisher, share_bessel_terms
 
 __all__ = ["ProductDistribution"]
 
@@ -58,7 +59,7 @@ class ProductDistribution(Distribution):
                     f"event_shape={tuple(c.event_shape)} ({type(c).__name__})"
                 )
         try:
-            batch_shape = torch.broadcast_shapes(*(c.batch_shape for c in components))
+            batch_shape = broadcast_shapes(*(c.batch_shape for c in components))
         except RuntimeError as err:
             shapes = [tuple(c.batch_shape) for c in components]
             raise ValueError(
@@ -125,6 +126,10 @@ class ProductDistribution(Distribution):
                         mh_steps=first.mh_steps,
                         validate_args=False,
                     )
+                    if reparameterized and torch.is_grad_enabled() and kappa.requires_grad:
+                        # the sampler's gradient and the factors' KL divergences need the same
+                        # Bessel terms: one evaluation for all of them
+                        share_bessel_terms(members, stacked)  # type: ignore[arg-type]
                 else:
                     stacked = PowerSpherical(loc, kappa, validate_args=False)
                 draw = (

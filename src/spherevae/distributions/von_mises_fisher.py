@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import torch
@@ -9,8 +10,22 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
-from ..special import ive_ratio, log_iv_normalized, mean_resultant_terms
-from ._utils import check_concentration, check_loc, log_sphere_area, place_on_sphere, work_dtype
+from ..special import (
+    BesselTerms,
+    bessel_terms,
+    ive_ratio,
+    kl_to_uniform,
+    log_iv_normalized,
+    mean_resultant_terms,
+)
+from ._utils import (
+    broadcast_shapes,
+    check_concentration,
+    check_loc,
+    log_sphere_area,
+    place_on_sphere,
+    work_dtype,
+)
 from ._vmf_marginal import (
     MarginalGrid,
     closed_form_m3,
@@ -113,13 +128,14 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"sampler must be one of {SAMPLERS}, got sampler={sampler!r}")
         if isinstance(mh_steps, bool) or not isinstance(mh_steps, int) or mh_steps < 1:
             raise ValueError(f"mh_steps must be a positive integer, got mh_steps={mh_steps!r}")
-        batch_shape = torch.broadcast_shapes(loc.shape[:-1], concentration.shape)
+        batch_shape = broadcast_shapes(loc.shape[:-1], concentration.shape)
         m = loc.shape[-1]
         self.loc = loc.expand((*batch_shape, m))
         self.concentration = concentration.expand(batch_shape)
         self.sampler: Sampler = sampler
         self.mh_steps = mh_steps
         self.acceptance_rate: Tensor | None = None
+        self._terms: tuple[Tensor, int, BesselTerms] | None = None
         super().__init__(batch_shape, torch.Size([m]), validate_args=validate_args)
 
     # -- parameters and closed forms --------------------------------------------------------------
@@ -143,9 +159,53 @@ class VonMisesFisher(Distribution):
         new.sampler = self.sampler
         new.mh_steps = self.mh_steps
         new.acceptance_rate = None
+        new._terms = None
         super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
+
+    def _cached_terms(self) -> BesselTerms | None:
+        """The cached :meth:`_bessel_terms`, or ``None`` if there are none for the current concentration."""
+        kappa = self.concentration
+        if self._terms is None or kappa.is_inference():
+            return None
+        cached_kappa, version, terms = self._terms
+        return terms if cached_kappa is kappa and version == kappa._version else None
+
+    def _set_terms(self, terms: BesselTerms) -> None:
+        kappa = self.concentration
+        if not kappa.is_inference():  # an inference tensor has no version counter
+            self._terms = (kappa, kappa._version, terms)
+
+    def _bessel_terms(self) -> BesselTerms:
+        """No-grad Bessel terms of the concentrations (:func:`spherevae.special.bessel_terms`, order
+        ``m/2 - 1``, shape ``batch_shape``, working dtype): ``A``, ``1 - A``, ``A / kappa`` and
+        ``log 0F1(; m/2; kappa^2/4)``.
+
+        Computed once per distribution and shared by the gradient of :meth:`rsample` and the KL divergence
+        to the uniform distribution, which need them at the same concentrations: at the batch sizes of
+        training one evaluation costs about as much as the whole rest of the sampler. The values depend
+        on the concentration's values only (not on grad mode); they are recomputed if the concentration
+        tensor is replaced or modified in place (its version counter moves).
+        """
+        terms = self._cached_terms()
+        if terms is None:
+            terms = bessel_terms(self._order, self.concentration)
+            self._set_terms(terms)
+        return terms
+
+    def _flat_terms(self) -> BesselTerms:
+        """:meth:`_bessel_terms` flattened to ``(B,)``, as the samplers take them."""
+        terms = self._bessel_terms()
+        if len(self.batch_shape) == 1:
+            return terms
+        log_normalized = terms.log_normalized
+        return BesselTerms(
+            terms.ratio.reshape(-1),
+            terms.complement.reshape(-1),
+            terms.ratio_over_z.reshape(-1),
+            None if log_normalized is None else log_normalized.reshape(-1),
+        )
 
     @property
     def mean_resultant_length(self) -> Tensor:
@@ -199,9 +259,9 @@ class VonMisesFisher(Distribution):
         return out.to(torch.promote_types(value.dtype, self.loc.dtype))
 
     def entropy(self) -> Tensor:
-        kappa = self._kappa64()
-        out = self._log_normalizer64() - kappa * ive_ratio(self._order, kappa)
-        return out.to(self.loc.dtype)
+        # H = log area - KL(q || uniform): one Bessel evaluation (shared with rsample) for both terms
+        kl = kl_to_uniform(self._order, self._kappa64(), self._bessel_terms())
+        return (log_sphere_area(self.dim) - kl).to(self.loc.dtype)
 
     # -- sampling ----------------------------------------------------------------------------------
     def rsample(self, sample_shape: _size = ()) -> Tensor:
@@ -210,25 +270,38 @@ class VonMisesFisher(Distribution):
         n = sample_shape.numel()
         if n == 0 or self.batch_shape.numel() == 0:
             return self.loc.new_empty(shape + self.event_shape)
-        kappa = self._kappa64().reshape(-1)  # (B,)
-        t = self._sample_one_minus_w(kappa, n)  # (B, n)
-        t = t.transpose(0, 1).reshape(shape).to(self.loc.dtype)
-        return place_on_sphere(t, self.loc, shape)
+        kappa = self.concentration  # (B,)
+        if kappa.dim() != 1:
+            kappa = kappa.reshape(-1)
+        t, slope = self._sample_one_minus_w(kappa, n)  # (B, n) each
+        t = t.transpose(0, 1).to(self.loc.dtype)  # (n, B)
+        if slope is None:
+            return place_on_sphere(t, self.loc, shape)
+        return place_on_sphere(t, self.loc, shape, kappa, slope.transpose(0, 1))
 
-    def _sample_one_minus_w(self, kappa: Tensor, n: int) -> Tensor:
-        """``t = 1 - mu . x`` of shape ``(B, n)`` in the working dtype, carrying the gradient in kappa."""
+    def _sample_one_minus_w(self, kappa: Tensor, n: int) -> tuple[Tensor, Tensor | None]:
+        """``t = 1 - mu . x`` of shape ``(B, n)`` in the working dtype, and its gradient in ``kappa``.
+
+        The gradient is either carried by ``t`` itself (the closed form at ``m = 3``; the slope is then
+        ``None``) or returned as the no-grad slope ``dt/dkappa`` ``(B, n)`` when ``kappa`` needs a
+        gradient (else ``None``), for :func:`place_on_sphere` to apply in its backward pass.
+        """
         m = self.dim
         needs_grad = torch.is_grad_enabled() and kappa.requires_grad
+        kappa64 = kappa.to(work_dtype(kappa.device))
         if self.sampler == "rejection" and m == 3:
             self.acceptance_rate = torch.ones(
-                self.batch_shape, dtype=kappa.dtype, device=kappa.device
+                self.batch_shape, dtype=kappa64.dtype, device=kappa.device
             )
-            return closed_form_m3(kappa if needs_grad else kappa.detach(), n)
-        kappa_nograd = kappa.detach()
+            return closed_form_m3(kappa64 if needs_grad else kappa64.detach(), n), None
+        kappa_nograd = kappa64.detach()
         grid = None
+        slope = None
+        # the Bessel terms (shared with the KL divergence) where the grid or the gradient needs them
+        terms = self._flat_terms() if needs_grad or self.sampler == "inverse_cdf" else None
         with torch.no_grad():
             if self.sampler == "inverse_cdf":
-                grid = MarginalGrid(kappa_nograd, m)
+                grid = MarginalGrid(kappa_nograd, m, terms)
                 t = grid.sample(n)
                 self.acceptance_rate = None
             elif self.sampler == "mh":
@@ -238,8 +311,39 @@ class VonMisesFisher(Distribution):
                 t, rate = wood_rejection(kappa_nograd, m, n)
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
-                slope = dt_dkappa(t, kappa_nograd, m, grid)
-        if needs_grad:
-            # value t, gradient dt/dkappa: the surrogate adds exactly zero in the forward pass
-            t = t + slope * (kappa - kappa_nograd).unsqueeze(-1)
-        return t
+                slope = dt_dkappa(t, kappa_nograd, m, grid, terms)
+        return t, slope
+
+
+def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFisher) -> None:
+    """One Bessel evaluation for factors that are sampled as one distribution stacked along a new axis.
+
+    ``stacked`` has the members' concentrations stacked along a new leading axis (as
+    :class:`~spherevae.distributions.ProductDistribution` samples ``S^4 x S^4``). If every member has
+    its terms already, ``stacked`` gets theirs, stacked; otherwise ``stacked`` evaluates its terms once
+    and every member gets its slice, for its KL divergence later. Either way no concentration is
+    evaluated twice.
+    """
+    cached = [c._cached_terms() for c in members]
+    if all(terms is not None for terms in cached):
+        parts = [terms for terms in cached if terms is not None]
+        logs = [terms.log_normalized for terms in parts]
+        stacked._set_terms(
+            BesselTerms(
+                torch.stack([terms.ratio for terms in parts]),
+                torch.stack([terms.complement for terms in parts]),
+                torch.stack([terms.ratio_over_z for terms in parts]),
+                None if any(x is None for x in logs) else torch.stack(logs),  # type: ignore[arg-type]
+            )
+        )
+        return
+    terms = stacked._bessel_terms()
+    for j, c in enumerate(members):
+        c._set_terms(
+            BesselTerms(
+                terms.ratio[j],
+                terms.complement[j],
+                terms.ratio_over_z[j],
+                None if terms.log_normalized is None else terms.log_normalized[j],
+            )
+        )

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from .models import VAE
+from .models import VAE, AutoEncoder
 
 __all__ = ["EvaluationResult", "active_units", "evaluate", "knn_accuracy", "latent_means"]
 
@@ -74,20 +74,25 @@ def latent_means(
 
 @torch.no_grad()
 def latent_modes(
-    model: VAE, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000
+    model: VAE | AutoEncoder, images: Tensor, labels: Tensor | None = None, batch_size: int = 1000
 ) -> Tensor:
-    """The posterior's mode per image (the mean direction ``mu`` on spheres), ``(N, latent_dim)``."""
+    """The posterior's mode per image (the mean direction ``mu`` on spheres), ``(N, latent_dim)`` on
+    the CPU; for an auto-encoder, its latent point. A conditional model needs the ``labels``."""
     return _posterior_statistic(model, images, labels, batch_size, "mode")
 
 
 def _posterior_statistic(
-    model: VAE, images: Tensor, labels: Tensor | None, batch_size: int, name: str
+    model: VAE | AutoEncoder, images: Tensor, labels: Tensor | None, batch_size: int, name: str
 ) -> Tensor:
     device = next(model.parameters()).device
     out = []
     for i in range(0, len(images), batch_size):
-        y = _condition(model, labels, i, i + batch_size, device)
-        out.append(getattr(model.encode(images[i : i + batch_size].to(device), y), name).cpu())
+        x = images[i : i + batch_size].to(device)
+        if isinstance(model, AutoEncoder):  # a deterministic code is its own mean and mode
+            out.append(model.encode(x).cpu())
+        else:
+            y = _condition(model, labels, i, i + batch_size, device)
+            out.append(getattr(model.encode(x, y), name).cpu())
     return torch.cat(out)
 
 

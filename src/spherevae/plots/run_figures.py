@@ -119,16 +119,11 @@ class _RunContext:
 
     def points(self, n: int = 2000) -> tuple[Tensor, Tensor | None]:
         """Latent modes (``mu`` on spheres) of the first ``n`` test images and their labels."""
+        from ..evaluation import latent_modes
+
         images, labels = self.images[:n], self.labels[:n]
-        out = []
-        for i in range(0, len(images), 500):
-            x = images[i : i + 500]
-            if isinstance(self.model, VAE):
-                y = labels[i : i + 500] if self.conditional else None
-                out.append(self.model.encode(x, y).mode)
-            else:
-                out.append(self.model.encode(x))
-        return torch.cat(out), (labels if self.labelled else None)
+        modes = latent_modes(self.model, images, labels if self.conditional else None, 500)
+        return modes, (labels if self.labelled else None)
 
     def sphere_factor_dim(self) -> int:
         """Ambient size of the first sphere factor (3 when there is none)."""

@@ -202,9 +202,7 @@ class Trainer:
                     if self.val_labels is not None
                     else None
                 )
-                self.state.latents.append(
-                    self.latent_means(self.track_images, tracked_labels).cpu()
-                )
+                self.state.latents.append(self.latent_means(self.track_images, tracked_labels))
             self.state.history.append(record.__dict__.copy())
             self.state.epoch = epoch + 1
             if self.state.epoch >= train.epochs and not self.state.finished:
@@ -379,19 +377,12 @@ class Trainer:
 
     @torch.no_grad()
     def latent_means(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
-        """Posterior mean directions (the mode, ``mu`` on spheres) of ``images``, ``(N, latent_dim)``;
-        a conditional model needs the ``labels``."""
+        """Posterior mean directions (the mode, ``mu`` on spheres) of ``images``, ``(N, latent_dim)``
+        on the CPU; a conditional model needs the ``labels``."""
+        from ..evaluation import latent_modes
+
         self.model.eval()
-        out = []
-        step = self.config.data.eval_batch_size
-        for start in range(0, len(images), step):
-            x = images[start : start + step].to(self.device)
-            if isinstance(self.model, VAE):
-                y = labels[start : start + step].to(self.device) if labels is not None else None
-                out.append(self.model.encode(x, y).mode)
-            else:
-                out.append(self.model.encode(x))
-        return torch.cat(out)
+        return latent_modes(self.model, images, labels, self.config.data.eval_batch_size)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:

@@ -311,7 +311,8 @@ class VonMisesFisher(Distribution):
                 t, rate = wood_rejection(kappa_nograd, m, n)
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
-                slope = dt_dkappa(t, kappa_nograd, m, grid, terms)
+                single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
+                slope = dt_dkappa(t, kappa_nograd, m, grid, terms, single)
         return t, slope
 
 

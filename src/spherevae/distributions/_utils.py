@@ -64,13 +64,16 @@ def _dot_last(x: Tensor, y: Tensor) -> Tensor:
     there the number of operations, not their arithmetic, sets the time.
     """
     m = x.shape[-1]
+    out: Tensor
     if x.numel() < _LARGE:
-        return torch.linalg.vecdot(x, y)
-    if y.dim() < x.dim() and y.shape[0] == 1:
-        return (x.reshape(-1, m) @ y.reshape(m)).view(x.shape[:-1])
-    if m <= 32:
-        return (x * y) @ torch.ones(m, dtype=x.dtype, device=x.device)
-    return torch.linalg.vecdot(x, y)
+        out = torch.linalg.vecdot(x, y)
+    elif y.dim() < x.dim() and y.shape[0] == 1:
+        out = (x.reshape(-1, m) @ y.reshape(m)).view(x.shape[:-1])
+    elif m <= 32:
+        out = (x * y) @ torch.ones(m, dtype=x.dtype, device=x.device)
+    else:
+        out = torch.linalg.vecdot(x, y)
+    return out
 
 
 def _place(

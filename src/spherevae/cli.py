@@ -350,6 +350,7 @@ def _load_run(run_dir: Path, data_dir: str | None = None) -> tuple[Any, Any]:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
+    from .data import evaluation_images
     from .evaluation import evaluate
     from .io import atomic_write_json
     from .models import VAE
@@ -362,8 +363,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     images, labels = split.images, split.labels
     if args.limit is not None:
         images, labels = images[: args.limit], labels[: args.limit]
-    if dynamic:  # a fixed binarisation of the evaluation images, seed recorded below
-        images = torch.bernoulli(images, generator=torch.Generator().manual_seed(args.seed))
+    images = evaluation_images(images, dynamic, args.seed)  # seed recorded below
     torch.manual_seed(args.seed)
     knn = splits.info.labelled
     result = evaluate(

@@ -118,7 +118,7 @@ def _train_and_evaluate(
     log: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Train every (model, seed) not already done, evaluate it on the test set; one row each."""
-    from .data import load_dataset
+    from .data import evaluation_images, load_dataset
     from .evaluation import evaluate
     from .models import VAE
     from .training.run import read_metrics, train_run
@@ -137,7 +137,7 @@ def _train_and_evaluate(
             splits = load_dataset(spec.dataset, data_dir=data_dir)
             test = splits.test
             n = setting.eval_images or len(test.images)
-            images = torch.bernoulli(test.images[:n], generator=torch.Generator().manual_seed(0))
+            images = evaluation_images(test.images[:n], dynamic=True)
             torch.manual_seed(seed)
             result = evaluate(
                 VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples

@@ -28,6 +28,7 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
+from .data import evaluation_images
 from .io import atomic_write_text
 from .models import VAE, from_pretrained
 
@@ -107,8 +108,7 @@ def write_report(run_dir: Path, *, data_dir: str | None = None) -> Path:
     model.eval()
     splits, dynamic = prepare_data(config)
     test = splits.test
-    generator = torch.Generator().manual_seed(0)
-    images = torch.bernoulli(test.images, generator=generator) if dynamic else test.images
+    images = evaluation_images(test.images, dynamic)
     n = min(_MAX_POINTS, len(images))
     conditional = model.n_classes > 0
     labels = test.labels[:n]

@@ -10,7 +10,7 @@ Files are cached in a data folder (``data_dir``, else ``$SPHEREVAE_DATA_DIR``, e
 reported as a :class:`DataError` (a :class:`ValueError`).
 """
 
-from .binarize import DynamicBinarizer, dynamic_binarize, static_binarize
+from .binarize import DynamicBinarizer, dynamic_binarize, evaluation_images, static_binarize
 from .caltech import load_caltech
 from .digits import load_digits
 from .errors import DataError, SourceUnavailable
@@ -38,6 +38,7 @@ __all__ = [
     "dataset_options",
     "default_data_dir",
     "dynamic_binarize",
+    "evaluation_images",
     "load_caltech",
     "load_dataset",
     "load_digits",

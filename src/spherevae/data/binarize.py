@@ -20,7 +20,10 @@ from torch import Tensor
 
 from .errors import DataError
 
-__all__ = ["DynamicBinarizer", "dynamic_binarize", "static_binarize"]
+__all__ = ["DynamicBinarizer", "dynamic_binarize", "evaluation_images", "static_binarize"]
+
+#: seed of the one fixed binarisation of evaluation images (eval, report, figures, experiments)
+EVALUATION_SEED = 0
 
 
 def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -43,6 +46,24 @@ def dynamic_binarize(images: Tensor, generator: torch.Generator | None = None) -
     if not images.dtype.is_floating_point:
         raise DataError(f"images must be a floating tensor of intensities, got {images.dtype}")
     return torch.bernoulli(images, generator=generator)
+
+
+def evaluation_images(images: Tensor, dynamic: bool, seed: int = EVALUATION_SEED) -> Tensor:
+    """The images a model is evaluated on: one fixed binary draw if it trained on dynamic binarisation.
+
+    A model trained on fresh Bernoulli draws of grey images is scored on one draw of the test images,
+    made with a generator seeded with ``seed``, so that every evaluation, report, figure and experiment
+    of that model sees the same binary test set (``spherevae eval`` records the seed). Images of a
+    model that did not binarise (binary data sets, Gaussian likelihoods) are returned unchanged.
+
+    Args:
+        images: ``(N, C, H, W)`` intensities in ``[0, 1]`` (CPU).
+        dynamic: whether the model was trained with dynamic binarisation.
+        seed: the generator's seed (default :data:`EVALUATION_SEED`).
+    """
+    if not dynamic:
+        return images
+    return dynamic_binarize(images, torch.Generator().manual_seed(seed))
 
 
 class DynamicBinarizer:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..data import DatasetSplits
+from ..data import DatasetSplits, evaluation_images
 from ..models import VAE, AutoEncoder
 from .animation import latent_evolution_gif, rotating_sphere_gif, spiral_decoding_gif
 from .basic import image_grid, save_figure
@@ -99,9 +99,7 @@ class _RunContext:
     ) -> None:
         self.run_dir, self.model, self.splits, self.history = run_dir, model, splits, history
         test = splits.test
-        generator = torch.Generator().manual_seed(0)
-        # a fixed binarisation of the test images when the model was trained on binarised batches
-        self.images = torch.bernoulli(test.images, generator=generator) if dynamic else test.images
+        self.images = evaluation_images(test.images, dynamic)
         self.labels = test.labels
         self.labelled = splits.info.labelled
         self.conditional = isinstance(model, VAE) and model.n_classes > 0

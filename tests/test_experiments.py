@@ -61,3 +61,32 @@ def test_table_experiments(name: str, tmp_path: Path) -> None:
         assert {r["latent"] for r in rows} >= {"R2", "S2", "S1xS1", "R5", "S5", "S2xS3"}
     else:
         assert {r["latent"] for r in rows} == {"S9", "S4xS4", "S2xS2xS2", "S1xS1xS1xS1xS1"}
+
+
+def test_intermediate_setting(tmp_path: Path) -> None:
+    """``--models``, ``--seeds`` and ``--epochs`` shrink a setting, and ``results.md`` says so."""
+    out = tmp_path / "t1"
+    argv = ["experiment", "table1", "--quick", "--out", str(out)]
+    assert main([*argv, "--models", "S-VAE S2", "--seeds", "1", "--epochs", "1"]) == 0
+    rows = _rows(out / "results.csv")
+    assert [(r["model"], r["seed"], r["epochs"]) for r in rows] == [("S-VAE S2", "0", "1")]
+    report = (out / "results.md").read_text()
+    assert "'epochs': 1" in report and "'seeds': 1" in report and "S-VAE S2" in report
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--models", "S-VAE S3"], "S-VAE S3"),  # not a model of table1 --quick
+        (["--epochs", "0"], "epochs=0"),
+        (["--seeds", "-1"], "seeds=-1"),
+    ],
+)
+def test_intermediate_setting_bad_input(
+    flags: list[str], named: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bad"
+    assert main(["experiment", "table1", "--quick", "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err, err
+    assert not (out / "results.md").exists()

@@ -158,6 +158,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--quick", action="store_true", help="minutes on a CPU: checks the pipeline")
     ex.add_argument("--out", type=Path, help="output directory (default experiments/NAME[-quick])")
     ex.add_argument("--data-dir")
+    ex.add_argument("--epochs", type=int, help="at most this many epochs per model (default 200)")
+    ex.add_argument("--seeds", type=int, help="seeds per model (default 3)")
+    ex.add_argument(
+        "--models",
+        help="comma list of the models to train, by their names in the results table "
+        "(e.g. 'N-VAE R10,S-VAE S10'; default all)",
+    )
 
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
@@ -441,8 +448,16 @@ def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     out = args.out or Path("experiments") / (args.name + ("-quick" if args.quick else ""))
     command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
+    models = [name.strip() for name in args.models.split(",")] if args.models else None
     report = run_experiment(
-        args.name, out, quick=args.quick, data_dir=args.data_dir, command=command
+        args.name,
+        out,
+        quick=args.quick,
+        data_dir=args.data_dir,
+        command=command,
+        epochs=args.epochs,
+        seeds=args.seeds,
+        models=models,
     )
     print(report)
     return 0

@@ -63,6 +63,7 @@ class Setting:
     patience: int = 30
     n_samples_w: int = 20_000
     quick: bool = False
+    models: tuple[str, ...] | None = None  # train only these models (by table name); None: all
 
     @staticmethod
     def of(quick: bool) -> Setting:
@@ -108,6 +109,23 @@ def _run_config(spec: ModelSpec, seed: int, setting: Setting, data_dir: str | No
             },
         }
     )
+
+
+def _selected(specs: list[ModelSpec], setting: Setting) -> list[ModelSpec]:
+    """The experiment's models that ``setting.models`` names (all if it names none).
+
+    Raises:
+        ValueError: for a name that is not one of the experiment's models.
+    """
+    if setting.models is None:
+        return specs
+    known = [spec.name for spec in specs]
+    unknown = [name for name in setting.models if name not in known]
+    if unknown:
+        raise ValueError(
+            f"models: unknown model {unknown[0]!r} for this experiment; known: {', '.join(known)}"
+        )
+    return [spec for spec in specs if spec.name in setting.models]
 
 
 def _train_and_evaluate(
@@ -294,6 +312,7 @@ def _experiment_samplers(
         ModelSpec(f"S-VAE S2 {s}", "S2", "vmf", sampler=s)
         for s in ("rejection", "inverse_cdf", "mh")
     ]
+    specs = _selected(specs, setting)
     rows = _train_and_evaluate(specs, setting, out, data_dir, log)
     _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
@@ -358,7 +377,7 @@ def _experiment_table1(
     setting: Setting, out: Path, data_dir: str | None, log: Callable[[str], None]
 ) -> str:
     dims = (2, 5) if setting.quick else (2, 5, 10, 20, 40)
-    specs = []
+    specs: list[ModelSpec] = []
     for d in dims:
         half, rest = d // 2, d - d // 2
         product = f"S{half}xS{rest}" if half >= 1 else f"S{d}"
@@ -368,6 +387,7 @@ def _experiment_table1(
             ModelSpec(f"PS S{d}", f"S{d}", "powerspherical", group={"d": d}),
             ModelSpec(f"product {product}", product, "vmf", group={"d": d}),
         ]
+    specs = _selected(specs, setting)
     rows = _train_and_evaluate(specs, setting, out, data_dir, log)
     _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
@@ -417,6 +437,7 @@ def _experiment_productspace(
         for a in ambients
         for lat in latents[a]
     ]
+    specs = _selected(specs, setting)
     rows = _train_and_evaluate(specs, setting, out, data_dir, log)
     _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
@@ -455,15 +476,33 @@ def run_experiment(
     data_dir: str | None = None,
     command: str = "",
     log: Callable[[str], None] = print,
+    epochs: int | None = None,
+    seeds: int | None = None,
+    models: Sequence[str] | None = None,
 ) -> Path:
     """Run experiment ``name`` into ``out`` (resuming the runs already there); returns ``results.md``.
 
+    ``epochs``, ``seeds`` and ``models`` (names as in the results table, e.g. ``"S-VAE S10"``) shrink
+    the full (or quick) setting to what a machine can afford; ``results.md`` records the setting used.
+
     Raises:
-        ValueError: for an unknown experiment name.
+        ValueError: for an unknown experiment name or model, or a non-positive ``epochs`` or ``seeds``.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     setting = Setting.of(quick)
+    # an intermediate setting: the full models and data with fewer epochs or seeds, or some models
+    for key, value in (("epochs", epochs), ("seeds", seeds)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(f"{key} must be a positive integer, got {key}={value!r}")
+    setting = dataclasses.replace(
+        setting,
+        epochs=epochs or setting.epochs,
+        seeds=seeds or setting.seeds,
+        models=tuple(models) if models else None,
+    )
     out.mkdir(parents=True, exist_ok=True)
     body = EXPERIMENTS[name](setting, out, data_dir, log)
     header = [

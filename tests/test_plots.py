@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -32,6 +33,7 @@ from spherevae.plots import (
     latent_evolution_gif,
     latent_figure,
     latent_scatter,
+    projections,
     rotating_sphere_gif,
     sampler_histograms,
     sampler_spheres,
@@ -148,11 +150,36 @@ def test_latent_figure_tsne_names_itself(tmp_path: Path) -> None:
     _check_png(fig, tmp_path / "tsne.png")
 
 
-def test_latent_figure_umap_needs_the_package() -> None:
-    if umap_available():
-        pytest.skip("umap is installed")
-    with pytest.raises(ImportError, match="umap"):
+def test_latent_figure_umap_needs_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(projections, "umap_available", lambda: False)
+    with pytest.raises(ImportError, match="umap-learn"):
         latent_figure(_unit(30, 6), high_dim="umap")
+
+
+def test_umap_keeps_clusters_and_names_itself(tmp_path: Path) -> None:
+    """UMAP (a dev dependency) embeds three well-separated clusters on S^9 without mixing them.
+
+    Each point's nearest neighbour in the embedding lies in its own cluster for >= 95% of the
+    points (chance: about 1/3); the figure says that it shows UMAP, and no warning escapes.
+    """
+    assert umap_available()
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.nn.functional.normalize(torch.randn(3, 10, generator=gen), dim=-1)
+    points = torch.nn.functional.normalize(
+        centres.repeat_interleave(40, 0) + 0.15 * torch.randn(120, 10, generator=gen), dim=-1
+    )
+    labels = torch.arange(3).repeat_interleave(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        xy = projections.embed_2d(points.numpy(), "umap", seed=0)
+        fig = latent_figure(points, labels, high_dim="umap")
+    distances = ((xy[:, None, :] - xy[None, :, :]) ** 2).sum(-1)
+    distances[range(120), range(120)] = float("inf")
+    nearest = distances.argmin(1)
+    same = (labels.numpy()[nearest] == labels.numpy()).mean()
+    assert same >= 0.95, same
+    assert "UMAP, cosine" in fig.axes[0].get_title()
+    _check_png(fig, tmp_path / "umap.png")
 
 
 def test_latent_figure_rejects_mismatched_space() -> None:

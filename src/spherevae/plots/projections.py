@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import warnings
 from typing import Literal
 
 import numpy as np
@@ -233,10 +234,15 @@ def embed_2d(
     if method == "umap":
         if not umap_available():
             raise ImportError("method='umap' needs the umap-learn package (pip install umap-learn)")
-        import umap  # type: ignore[import-not-found]
+        with warnings.catch_warnings():
+            # umap-learn warns on import that TensorFlow (for ParametricUMAP, unused here) is
+            # missing, and that a fixed random_state runs single-threaded: neither concerns the user
+            warnings.filterwarnings("ignore", message=".*Tensorflow not installed.*")
+            warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
+            import umap  # type: ignore[import-not-found]
 
-        reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
-        return np.asarray(reducer.fit_transform(z), dtype=np.float64)
+            reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
+            return np.asarray(reducer.fit_transform(z), dtype=np.float64)
     raise ValueError(f"method must be 'tsne' or 'umap', got method={method!r}")
 
 

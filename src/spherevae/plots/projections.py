@@ -239,7 +239,7 @@ def embed_2d(
             # missing, and that a fixed random_state runs single-threaded: neither concerns the user
             warnings.filterwarnings("ignore", message=".*Tensorflow not installed.*")
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
-            import umap  # type: ignore[import-not-found]
+            import umap
 
             reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
             return np.asarray(reducer.fit_transform(z), dtype=np.float64)

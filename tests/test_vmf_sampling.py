@@ -18,7 +18,11 @@ Every test runs for every sampler (``"rejection"``, ``"inverse_cdf"``, ``"mh"``)
 8. no silent garbage from the rejection sampler at ``m = 5, kappa = 1e4``;
 9. batches with a different ``(loc, kappa)`` per row;
 10. Wood's ``Beta((m-1)/2, (m-1)/2)`` variate drawn from one gamma and one normal variate: KS test
-    against SciPy's Beta law, and full relative accuracy of the smaller of ``e`` and ``1 - e``.
+    against SciPy's Beta law, and full relative accuracy of the smaller of ``e`` and ``1 - e``;
+11. the rejection sampler's gamma proposal ``t = G / kappa`` (large ``kappa``): its acceptance rate
+    against the exact ``sqrt(2 pi kappa) ive(m/2 - 1, kappa)``, KS tests of its samples (also forced
+    where it accepts rarely), of batches that mix it with Wood's proposal row by row, and of Wood's
+    proposal forced at large ``kappa``; the switching rule against both exact acceptance rates.
 
 The full grids of 1, 2, 4 and 5 are marked ``slow`` (``pytest -m slow``) and use larger samples; the
 default run tests a CI subset.
@@ -36,7 +40,9 @@ Failure budget (number of checks x false-failure probability):
   x 5 sampler/gradient-path cases) + 1 + 5 pathwise demonstration/contrast + 90 loc-gradient
   coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 234;
   KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) + 5 (Beta variate) = 126;
-  ``234 * 6.3e-5 + 126 * 1e-4 = 0.027``;
+  ``234 * 6.3e-5 + 126 * 1e-4 = 0.027``; the gamma-proposal tests (11) add 6 z-checks (acceptance
+  rates) and 20 KS tests (12 gamma cells, 2 at low acceptance, 4 mixed-batch groups, 2 forced Wood):
+  ``240 * 6.3e-5 + 146 * 1e-4 = 0.030`` in all;
 - slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 150 kappa gradients (6 m x 5 kappa x 5) =
   342; KS tests: 192 exact + 192 SciPy = 384; ``342 * 6.3e-5 + 384 * 1e-4 = 0.060``.
 
@@ -57,7 +63,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import pytest
 import torch
-from scipy import integrate, stats
+from scipy import integrate, special, stats
 
 from spherevae.distributions import VonMisesFisher
 from spherevae.distributions import _vmf_marginal as marginal
@@ -541,25 +547,33 @@ def test_batch_rows_have_their_own_parameters(sampler: str) -> None:
         assert abs(z_score) < Z_MAX, f"row {i} (kappa={kappa}): z = {z_score:.2f}"
 
 
-def test_rejection_gives_up_loudly(monkeypatch):
+@pytest.mark.parametrize(("kappa", "mode"), [(1.5, "wood"), (12.5, "gamma")])
+def test_rejection_gives_up_loudly(
+    monkeypatch: pytest.MonkeyPatch, kappa: float, mode: str
+) -> None:
     """A sampler that never accepts raises ``RuntimeError`` naming (m, kappa) after bounded rounds.
 
-    The acceptance test is forced to reject every proposal (log-ratio ``-inf``); the sampler must stop
-    after ``_REJECTION_MAX_ROUNDS`` rounds rather than loop forever or return a default value.
+    The acceptance tests of both proposals are forced to reject every candidate (log-ratio ``-inf``);
+    the sampler must stop after ``_REJECTION_MAX_ROUNDS`` rounds rather than loop forever or return a
+    default value. At ``m = 5`` Wood's proposal serves ``kappa = 1.5``, the gamma one ``kappa = 12.5``.
     """
     rounds = []
-    real_proposal = marginal._wood_proposal
+    real_draw = marginal._Proposals.draw
 
-    def counting_proposal(*args):
-        rounds.append(1)
-        return real_proposal(*args)
+    def counting_draw(self, *args):
+        rounds.append(self.mode)
+        return real_draw(self, *args)
 
-    monkeypatch.setattr(marginal, "_wood_proposal", counting_proposal)
-    monkeypatch.setattr(marginal, "_wood_log_ratio", lambda t, *args: torch.full_like(t, -math.inf))
-    q = VonMisesFisher(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), torch.tensor(12.5))
-    with pytest.raises(RuntimeError, match=r"m=5, kappa=12\.5"):
+    def reject(t, *args):
+        return torch.full_like(t, -math.inf)
+
+    monkeypatch.setattr(marginal._Proposals, "draw", counting_draw)
+    monkeypatch.setattr(marginal, "_wood_log_ratio", reject)
+    monkeypatch.setattr(marginal, "_gamma_log_ratio", reject)
+    q = VonMisesFisher(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), torch.tensor(kappa))
+    with pytest.raises(RuntimeError, match=rf"m=5, kappa={kappa}"):
         q.rsample((3,))
-    assert len(rounds) == marginal._REJECTION_MAX_ROUNDS
+    assert rounds == [mode] * marginal._REJECTION_MAX_ROUNDS
 
 
 GRADIENT_QUADRATURE_CELLS = [
@@ -724,3 +738,125 @@ def test_kappa_derivative_single_precision_rule() -> None:
             single = marginal.dt_dkappa_direct(t, k, m, single=True)
             worst = max(worst, float(((single - full).abs() / full.abs()).max()))
     assert worst <= 1e-6, f"single-precision rule: worst relative error {worst:.3g}"
+
+
+# ---------------------------------------------------------------------------------------------------
+# the gamma proposal t = G / kappa of the rejection sampler at large kappa, and per-row proposals
+# ---------------------------------------------------------------------------------------------------
+def _wood_acceptance(m: int, kappa: float) -> float:
+    """Exact acceptance rate of Wood's proposal, ``E[exp(log-ratio)]`` over ``e ~ Beta(a, a)``, by quad."""
+    a = (m - 1) / 2
+    b = (m - 1) / (2 * kappa + math.sqrt(4 * kappa * kappa + (m - 1) ** 2))
+    x0 = (1 - b) / (1 + b)
+
+    def integrand(e: float) -> float:
+        w = 1 - 2 * b * e / ((1 - e) + b * e)
+        log_ratio = kappa * (w - x0) + (m - 1) * math.log((1 - x0 * w) / (1 - x0 * x0))
+        return float(stats.beta.pdf(e, a, a)) * math.exp(log_ratio)
+
+    return integrate.quad(integrand, 0.0, 1.0, points=[1e-3, 0.5, 1 - 1e-3], limit=400)[0]
+
+
+def _gamma_acceptance(m: int, kappa: float) -> float:
+    """Exact acceptance rate of the gamma proposal: ``sqrt(2 pi kappa) ive(m/2 - 1, kappa)``."""
+    return math.sqrt(2 * math.pi * kappa) * float(special.ive(m / 2 - 1, kappa))
+
+
+def _rejection_theta(kappa: torch.Tensor, m: int, n: int) -> np.ndarray:
+    t, _ = marginal.wood_rejection(kappa, m, n)
+    return marginal._theta_from_t(t).numpy()
+
+
+@pytest.mark.parametrize("m", [4, 5, 10, 64, 256, 1024])
+def test_gamma_threshold_is_where_the_acceptance_rates_cross(m: int) -> None:
+    """Below ``_gamma_threshold(m)`` Wood's proposal accepts more often, above it the gamma one: both
+    exact rates (Wood's by quadrature, the gamma one in closed form) at 0.9 and 1.1 times the threshold.
+    A deterministic check; the rule only sets the cost, never the law."""
+    threshold = marginal._gamma_threshold(m)
+    assert _wood_acceptance(m, 0.9 * threshold) > _gamma_acceptance(m, 0.9 * threshold)
+    assert _wood_acceptance(m, 1.1 * threshold) < _gamma_acceptance(m, 1.1 * threshold)
+
+
+def test_gamma_proposal_not_used_below_m4() -> None:
+    """At ``m = 2`` the gamma proposal's density ratio to the target is unbounded; ``m = 3`` keeps Wood's."""
+    assert math.isinf(marginal._gamma_threshold(2)) and math.isinf(marginal._gamma_threshold(3))
+    k = torch.tensor([1e6], dtype=F64)
+    assert marginal._Proposals(k, 2).mode == "wood" and marginal._Proposals(k, 3).mode == "wood"
+
+
+GAMMA_CELLS = [(4, 3.0), (5, 12.5), (10, 40.0), (10, 1e4), (64, 2000.0), (256, 1e5)]
+
+
+@pytest.mark.parametrize(("m", "kappa"), GAMMA_CELLS)
+def test_gamma_proposal_acceptance_rate(m: int, kappa: float) -> None:
+    """The first-round acceptance rate of the gamma proposal matches its exact value
+    ``sqrt(2 pi kappa) ive(m/2 - 1, kappa)`` within 4 standard errors: a wrong acceptance test (a wrong
+    power of ``1 - t/2``) moves it. ``N_CI`` rows of one sample, two candidates each."""
+    k = torch.full((N_CI,), kappa, dtype=F64)
+    assert marginal._Proposals(k, m).mode == "gamma"
+    assert marginal._first_round_candidates(N_CI) == 2
+    _, rate = marginal.wood_rejection(k, m, 1)
+    exact = _gamma_acceptance(m, kappa)
+    se = math.sqrt(exact * (1 - exact) / (2 * N_CI))
+    z_score = (float(rate.mean()) - exact) / se
+    assert abs(z_score) < Z_MAX, (
+        f"acceptance {float(rate.mean()):.5f} vs {exact:.5f}, z = {z_score:.2f}"
+    )
+
+
+@pytest.mark.parametrize("layout", ["rows", "samples"])
+@pytest.mark.parametrize(("m", "kappa"), GAMMA_CELLS)
+def test_gamma_proposal_follows_the_law(m: int, kappa: float, layout: str) -> None:
+    """Samples drawn with the gamma proposal: KS test of ``theta`` against the exact law, both as
+    ``N_CI`` rows of one sample (the per-row constants as ``(B,)``) and one row of ``N_CI`` samples
+    (``(B, 1)``, the flat indices of later rounds divided by ``n``)."""
+    if layout == "rows":
+        theta = _rejection_theta(torch.full((N_CI,), kappa, dtype=F64), m, 1)
+    else:
+        theta = _rejection_theta(torch.tensor([kappa], dtype=F64), m, N_CI)
+    p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of gamma-proposal samples: p = {p:.3g}"
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(4, 0.5), (10, 5.0)])
+def test_gamma_proposal_at_low_acceptance_follows_the_law(
+    monkeypatch: pytest.MonkeyPatch, m: int, kappa: float
+) -> None:
+    """Forced where it accepts rarely (rate 0.28 at m = 4, kappa = 0.5; 0.19 at m = 10, kappa = 5),
+    the gamma proposal runs many rounds and rejects most candidates with ``t > 2`` (which must never
+    be accepted): the law is still exact (KS test)."""
+    monkeypatch.setattr(marginal, "_gamma_threshold", lambda m: 0.0)
+    theta = _rejection_theta(torch.full((N_CI,), kappa, dtype=F64), m, 1)
+    p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of gamma-proposal samples at low acceptance: p = {p:.3g}"
+
+
+@pytest.mark.parametrize("first_candidates", [None, 1])
+def test_mixed_proposals_follow_the_law(monkeypatch: pytest.MonkeyPatch, first_candidates) -> None:
+    """A batch whose rows straddle the threshold (m = 10: kappa = 10 uses Wood's proposal, kappa = 100
+    the gamma one, interleaved) shares one gamma variate per candidate between the two proposals and
+    keeps each row's own. KS test of each group against its law; with one first-round candidate, a
+    third of the samples are finished in later rounds, whose gathered constants must stay per row."""
+    if first_candidates is not None:
+        monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: first_candidates)
+    m, kappas = 10, (10.0, 100.0)
+    k = torch.tensor(kappas, dtype=F64).repeat(N_CI)
+    assert marginal._Proposals(k, m).mode == "mixed"
+    theta = _rejection_theta(k, m, 1).reshape(N_CI, 2)
+    for j, kappa in enumerate(kappas):
+        p = stats.kstest(theta[:, j], theta_law(m, kappa).cdf).pvalue
+        assert p > KS_ALPHA, f"KS test of the kappa = {kappa} rows of a mixed batch: p = {p:.3g}"
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(10, 1e3), (64, 1e5)])
+def test_wood_proposal_at_large_kappa_follows_the_law(
+    monkeypatch: pytest.MonkeyPatch, m: int, kappa: float
+) -> None:
+    """Wood's proposal where the gamma one would now serve (the regime of the biased reference code,
+    pitfall 1): forced, it still samples the exact law (KS test)."""
+    monkeypatch.setattr(marginal, "_gamma_threshold", lambda m: math.inf)
+    k = torch.full((N_CI,), kappa, dtype=F64)
+    assert marginal._Proposals(k, m).mode == "wood"
+    theta = _rejection_theta(k, m, 1)
+    p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of Wood-proposal samples at large kappa: p = {p:.3g}"

@@ -636,6 +636,24 @@ def test_power_sum_direct_and_blocked_agree(n: int, n_terms: int) -> None:
     torch.testing.assert_close(special._power_sum(x, coef, blocked), want, rtol=1e-13, atol=0.0)
 
 
+@pytest.mark.parametrize("layout", ["row-major", "column-major"])
+@pytest.mark.parametrize("shape", [(100,), (1024,), (8, 128), (3, 5, 40)])
+def test_power_sum_product_layouts(shape: tuple[int, ...], layout: str) -> None:
+    """The direct power sum runs its product as it is below 256 elements and transposed from there on
+    (``_TRANSPOSED_PRODUCT_MIN_ELEMENTS``); either way, for coefficients stored row- or column-major (as
+    the caches hold them) and inputs of any rank, it gives the sums of the powers, in ``x``'s shape."""
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=gen, dtype=F64)
+    coef = torch.rand(30, 2, generator=gen, dtype=F64)
+    want = (x.unsqueeze(-1) ** torch.arange(1, 31, dtype=F64)) @ coef
+    if layout == "column-major":
+        coef = special._column_major(coef)
+        assert coef.t().is_contiguous()
+    got = special._power_sum(x, coef)
+    assert got.shape == (*shape, 2)
+    torch.testing.assert_close(got, want, rtol=1e-13, atol=0.0)
+
+
 def _kl_reference(v: float, z: float) -> mp.mpf:
     with mp.workdps(40):
         return z * ref.ive_ratio(v, z) - ref.log_iv_normalized(v, z)

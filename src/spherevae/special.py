@@ -180,6 +180,12 @@ def _powers(x: Tensor, n: int) -> Tensor:
 _POWER_BLOCK = 8
 
 
+def _column_major(coef: Tensor) -> Tensor:
+    """``coef`` ``(n, c)`` with the same values, stored so that ``coef.t()`` is contiguous (for
+    :func:`_power_sum`'s transposed product)."""
+    return coef.t().contiguous().t()
+
+
 def _block_coefficients(coef: Tensor) -> tuple[Tensor, int]:
     """``coef`` ``(n, c)`` laid out for :func:`_power_sum`: ``(8, n_blocks * c)`` and ``n_blocks``.
 
@@ -199,6 +205,11 @@ def _block_coefficients(coef: Tensor) -> tuple[Tensor, int]:
 # than a few hundred elements)
 _DIRECT_POWERS_MAX_TERMS = 64
 _DIRECT_POWERS_MAX_ELEMENTS = 16384
+# from this many elements the direct form's product runs as (c, n) @ (n, elements): a matrix product
+# with c = 2 columns is about twice as slow as its transpose with 2 rows on a CPU (measured: 33 against
+# 15 us at 1024 elements and 49 terms, 510 against 237 us at 16384), while at 64 elements it is 1 us
+# faster as it is
+_TRANSPOSED_PRODUCT_MIN_ELEMENTS = 256
 
 
 def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = None) -> Tensor:
@@ -215,7 +226,16 @@ def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = Non
     """
     n = coef.shape[0]
     if n <= _DIRECT_POWERS_MAX_TERMS or x.numel() * n <= _DIRECT_POWERS_MAX_ELEMENTS:
-        return torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n), dim=-1) @ coef
+        powers = torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n), dim=-1)
+        if x.numel() < _TRANSPOSED_PRODUCT_MIN_ELEMENTS:
+            return powers @ coef
+        # (c, n) @ (n, elements), transposed back as a view; the cached coefficients are stored
+        # column-major (_column_major), so that their transpose needs no copy
+        coef_t = coef.t()
+        if not coef_t.is_contiguous():
+            coef_t = coef_t.contiguous()
+        sums = (coef_t @ powers.view(-1, n).t()).t()
+        return sums if x.dim() == 1 else sums.reshape(*x.shape, coef.shape[1])
     coef_blocked, n_blocks = blocked if blocked is not None else _block_coefficients(coef)
     c = coef.shape[1]
     low = torch.cumprod(x.unsqueeze(-1).expand(*x.shape, _POWER_BLOCK), dim=-1)  # x^1 .. x^8
@@ -248,7 +268,7 @@ def _debye_collapsed(
     collapsed = torch.zeros(n_p + n_k - 1, 2, dtype=torch.float64)
     collapsed.index_add_(0, index, weighted.reshape(-1, 2))
     collapsed = collapsed.to(dtype=dtype, device=device)
-    return collapsed[0], collapsed[1:], torch.tensor(nu, dtype=dtype, device=device)
+    return collapsed[0], _column_major(collapsed[1:]), torch.tensor(nu, dtype=dtype, device=device)
 
 
 def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
@@ -315,7 +335,7 @@ def _series_cached(
     :func:`_power_sum`. Cached: a training loop evaluates the same order at every step, with a handful
     of term counts."""
     coef = _series_coefficients(torch.tensor(v, dtype=dtype, device=device), n_terms)
-    return coef, _block_coefficients(coef)
+    return _column_major(coef), _block_coefficients(coef)
 
 
 @lru_cache(maxsize=256)

@@ -636,6 +636,25 @@ def test_power_sum_direct_and_blocked_agree(n: int, n_terms: int) -> None:
     torch.testing.assert_close(special._power_sum(x, coef, blocked), want, rtol=1e-13, atol=0.0)
 
 
+@pytest.mark.parametrize("v", [0.0, 0.5, 4.0, 17.0, 31.0, 511.0])
+def test_series_terms_for_an_order_leave_a_tiny_tail(v: float) -> None:
+    """Given the order, ``_series_terms`` takes no more terms than without it, and the terms it leaves
+    out of ``0F1(; v+1; z^2/4) - 1 = sum_j c^j (v+1)^j / (j! (v+1)_j)`` (``c = z^2 / (4 (v+1))``) sum to
+    below 1e-17 of the whole (mpmath, 40 digits). ``c`` over the series region: up to 8, and up to 81
+    where ``sqrt(v^2 + z^2) < 18`` allows it (``v < 18``). A deterministic check."""
+    caps = special._series_order_thresholds(v)
+    assert caps == sorted(caps)
+    cs = [1e-3, 0.1, 1.0, 4.0, 8.0] + ([30.0, 81.0] if v < 18 else [])
+    with mp.workdps(40):
+        for c in cs:
+            n = special._series_terms(c, v)
+            assert n <= special._series_terms(c)
+            x = mp.mpf(c) * (v + 1)  # z^2 / 4
+            total = mp.hyp0f1(v + 1, x) - 1
+            kept = mp.fsum(x**j / (mp.factorial(j) * mp.rf(v + 1, j)) for j in range(1, n + 1))
+            assert (total - kept) / total < 1e-17, (c, n)
+
+
 @pytest.mark.parametrize("layout", ["row-major", "column-major"])
 @pytest.mark.parametrize("shape", [(100,), (1024,), (8, 128), (3, 5, 40)])
 def test_power_sum_product_layouts(shape: tuple[int, ...], layout: str) -> None:

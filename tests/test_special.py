@@ -655,6 +655,33 @@ def test_series_terms_for_an_order_leave_a_tiny_tail(v: float) -> None:
             assert (total - kept) / total < 1e-17, (c, n)
 
 
+@pytest.mark.parametrize("v", [0.0, 1.0, 4.0, 31.5, 127.0, 511.0])
+def test_debye_sums_drop_only_negligible_terms(v: float) -> None:
+    """From a known smallest ``rho`` the collapsed Debye sums keep only the terms that matter
+    (``_debye_terms``): the left-out coefficients add at most 1e-17 to ``S_u`` and to ``rho S_d`` at
+    that ``rho`` (recomputed here from the coefficient table), fewer terms are kept at large ``rho``,
+    and every value of the region agrees with the sum of all terms to a few ulps (rtol 1e-15)."""
+    nu = v + 1
+    _, coef, _ = special._debye_collapsed(nu, F64, torch.device("cpu"))
+    abs_coef = coef.abs().tolist()
+    for rho in (18.0, 40.0, 100.0, 1e3, 1e5, 1e8):
+        if rho < nu:
+            continue
+        n = special._debye_terms(nu, rho)
+        left_u = math.fsum(row[0] * rho ** -(k + 1) for k, row in enumerate(abs_coef) if k >= n)
+        left_d = math.fsum(row[1] * rho**-k for k, row in enumerate(abs_coef) if k >= n)
+        assert max(left_u, left_d) <= 1e-17, (rho, n)
+        if rho >= 1e3 * max(nu, 1.0):
+            assert n < len(abs_coef) // 2, (rho, n)
+        z_min = math.sqrt(rho * rho - nu * nu)
+        if z_min == 0.0:
+            continue
+        z = z_min * torch.logspace(0, 3, 50, dtype=F64)
+        torch.testing.assert_close(
+            special._debye(v, z, True, rho), special._debye(v, z, True), rtol=1e-15, atol=0.0
+        )
+
+
 @pytest.mark.parametrize("layout", ["row-major", "column-major"])
 @pytest.mark.parametrize("shape", [(100,), (1024,), (8, 128), (3, 5, 40)])
 def test_power_sum_product_layouts(shape: tuple[int, ...], layout: str) -> None:

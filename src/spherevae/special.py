@@ -247,17 +247,21 @@ def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = Non
     return blocks[..., 0, :] + (blocks[..., 1:, :] * y_pows.unsqueeze(-1)).sum(-2)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _debye_collapsed(
-    nu: float, dtype: torch.dtype, device: torch.device
+    nu: float, dtype: torch.dtype, device: torch.device, n_terms: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Coefficients ``C[n] = sum_{j + k = n} T[j, k] nu^j`` of the Debye sums as series in ``1 / rho``.
 
     For one order ``nu``, ``p^j / rho^k = nu^j / rho^(j + k)`` (``p = nu / rho``), so both double sums
     of :func:`_debye_sums` are single power series in ``1 / rho``: the same terms, summed in another
     order. ``T`` stacks the ``u`` and ``v - u`` tables. Returns the constant terms ``C[0]`` ``(2,)``,
-    the others ``C[1:]`` and ``nu`` as a 0-dimensional tensor.
+    the others ``C[1:]`` (only the first ``n_terms`` of them, if given) and ``nu`` as a 0-dimensional
+    tensor.
     """
+    if n_terms is not None:
+        constant, coef, nu_tensor = _debye_collapsed(nu, dtype, device)
+        return constant, _column_major(coef[:n_terms]), nu_tensor
     u_table, d_table = _tables(torch.float64, torch.device("cpu"))
     table = torch.stack([u_table, d_table], dim=-1)  # (power of p, k, 2)
     n_p, n_k = table.shape[:2]
@@ -271,15 +275,69 @@ def _debye_collapsed(
     return collapsed[0], _column_major(collapsed[1:]), torch.tensor(nu, dtype=dtype, device=device)
 
 
-def _debye_sums(nu: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+# the collapsed Debye sums drop their terms beyond the n-th where, from the smallest rho of the batch
+# on, the left-out terms add less than this to S_u and to rho S_d (both of order 1 in the results)
+_DEBYE_TAIL = 1e-17
+
+
+@lru_cache(maxsize=64)
+def _debye_radii(nu: float) -> tuple[float, ...]:
+    """Entry ``n - 1``: the smallest ``rho`` from which the first ``n`` powers of ``1 / rho`` of the
+    collapsed Debye sums of order ``nu`` suffice (:func:`_debye_terms`); non-increasing in ``n``.
+
+    With ``C[k]`` the coefficients of :func:`_debye_collapsed`, the left-out terms are bounded by
+    ``sum_(k > n) |C_u[k]| rho^-k`` in ``S_u`` and ``sum_(k > n) |C_d[k]| rho^(1-k)`` in ``rho S_d``, both
+    falling with ``rho`` (``k >= 2``); the radius where the larger reaches ``_DEBYE_TAIL`` is found by
+    bisection in ``log rho``. The last entry (every term) is 0: that is the sum as it always is.
+    """
+    _, coef, _ = _debye_collapsed(nu, torch.float64, torch.device("cpu"))
+    log_abs = coef.abs().log().tolist()  # row k - 1 holds the coefficients of rho^-k
+    n_coef = len(log_abs)
+    radii = [0.0] * n_coef
+    for n in range(n_coef - 1, 0, -1):
+
+        def tail(log_rho: float, n: int = n) -> float:
+            u = math.fsum(
+                math.exp(row[0] - (k + 1) * log_rho) for k, row in enumerate(log_abs) if k >= n
+            )
+            d = math.fsum(math.exp(row[1] - k * log_rho) for k, row in enumerate(log_abs) if k >= n)
+            return max(u, d)
+
+        lo, hi = math.log(_DEBYE_MIN_RHO), math.log(1e300)
+        if tail(lo) <= _DEBYE_TAIL:
+            radii[n - 1] = _DEBYE_MIN_RHO
+            continue
+        for _ in range(100):
+            mid = 0.5 * (lo + hi)
+            lo, hi = (lo, mid) if tail(mid) <= _DEBYE_TAIL else (mid, hi)
+        radii[n - 1] = max(math.exp(hi), radii[n])  # non-increasing in n, whatever the rounding
+    return tuple(radii)
+
+
+def _debye_terms(nu: float, rho_min: float) -> int:
+    """Fewest powers of ``1 / rho`` of the collapsed Debye sums of order ``nu`` for every ``rho >= rho_min``."""
+    radii = _debye_radii(nu)
+    # radii is non-increasing: the first entry at or below rho_min
+    lo, hi = 0, len(radii) - 1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if radii[mid] <= rho_min else (mid + 1, hi)
+    return lo + 1
+
+
+def _debye_sums(
+    nu: Tensor | float, z: Tensor, rho_min: float | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """``rho = sqrt(nu^2 + z^2)``, ``S_u = sum_k u_k(p) / nu^k`` and ``S_d = sum_k (v_k - u_k)(p) / nu^k``.
 
     Written as series in ``1/rho`` with ``p = nu / rho`` (``u_k(p) / nu^k = (u_k(p) / p^k) / rho^k``);
     for one order given as a Python number, as one power series in ``1 / rho``
-    (:func:`_debye_collapsed`).
+    (:func:`_debye_collapsed`), of which only the terms that matter from ``rho_min`` on (a lower bound
+    of ``rho`` over ``z``, if given) are summed (:func:`_debye_terms`).
     """
     if not isinstance(nu, Tensor):
-        constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device)
+        n_terms = None if rho_min is None else _debye_terms(nu, rho_min)
+        constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device, n_terms)
         rho = torch.hypot(z, nu_tensor)
         sums = _power_sum(rho.reciprocal(), coef) + constant
         return rho, sums[..., 0], sums[..., 1]
@@ -430,7 +488,7 @@ def _series(v: Tensor | float, z: Tensor, with_log: bool, n_terms: int = _SERIES
     return torch.stack(rows)
 
 
-def _debye(v: Tensor | float, z: Tensor, with_log: bool) -> Tensor:
+def _debye(v: Tensor | float, z: Tensor, with_log: bool, rho_min: float | None = None) -> Tensor:
     """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``), stacked like :func:`_series`.
 
     ``v`` is one order per element of ``z``, or one order as a Python number. Everything comes from
@@ -439,10 +497,11 @@ def _debye(v: Tensor | float, z: Tensor, with_log: bool) -> Tensor:
     ``R = z / (rho S + mu)`` and ``1 - R = (mu^2 / (rho + z) + mu + rho S_d / S_u) / (rho S + mu)``
     (``rho - z = mu^2 / (rho + z)``, no cancellation); ``log I_mu(z) e^-z`` is DLMF 10.41.3,
     ``mu eta - z - log(2 pi rho) / 2 + log S_u`` with ``mu eta - z = mu^2 / (rho + z) - mu asinh(mu / z)``,
-    and ``log I_v = log I_mu - log R``.
+    and ``log I_v = log I_mu - log R``. ``rho_min``: a lower bound of ``sqrt(mu^2 + z^2)`` over ``z``, if
+    known (fewer terms of the sums, :func:`_debye_terms`).
     """
     mu = v + 1
-    rho, s_u, s_d = _debye_sums(mu, z)
+    rho, s_u, s_d = _debye_sums(mu, z, rho_min)
     delta = s_d / s_u
     denom = rho * (1 + delta) + mu
     rho_minus_z = mu * mu / (rho + z)
@@ -537,7 +596,7 @@ class _BesselValues:
             if z_max <= threshold:
                 return _series(v_number, z, with_log, _series_terms(c_max, v_number))
             if z_min > threshold:
-                return _debye(v_number, z, with_log)
+                return _debye(v_number, z, with_log, math.hypot(v_number + 1, z_min))
             if z.numel() <= _MERGE_BY_WHERE_MAX_ELEMENTS:
                 return _BesselValues._everywhere(v, v, z, with_log, v_number)
             in_series = z <= threshold

@@ -860,3 +860,23 @@ def test_wood_proposal_at_large_kappa_follows_the_law(
     theta = _rejection_theta(k, m, 1)
     p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
     assert p > KS_ALPHA, f"KS test of Wood-proposal samples at large kappa: p = {p:.3g}"
+
+
+def test_constructor_expands_only_what_needs_it() -> None:
+    """Parameters already of the batch shape are kept as they are (an expand is an operation and an
+    autograd node at every training step); the others are broadcast, and gradients reach both."""
+    m = 5
+    loc = torch.stack([_unit_vector(m, _seed("ctor", i)) for i in range(3)]).requires_grad_()
+    kappa = torch.tensor([1.0, 10.0, 100.0], dtype=F64, requires_grad=True)
+    q = VonMisesFisher(loc, kappa)
+    assert q.loc is loc and q.concentration is kappa
+    q.rsample((4,)).sum().backward()
+    assert loc.grad is not None and kappa.grad is not None and kappa.grad.shape == (3,)
+    one_loc = _unit_vector(m, _seed("ctor", 9)).requires_grad_()
+    scalar = torch.tensor(7.0, dtype=F64, requires_grad=True)
+    for q in (VonMisesFisher(one_loc, kappa), VonMisesFisher(loc, scalar)):
+        assert q.batch_shape == (3,) and q.loc.shape == (3, m) and q.concentration.shape == (3,)
+    VonMisesFisher(one_loc, kappa).rsample().sum().backward()
+    VonMisesFisher(loc, scalar).rsample().sum().backward()
+    assert one_loc.grad is not None and one_loc.grad.shape == (m,)
+    assert scalar.grad is not None and scalar.grad.shape == ()

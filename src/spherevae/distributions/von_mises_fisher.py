@@ -130,8 +130,13 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"mh_steps must be a positive integer, got mh_steps={mh_steps!r}")
         batch_shape = broadcast_shapes(loc.shape[:-1], concentration.shape)
         m = loc.shape[-1]
-        self.loc = loc.expand((*batch_shape, m))
-        self.concentration = concentration.expand(batch_shape)
+        # an expand is an operation (and an autograd node) even where the shape is already right
+        self.loc = loc if loc.shape[:-1] == batch_shape else loc.expand((*batch_shape, m))
+        self.concentration = (
+            concentration
+            if concentration.shape == batch_shape
+            else concentration.expand(batch_shape)
+        )
         self.sampler: Sampler = sampler
         self.mh_steps = mh_steps
         self.acceptance_rate: Tensor | None = None
@@ -288,13 +293,15 @@ class VonMisesFisher(Distribution):
         """
         m = self.dim
         needs_grad = torch.is_grad_enabled() and kappa.requires_grad
-        kappa64 = kappa.to(work_dtype(kappa.device))
+        work = work_dtype(kappa.device)
         if self.sampler == "rejection" and m == 3:
+            kappa64 = kappa.to(work)
             self.acceptance_rate = torch.ones(
                 self.batch_shape, dtype=kappa64.dtype, device=kappa.device
             )
             return closed_form_m3(kappa64 if needs_grad else kappa64.detach(), n), None
-        kappa_nograd = kappa64.detach()
+        # detached first: a conversion of a tensor that requires grad records an autograd node
+        kappa_nograd = kappa.detach().to(work)
         grid = None
         slope = None
         # the Bessel terms (shared with the KL divergence) where the grid or the gradient needs them

@@ -880,3 +880,19 @@ def test_constructor_expands_only_what_needs_it() -> None:
     VonMisesFisher(loc, scalar).rsample().sum().backward()
     assert one_loc.grad is not None and one_loc.grad.shape == (m,)
     assert scalar.grad is not None and scalar.grad.shape == ()
+
+
+@pytest.mark.parametrize("m", [2, 4, 10, 1024, 20000])
+def test_wood_row_constants_match_their_definitions(m: int) -> None:
+    """The sampler's per-row constants (``1 / b``, ``x0``, ``1 - x0``, the test's offset), formed from
+    ``u = kappa + sqrt(kappa^2 + h^2)``, agree with Wood's definitions via ``_wood_constants`` to a few
+    ulps (``x0`` and the offset in absolute terms, which is how the test uses them). Deterministic."""
+    k = torch.tensor([0.0, 1e-8, 1e-3, 0.5, 1.0, 10.0, 100.0, 1e4, 1e6, 1e9], dtype=F64)
+    b, x0, one_minus_x0 = marginal._wood_constants(k, m)
+    offset = k * one_minus_x0 - (m - 1) * (torch.log(one_minus_x0) + torch.log1p(x0))
+    inv_b, x0_row, one_minus_x0_row, offset_row = marginal._wood_row_constants(k, m)
+    torch.testing.assert_close(inv_b, 1 / b, rtol=1e-15, atol=0.0)
+    torch.testing.assert_close(one_minus_x0_row, one_minus_x0, rtol=1e-15, atol=0.0)
+    torch.testing.assert_close(x0_row, x0, rtol=0.0, atol=1e-15)
+    # the offset sums m - 1 times log-terms of x0: its rounding grows like m ulps
+    torch.testing.assert_close(offset_row, offset, rtol=1e-14, atol=1e-15 * m)

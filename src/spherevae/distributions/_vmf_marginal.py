@@ -199,16 +199,31 @@ def _symmetric_beta_parts(gamma: Tensor, normal: Tensor) -> tuple[Tensor, Tensor
     return torch.where(positive, large, small), torch.where(positive, small, large)
 
 
-def _wood_t(gamma: Tensor, normal: Tensor, b: Tensor) -> Tensor:
+def _wood_row_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Per-row constants of Wood's sampler: ``1 / b``, ``x0``, ``1 - x0`` and the test's offset (:func:`_wood_offset`).
+
+    With ``h = (m - 1) / 2`` and ``u = kappa + sqrt(kappa^2 + h^2)``, ``b = h / u`` (the cancellation-free
+    form of :func:`_wood_constants`) and ``1 - x0 = 2 b / (1 + b) = 2 h / (u + h)``: thirteen tensor
+    operations on ``kappa``'s shape for all four. ``x0 = 1 - (1 - x0)`` loses relative digits where
+    ``x0`` is tiny (small ``kappa``), but it enters the test only through ``x0 t`` and ``log1p(x0)``,
+    which need its absolute accuracy alone.
+    """
+    h = (m - 1) / 2
+    u = (kappa * kappa).add_(h * h).sqrt_().add_(kappa)
+    one_minus_x0 = (u + h).reciprocal_().mul_(2 * h)
+    x0 = 1 - one_minus_x0
+    return u.mul_(1 / h), x0, one_minus_x0, _wood_offset(kappa, m, x0, one_minus_x0)
+
+
+def _wood_t(gamma: Tensor, normal: Tensor, inv_b: Tensor) -> Tensor:
     """``t = 1 - w`` of Wood's proposal from ``G ~ Gamma((m-1)/2)`` and ``Z ~ N(0, 1)``; overwrites ``gamma``.
 
-    ``t = 2 b e / ((1 - e) + b e)`` with ``e ~ Beta((m-1)/2, (m-1)/2)``, written with ``(E, F)``
-    proportional to ``(e, 1 - e)`` (:func:`_symmetric_beta_parts`), so that ``t`` keeps its digits for
-    ``e`` close to 0 or 1.
+    ``t = 2 b e / ((1 - e) + b e) = 2 e / ((1 - e) / b + e)`` with ``e ~ Beta((m-1)/2, (m-1)/2)``, written
+    with ``(E, F)`` proportional to ``(e, 1 - e)`` (:func:`_symmetric_beta_parts`), so that ``t`` keeps
+    its digits for ``e`` close to 0 or 1; ``inv_b = 1 / b``.
     """
     e, one_minus_e = _symmetric_beta_parts(gamma, normal)
-    b_e = b * e
-    return b_e.mul(2).div_(one_minus_e.add_(b_e))
+    return torch.addcmul(e, one_minus_e, inv_b).reciprocal_().mul_(e).mul_(2)
 
 
 def _wood_proposal(b: Tensor, m: int, shape: torch.Size) -> Tensor:
@@ -218,12 +233,13 @@ def _wood_proposal(b: Tensor, m: int, shape: torch.Size) -> Tensor:
     of ``G1 / (G1 + G2)``: on a CPU a gamma variate costs several times a normal one.
     """
     gamma = torch._standard_gamma(torch.full(shape, (m - 1) / 2, dtype=b.dtype, device=b.device))
-    return _wood_t(gamma, torch.randn(shape, dtype=b.dtype, device=b.device), b)
+    return _wood_t(gamma, torch.randn(shape, dtype=b.dtype, device=b.device), b.reciprocal())
 
 
 def _wood_offset(kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
     """The part of Wood's log-ratio that depends on the row only: ``kappa (1 - x0) - (m - 1) log((1 - x0)(1 + x0))``."""
-    return kappa * one_minus_x0 - (m - 1) * (torch.log(one_minus_x0) + torch.log1p(x0))
+    log_product = torch.log(one_minus_x0).add_(torch.log1p(x0))
+    return torch.sub(kappa * one_minus_x0, log_product, alpha=m - 1)
 
 
 def _wood_log_ratio(
@@ -298,8 +314,7 @@ class _Proposals:
             )
         columns: list[Tensor] = []
         if self.mode != _GAMMA:
-            b, x0, one_minus_x0 = _wood_constants(kappa, m)
-            columns += [kappa, b, x0, one_minus_x0, _wood_offset(kappa, m, x0, one_minus_x0)]
+            columns += [kappa, *_wood_row_constants(kappa, m)]
         if self.mode != _WOOD:
             columns.append(kappa.reciprocal())
         if self.mode == _MIXED:
@@ -325,10 +340,10 @@ class _Proposals:
             t = gamma.mul_(columns[0])
             log_bound = _gamma_log_ratio(t, m)
         else:
-            kappa, b, x0, one_minus_x0, offset = columns[:5]
+            kappa, inv_b, x0, one_minus_x0, offset = columns[:5]
             # the gamma candidate first: _wood_t overwrites the shared variate
             t_gamma = gamma * columns[5] if self.mode == _MIXED else None
-            t = _wood_t(gamma, torch.randn(shape, dtype=ref.dtype, device=ref.device), b)
+            t = _wood_t(gamma, torch.randn(shape, dtype=ref.dtype, device=ref.device), inv_b)
             log_bound = _wood_log_ratio(t, kappa, m, x0, one_minus_x0, offset)
             if t_gamma is not None:
                 use_gamma = columns[6] != 0

@@ -539,32 +539,36 @@ def dt_dkappa_direct(
     k = kappa.unsqueeze(-1)
     one_minus_mean = one_minus_mean.unsqueeze(-1)
     t = t.clamp(0.0, 2.0)
-    # 2 - t is exact where t is close to 2, so neither sin theta nor theta loses digits there
-    two_minus_t = 2 - t
-    theta = torch.atan2(t.sqrt(), two_minus_t.sqrt()).mul_(2)  # tan(theta / 2) = sqrt(t / (2 - t))
-    sin_sq = t * two_minus_t
+    # 2 - t is exact where t is close to 2 and 1 - t where t is far from 0: sin theta keeps its
+    # relative digits at both ends and cos theta its absolute ones, so atan2 of the two is accurate
+    sin_sq = t * (2 - t)
     sin = sin_sq.sqrt()
     cos = 1 - t
+    theta = torch.atan2(sin, cos)
     left = t <= one_minus_mean
+    # +-1 (exact in the default dtype): -1 where the integral runs left, towards theta = 0
+    side = torch.where(left, -1.0, 1.0)
     # l = log p: -dl/dtheta = kappa sin - (m - 2) cos / sin, -d^2l/dtheta^2 = kappa cos + (m - 2) / sin^2;
     # lambda is dl/dtheta towards 0 on the left and -dl/dtheta towards pi on the right
     neg_slope = k * sin
     c = k * cos
     if m > 2:
-        neg_slope.sub_(cos.div(sin), alpha=m - 2)
-        c.add_(sin_sq.reciprocal(), alpha=m - 2)
-    lam = torch.where(left, neg_slope.neg(), neg_slope).clamp_(min=0.0)
+        inv_sin = sin.reciprocal()
+        neg_slope.addcmul_(cos, inv_sin, value=-(m - 2))
+        c.addcmul_(inv_sin, inv_sin, value=m - 2)
+    lam = neg_slope.mul_(side).clamp_(min=0.0)
     c.clamp_(min=0.0)
     root = torch.addcmul(c.mul_(2 * decay), lam, lam).sqrt_()
-    cut = (2 * decay) / root.add_(lam)
+    cut = root.add_(lam).reciprocal_().mul_(2 * decay)
     # a non-finite cut (sin underflowing at the very ends, or a flat density) is replaced by the
     # whole stretch to the end: fmin returns its other argument where one is NaN
     length = torch.fmin(torch.where(left, theta, math.pi - theta), cut)
-    half_length = torch.where(left, -0.5, 0.5).to(t.dtype).mul_(length)
+    half_length = length.mul_(side).mul_(0.5)
     # log p(theta) on _quadrature's scale: -kappa t + ((m - 2) / 2) log(sin^2 theta / 4)
-    log_p_theta = -k * t
     if m > 2:
-        log_p_theta.add_(torch.log(0.25 * sin_sq), alpha=0.5 * (m - 2))
+        log_p_theta = torch.log(0.25 * sin_sq).mul_(0.5 * (m - 2)).addcmul_(k, t, value=-1)
+    else:
+        log_p_theta = torch.mul(k, t).neg_()
     dtheta = _quadrature(
         theta,
         half_length,

@@ -166,13 +166,18 @@ class _PlaceOnSphere(torch.autograd.Function):
             coef_p = (a * grad_p / (r * r).clamp(min=torch.finfo(r.dtype).tiny) - grad_l) * c
             per_sample = grad * coef_g.unsqueeze(-1)
             per_sample.addcmul_(coef_p.unsqueeze(-1), p)
-            d_unit = per_sample.sum(0)  # (B, m)
+            d_unit = _sum_samples(per_sample)  # (B, m)
             radial_part = (d_unit * unit).sum(-1, keepdim=True)
             grad_loc = torch.addcmul(d_unit, radial_part, unit, value=-1).div_(loc_norm)
         if needs_kappa:
             assert grad_t is not None
-            grad_kappa = (grad_t * slope).sum(0).to(ctx.kappa_dtype)
+            grad_kappa = _sum_samples(grad_t * slope).to(ctx.kappa_dtype)
         return (grad_t if ctx.needs_input_grad[0] else None), grad_loc, None, grad_kappa, None
+
+
+def _sum_samples(x: Tensor) -> Tensor:
+    """``x.sum(0)``; a view where there is one sample (a sum over one element is a copy, an operation)."""
+    return x[0] if x.shape[0] == 1 else x.sum(0)
 
 
 def place_on_sphere(

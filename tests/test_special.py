@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator, Sequence
+from fractions import Fraction
 from typing import NamedTuple
 
 import mpmath as mp
@@ -653,6 +654,60 @@ def test_series_terms_for_an_order_leave_a_tiny_tail(v: float) -> None:
             total = mp.hyp0f1(v + 1, x) - 1
             kept = mp.fsum(x**j / (mp.factorial(j) * mp.rf(v + 1, j)) for j in range(1, n + 1))
             assert (total - kept) / total < 1e-17, (c, n)
+
+
+def _debye_reference_polynomials(n: int) -> tuple[list[list[Fraction]], list[list[Fraction]]]:
+    """``u_k`` and ``v_k - u_k`` (DLMF 10.41.10, 10.41.12) with a Fraction per coefficient, written anew."""
+
+    def mul(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
+        out = [Fraction(0)] * (len(a) + len(b) - 1)
+        for i, x in enumerate(a):
+            for j, y in enumerate(b):
+                out[i + j] += x * y
+        return out
+
+    def add(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
+        size = max(len(a), len(b))
+        out = [(a[i] if i < len(a) else 0) + (b[i] if i < len(b) else 0) for i in range(size)]
+        while len(out) > 1 and out[-1] == 0:
+            out.pop()
+        return [Fraction(x) for x in out]
+
+    def deriv(a: list[Fraction]) -> list[Fraction]:
+        return [i * a[i] for i in range(1, len(a))] or [Fraction(0)]
+
+    us = [[Fraction(1)]]
+    for _ in range(1, n):
+        u = us[-1]
+        first = mul(
+            [Fraction(0), Fraction(0), Fraction(1, 2), Fraction(0), Fraction(-1, 2)], deriv(u)
+        )
+        integrand = mul([Fraction(1), Fraction(0), Fraction(-5)], u)
+        integral = [Fraction(0)] + [c / (8 * (i + 1)) for i, c in enumerate(integrand)]
+        us.append(add(first, integral))
+    vs = [[Fraction(1)]]
+    for k in range(1, n):
+        inner = add([c / 2 for c in us[k - 1]], [Fraction(0), *deriv(us[k - 1])])
+        vs.append(add(us[k], mul([Fraction(0), Fraction(-1), Fraction(0), Fraction(1)], inner)))
+    return us, [add(v, [-c for c in u]) for u, v in zip(us, vs, strict=True)]
+
+
+def test_debye_coefficient_tables_are_the_exact_polynomials_rounded() -> None:
+    """The Debye tables (built from integer numerators over one denominator per polynomial) hold the
+    exact rational coefficients of ``u_k / p^k`` and ``(v_k - u_k) / p^k``, each rounded once: equal,
+    bitwise, to a Fraction-per-coefficient construction, and ``u_1``, ``u_2`` as printed in DLMF."""
+    n = special._DEBYE_TERMS
+    us, ds = _debye_reference_polynomials(n)
+    assert us[1] == [0, Fraction(3, 24), 0, Fraction(-5, 24)]
+    assert us[2] == [0, 0, Fraction(81, 1152), 0, Fraction(-462, 1152), 0, Fraction(385, 1152)]
+    u_table, d_table = special._debye_coefficient_tables()
+    for k in range(n):
+        u_ref = us[k][k:]
+        d_ref = ds[k][k:]
+        for j in range(len(u_table)):
+            want_u = float(u_ref[j]) if j < len(u_ref) else 0.0
+            want_d = float(d_ref[j]) if j < len(d_ref) else 0.0
+            assert u_table[j][k] == want_u and d_table[j][k] == want_d, (j, k)
 
 
 @pytest.mark.parametrize("v", [0.0, 1.0, 4.0, 31.5, 127.0, 511.0])

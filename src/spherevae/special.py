@@ -56,7 +56,6 @@ from __future__ import annotations
 
 import bisect
 import math
-from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -77,85 +76,100 @@ _DEBYE_TERMS = (
 # --------------------------------------------------------------------------------------------------
 # Debye polynomials, exact rational arithmetic (generated once)
 # --------------------------------------------------------------------------------------------------
-def _poly_deriv(c: list[Fraction]) -> list[Fraction]:
-    return [i * c[i] for i in range(1, len(c))] or [Fraction(0)]
+# A polynomial in p with rational coefficients as (numerators, common denominator): sum_i c[i] / d p^i.
+# Integers with one denominator per polynomial instead of a Fraction per coefficient: the same exact
+# values, built several times faster (a Fraction normalises by a gcd at every operation).
+_Poly = tuple[list[int], int]
 
 
-def _poly_mul(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
+def _poly(coeffs: list[int], den: int) -> _Poly:
+    """Reduced by the common gcd, trailing zeros dropped (one coefficient at least)."""
+    while len(coeffs) > 1 and coeffs[-1] == 0:
+        coeffs = coeffs[:-1]
+    g = math.gcd(den, *coeffs)
+    return [c // g for c in coeffs], den // g
+
+
+def _poly_deriv(a: _Poly) -> _Poly:
+    c, d = a
+    return _poly([i * c[i] for i in range(1, len(c))] or [0], d)
+
+
+def _poly_mul(a: _Poly, b: _Poly) -> _Poly:
     # the Debye polynomials have one parity (every other coefficient is 0), and so do the factors they
-    # are multiplied by: skipping the zero products makes the one-time build several times faster
-    out = [Fraction(0)] * (len(a) + len(b) - 1)
-    b_nonzero = [(j, y) for j, y in enumerate(b) if y != 0]
-    for i, x in enumerate(a):
+    # are multiplied by: the zero products are skipped
+    (ca, da), (cb, db) = a, b
+    out = [0] * (len(ca) + len(cb) - 1)
+    b_nonzero = [(j, y) for j, y in enumerate(cb) if y != 0]
+    for i, x in enumerate(ca):
         if x != 0:
             for j, y in b_nonzero:
                 out[i + j] += x * y
-    return out
+    return _poly(out, da * db)
 
 
-def _poly_add(a: list[Fraction], b: list[Fraction]) -> list[Fraction]:
-    n = max(len(a), len(b))
+def _poly_add(a: _Poly, b: _Poly) -> _Poly:
+    (ca, da), (cb, db) = a, b
+    den = math.lcm(da, db)
+    fa, fb = den // da, den // db
+    n = max(len(ca), len(cb))
     out = [
-        (a[i] if i < len(a) else Fraction(0)) + (b[i] if i < len(b) else Fraction(0))
-        for i in range(n)
+        (ca[i] * fa if i < len(ca) else 0) + (cb[i] * fb if i < len(cb) else 0) for i in range(n)
     ]
-    while len(out) > 1 and out[-1] == 0:
-        out.pop()
-    return out
+    return _poly(out, den)
 
 
-def _poly_scale(a: list[Fraction], s: Fraction) -> list[Fraction]:
-    return [s * x for x in a]
+def _poly_integral(a: _Poly) -> _Poly:
+    """``int_0^p a(s) ds``: coefficient ``i`` moves to ``i + 1`` and is divided by ``i + 1``."""
+    c, d = a
+    scale = math.lcm(*range(1, len(c) + 1))
+    return _poly([0] + [x * (scale // (i + 1)) for i, x in enumerate(c)], d * scale)
 
 
-def _debye_polynomials(n_terms: int) -> tuple[list[list[Fraction]], list[list[Fraction]]]:
-    """Return ``u_k`` and ``v_k`` (DLMF 10.41.10 and 10.41.12) as coefficient lists in ``p``."""
-    us: list[list[Fraction]] = [[Fraction(1)]]
+def _debye_polynomials(n_terms: int) -> tuple[list[_Poly], list[_Poly]]:
+    """Return ``u_k`` and ``v_k`` (DLMF 10.41.10 and 10.41.12) as exact polynomials in ``p``."""
+    one: _Poly = ([1], 1)
+    us: list[_Poly] = [one]
     for _ in range(1, n_terms):
         u = us[-1]
         # u_{k+1} = 1/2 p^2 (1 - p^2) u_k' + 1/8 int_0^p (1 - 5 s^2) u_k(s) ds
-        first = _poly_mul(
-            [Fraction(0), Fraction(0), Fraction(1, 2), Fraction(0), Fraction(-1, 2)], _poly_deriv(u)
-        )
-        integrand = _poly_mul([Fraction(1), Fraction(0), Fraction(-5)], u)
-        integral = [Fraction(0)] + [c / (i + 1) for i, c in enumerate(integrand)]
-        us.append(_poly_add(first, _poly_scale(integral, Fraction(1, 8))))
-    vs: list[list[Fraction]] = [[Fraction(1)]]
+        first = _poly_mul(([0, 0, 1, 0, -1], 2), _poly_deriv(u))
+        integral = _poly_integral(_poly_mul(([1, 0, -5], 1), u))
+        us.append(_poly_add(first, _poly_mul(([1], 8), integral)))
+    vs: list[_Poly] = [one]
     for k in range(1, n_terms):
         u_prev = us[k - 1]
         # v_k = u_k + p (p^2 - 1) (1/2 u_{k-1} + p u'_{k-1})
-        inner = _poly_add(
-            _poly_scale(u_prev, Fraction(1, 2)),
-            _poly_mul([Fraction(0), Fraction(1)], _poly_deriv(u_prev)),
-        )
-        vs.append(
-            _poly_add(
-                us[k], _poly_mul([Fraction(0), Fraction(-1), Fraction(0), Fraction(1)], inner)
-            )
-        )
+        inner = _poly_add(_poly_mul(([1], 2), u_prev), _poly_mul(([0, 1], 1), _poly_deriv(u_prev)))
+        vs.append(_poly_add(us[k], _poly_mul(([0, -1, 0, 1], 1), inner)))
     return us, vs
 
 
-def _divide_by_p_power(c: list[Fraction], k: int) -> list[Fraction]:
+def _divide_by_p_power(a: _Poly, k: int) -> _Poly:
     # u_k and v_k contain only the powers p^k .. p^(3k): dividing by p^k is exact
+    c, d = a
     assert all(x == 0 for x in c[:k]), "Debye polynomial not divisible by p^k"
-    return c[k:]
+    return c[k:], d
 
 
 @lru_cache(maxsize=1)
 def _debye_coefficient_tables() -> tuple[list[list[float]], list[list[float]]]:
-    """Coefficient tables ``[power of p][k]`` for ``u_k / p^k`` and ``(v_k - u_k) / p^k``."""
+    """Coefficient tables ``[power of p][k]`` for ``u_k / p^k`` and ``(v_k - u_k) / p^k``.
+
+    Each entry is the exact rational coefficient rounded once to float64 (an integer true division is
+    correctly rounded).
+    """
     us, vs = _debye_polynomials(_DEBYE_TERMS)
     degree = 2 * (_DEBYE_TERMS - 1) + 1
     u_table = [[0.0] * _DEBYE_TERMS for _ in range(degree)]
     d_table = [[0.0] * _DEBYE_TERMS for _ in range(degree)]
     for k in range(_DEBYE_TERMS):
-        u_scaled = _divide_by_p_power(us[k], k)
-        d_scaled = _divide_by_p_power(_poly_add(vs[k], _poly_scale(us[k], Fraction(-1))), k)
-        for j, c in enumerate(u_scaled):
-            u_table[j][k] = float(c)
-        for j, c in enumerate(d_scaled):
-            d_table[j][k] = float(c)
+        u_num, u_den = _divide_by_p_power(us[k], k)
+        d_num, d_den = _divide_by_p_power(_poly_add(vs[k], _poly_mul(([-1], 1), us[k])), k)
+        for j, c in enumerate(u_num):
+            u_table[j][k] = c / u_den
+        for j, c in enumerate(d_num):
+            d_table[j][k] = c / d_den
     return u_table, d_table
 
 

@@ -69,10 +69,9 @@ def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
 
 @register_kl(PowerSpherical, HypersphericalUniform)
 def _kl_ps_uniform(p: PowerSpherical, q: HypersphericalUniform) -> Tensor:
-    m = _check_dims(p, q)
-    work = work_dtype(p.loc.device)
-    out = log_sphere_area(m) - p.entropy().to(work)
-    return _batch(out.to(p.loc.dtype), q)
+    _check_dims(p, q)
+    # log area - H in closed form, with its derivative (one autograd node)
+    return _batch(p._kl_to_uniform(), q)
 
 
 @register_kl(PowerSpherical, VonMisesFisher)

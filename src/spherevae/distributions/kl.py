@@ -95,5 +95,14 @@ def _kl_product_product(p: ProductDistribution, q: ProductDistribution) -> Tenso
         raise ValueError(
             f"KL divergence between products needs the same factor dimensions, got {p.sizes} and {q.sizes}"
         )
-    terms = [kl_divergence(a, b) for a, b in zip(p.components, q.components, strict=True)]
+    terms: list[Tensor] = []
+    for idx in p._groups().values():
+        if p._stackable(idx) and all(type(q.components[i]) is HypersphericalUniform for i in idx):
+            # stacked sphere factors against uniforms: one KL evaluation for the whole group
+            # (sharing the stacked distribution with the sampler), summed over the stacking axis
+            terms.append(kl_divergence(p._stacked(idx), q.components[idx[0]]).sum(0))
+        else:
+            terms.extend(kl_divergence(p.components[i], q.components[i]) for i in idx)
+    if len(terms) == 1:
+        return _batch(terms[0], q)
     return torch.stack(torch.broadcast_tensors(*terms)).sum(0)

@@ -109,29 +109,49 @@ class ProductDistribution(Distribution):
             groups.setdefault(key, []).append(i)
         return groups
 
+    def _stacked(self, idx: list[int]) -> Distribution:
+        """The factors ``idx`` (same family, dimension and sampler) stacked along a new leading batch axis.
+
+        Built once per product (and again if a member's concentration changes in place, or if it was
+        built without autograd and autograd is on now) and shared by :meth:`rsample` and the KL
+        divergence, which then evaluate all members in one call each.
+        """
+        members = [self.components[i] for i in idx]
+        concentrations = [c.concentration for c in members]  # type: ignore[union-attr]
+        grad = torch.is_grad_enabled()
+        stamp = tuple((id(k), None if k.is_inference() else k._version) for k in concentrations)
+        cache: dict[tuple[int, ...], tuple[object, bool, Distribution]] = self.__dict__.setdefault(
+            "_stacked_cache", {}
+        )
+        hit = cache.get(tuple(idx)) if all(v is not None for _, v in stamp) else None
+        if hit is not None and hit[0] == stamp and (hit[1] or not grad):
+            return hit[2]
+        first = members[0]
+        loc = torch.stack([c.loc for c in members])  # type: ignore[union-attr]
+        kappa = torch.stack(concentrations)
+        stacked: Distribution
+        if isinstance(first, VonMisesFisher):
+            stacked = VonMisesFisher(
+                loc, kappa, sampler=first.sampler, mh_steps=first.mh_steps, validate_args=False
+            )
+            if grad and kappa.requires_grad:
+                # the sampler's gradient and the factors' KL divergences need the same Bessel
+                # terms: one evaluation for all of them
+                share_bessel_terms(members, stacked)  # type: ignore[arg-type]
+        else:
+            stacked = PowerSpherical(loc, kappa, validate_args=False)
+        cache[tuple(idx)] = (stamp, grad, stacked)
+        return stacked
+
+    def _stackable(self, idx: list[int]) -> bool:
+        return len(idx) > 1 and isinstance(self.components[idx[0]], VonMisesFisher | PowerSpherical)
+
     def _draw(self, sample_shape: torch.Size, reparameterized: bool) -> Tensor:
         parts: list[Tensor | None] = [None] * len(self.components)
-        for key, idx in self._groups().items():
-            first = self.components[idx[0]]
-            if len(idx) > 1 and isinstance(first, VonMisesFisher | PowerSpherical):
-                # stack the factors along a new leading batch axis and sample them in one call
-                members = [self.components[i] for i in idx]
-                loc = torch.stack([c.loc for c in members])  # type: ignore[union-attr]
-                kappa = torch.stack([c.concentration for c in members])  # type: ignore[union-attr]
-                if isinstance(first, VonMisesFisher):
-                    stacked: Distribution = VonMisesFisher(
-                        loc,
-                        kappa,
-                        sampler=first.sampler,
-                        mh_steps=first.mh_steps,
-                        validate_args=False,
-                    )
-                    if reparameterized and torch.is_grad_enabled() and kappa.requires_grad:
-                        # the sampler's gradient and the factors' KL divergences need the same
-                        # Bessel terms: one evaluation for all of them
-                        share_bessel_terms(members, stacked)  # type: ignore[arg-type]
-                else:
-                    stacked = PowerSpherical(loc, kappa, validate_args=False)
+        for idx in self._groups().values():
+            if self._stackable(idx):
+                # the factors stacked along a new leading batch axis, sampled in one call
+                stacked = self._stacked(idx)
                 draw = (
                     stacked.rsample(sample_shape)
                     if reparameterized
@@ -145,7 +165,6 @@ class ProductDistribution(Distribution):
                     parts[i] = (
                         c.rsample(sample_shape) if reparameterized else c.sample(sample_shape)
                     )
-            del key
         return torch.cat([p for p in parts if p is not None], dim=-1)
 
     def rsample(self, sample_shape: _size = ()) -> Tensor:

@@ -60,11 +60,14 @@ class VonMisesFisher(Distribution):
 
     Sampling draws ``w = mu . x`` from its marginal, density proportional to
     ``exp(kappa w) (1 - w^2)^{(m-3)/2}``, then ``x = w mu + sqrt(1 - w^2) v`` with ``v`` uniform on the
-    unit sphere of the tangent space at ``mu``, mapped from ``e_1`` by an exact orthogonal reflection.
+    unit sphere of the tangent space at ``mu`` (a standard Gaussian projected onto that space and
+    normalised; :func:`~spherevae.distributions._utils.place_on_sphere`).
     ``sampler`` chooses how ``w`` is drawn (see ``spherevae.distributions._vmf_marginal``):
 
-    - ``"rejection"`` (default): Wood (1994) with the cancellation-free envelope constant; the exact
-      closed-form inversion at ``m = 3``;
+    - ``"rejection"`` (default): Wood (1994) with the cancellation-free envelope constant; rows whose
+      ``kappa`` is large for their ``m`` propose ``1 - w = G / kappa``, ``G ~ Gamma((m-1)/2)``, whose
+      acceptance tends to 1 as ``kappa`` grows (Wood's stays near 0.7); each row uses one proposal
+      with its own exact test; the exact closed-form inversion at ``m = 3``;
     - ``"inverse_cdf"``: numerical inversion of the CDF on a grid adapted to ``kappa`` and ``m``;
     - ``"mh"``: an independence Metropolis-Hastings chain per sample with Wood's proposal, ``mh_steps``
       steps (default 25: the chain is then within 4e-12 of the vMF in total variation); the acceptance

@@ -511,6 +511,7 @@ def run_experiment(
         f"- command: `{command}`",
         f"- setting: {dataclasses.asdict(setting)}",
         "",
+        "",  # a blank line between the list above and the body's first heading
     ]
     report = out / "results.md"
     atomic_write_text(report, "\n".join(header) + body + "\n")

@@ -340,6 +340,22 @@ def test_seed_band_curves(tmp_path: Path) -> None:
     _check_png(fig, tmp_path / "bands.png")
 
 
+def test_seed_band_curves_with_training_curves(tmp_path: Path) -> None:
+    """Training metrics drawn dashed beside the validation ones, in each group's colour."""
+    groups = {"rejection": [_history(0, 6), _history(1, 6)], "mh": [_history(3, 6)]}
+    fig = seed_band_curves(groups, keys=("val_loss",), train_keys=("train_loss",))
+    (ax,) = fig.axes
+    dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
+    solid = [line for line in ax.lines if line.get_linestyle() == "-"]
+    assert len(dashed) == 2 and len(solid) == 2 and len(ax.collections) == 2
+    expected = np.mean([[r["train_loss"] for r in h] for h in groups["rejection"]], axis=0)
+    np.testing.assert_allclose(dashed[0].get_ydata(), expected)
+    assert dashed[0].get_color() == solid[0].get_color()
+    _check_png(fig, tmp_path / "bands_train.png")
+    with pytest.raises(ValueError, match="train_keys"):
+        seed_band_curves(groups, keys=("val_loss", "val_kl"), train_keys=("train_loss",))
+
+
 def test_training_curves_and_image_grid(tmp_path: Path) -> None:
     fig = training_curves(_history(0, 4))
     assert len(fig.axes) == 3

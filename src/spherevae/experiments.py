@@ -323,7 +323,12 @@ def _experiment_samplers(
         ]
         for spec in specs
     }
-    save_figure(seed_band_curves(groups, title="S-VAE S2 on MNIST by sampler"), out / "curves.png")
+    curves = seed_band_curves(
+        groups,
+        train_keys=("train_loss", "train_reconstruction", "train_kl"),
+        title="S-VAE S2 on MNIST by sampler: training (dashed) and validation",
+    )
+    save_figure(curves, out / "curves.png")
     tests = []
     base = [r["negative_elbo"] for r in rows if r["sampler"] == "rejection"]
     for sampler in ("inverse_cdf", "mh"):

@@ -68,27 +68,48 @@ def seed_band_curves(
     groups: Mapping[str, Sequence[History]],
     keys: Sequence[str] = ("val_loss", "val_reconstruction", "val_kl"),
     *,
+    train_keys: Sequence[str] | None = None,
     title: str = "",
 ) -> Figure:
     """Mean curve and a one-standard-deviation band over seeds for each group, one panel per key.
 
     Args:
         groups: group name (e.g. a sampler) to its runs, one history per seed.
-        keys: the metrics to draw.
+        keys: the metrics to draw (solid lines, with bands).
+        train_keys: optional metrics drawn dashed in the same panels, one per key (for example the
+            training objective beside the validation one), in each group's colour, without band.
 
     Returns:
-        A figure with ``len(keys)`` axes, each holding one line and one band per group.
+        A figure with ``len(keys)`` axes, each holding one line and one band per group (and one
+        dashed line per group with ``train_keys``).
+
+    Raises:
+        ValueError: if ``train_keys`` does not have one entry per key.
     """
+    if train_keys is not None and len(train_keys) != len(keys):
+        raise ValueError(
+            f"train_keys must have one entry per key ({len(keys)}), got train_keys={list(train_keys)}"
+        )
     figure = Figure(figsize=(4.2 * len(keys), 3.5), layout="constrained")
     axes = figure.subplots(1, len(keys), squeeze=False)[0]
-    for ax, key in zip(axes, keys, strict=True):
+    for j, (ax, key) in enumerate(zip(axes, keys, strict=True)):
         for name, runs in groups.items():
             epochs, mean, std, _ = seed_statistics(runs, key)
-            (line,) = ax.plot(epochs, mean, label=f"{name} (n={len(runs)})")
+            (line,) = ax.plot(epochs, mean, label=f"{name} (n={len(runs)}) {key}")
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+            if train_keys is not None:
+                t_epochs, t_mean, _, _ = seed_statistics(runs, train_keys[j])
+                ax.plot(
+                    t_epochs,
+                    t_mean,
+                    linestyle="--",
+                    color=line.get_color(),
+                    label=f"{name} {train_keys[j]}",
+                )
         ax.set_xlabel("epoch")
         ax.set_ylabel(key)
-        ax.set_title(f"{key}: mean +- 1 sd over seeds", fontsize="small")
+        extra = "" if train_keys is None else f"; {train_keys[j]} dashed"
+        ax.set_title(f"{key}: mean +- 1 sd over seeds{extra}", fontsize="small")
     axes[0].legend(fontsize="x-small")
     if title:
         figure.suptitle(title)

@@ -116,11 +116,11 @@ class PowerSpherical(Distribution):
         return out.to(torch.promote_types(value.dtype, self.loc.dtype))
 
     def entropy(self) -> Tensor:
+        # H = log area - KL(self || uniform): the closed form lives once, in _KlToUniform; the
+        # difference is taken in the working dtype, where both terms keep their digits
         work = work_dtype(self.loc.device)
-        alpha, beta = self._alpha_beta(work)
-        expected_log1p = math.log(2) + torch.digamma(alpha) - torch.digamma(alpha + beta)
-        out = -(self._log_normalizer(work) + self.concentration.to(work) * expected_log1p)
-        return out.to(self.loc.dtype)
+        kl: Tensor = _KlToUniform.apply(self.concentration.to(work), self.dim, work)
+        return (log_sphere_area(self.dim) - kl).to(self.loc.dtype)
 
     def _kl_to_uniform(self) -> Tensor:
         """``KL(self || uniform)``, shape ``batch_shape`` (see :class:`_KlToUniform`)."""

@@ -226,14 +226,16 @@ def _wood_t(gamma: Tensor, normal: Tensor, inv_b: Tensor) -> Tensor:
     return torch.addcmul(e, one_minus_e, inv_b).reciprocal_().mul_(e).mul_(2)
 
 
-def _wood_proposal(b: Tensor, m: int, shape: torch.Size) -> Tensor:
+def _wood_proposal(inv_b: Tensor, m: int, shape: torch.Size) -> Tensor:
     """``t = 1 - w`` for Wood's proposal ``w = (1 - (1 + b) e) / (1 - (1 - b) e)``, ``e ~ Beta((m-1)/2, (m-1)/2)``.
 
-    One gamma and one normal variate per candidate (:func:`_wood_t`) instead of the two gamma variates
-    of ``G1 / (G1 + G2)``: on a CPU a gamma variate costs several times a normal one.
+    ``inv_b = 1 / b`` as :func:`_wood_row_constants` gives it. One gamma and one normal variate per
+    candidate (:func:`_wood_t`) instead of the two gamma variates of ``G1 / (G1 + G2)``: on a CPU a
+    gamma variate costs several times a normal one.
     """
-    gamma = torch._standard_gamma(torch.full(shape, (m - 1) / 2, dtype=b.dtype, device=b.device))
-    return _wood_t(gamma, torch.randn(shape, dtype=b.dtype, device=b.device), b.reciprocal())
+    dtype, device = inv_b.dtype, inv_b.device
+    gamma = torch._standard_gamma(torch.full(shape, (m - 1) / 2, dtype=dtype, device=device))
+    return _wood_t(gamma, torch.randn(shape, dtype=dtype, device=device), inv_b)
 
 
 def _wood_offset(kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
@@ -448,9 +450,8 @@ def metropolis_hastings(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tens
     # acceptance tests) are drawn at once, and each step is a handful of selections. At training sizes
     # this is several times faster than drawing step by step (each draw is a dozen tensor operations).
     k = kappa.unsqueeze(-1)  # (B, 1), broadcast over the chains
-    b, x0, one_minus_x0 = _wood_constants(k, m)
-    offset = _wood_offset(k, m, x0, one_minus_x0)
-    proposals = _wood_proposal(b, m, torch.Size((steps + 1, kappa.shape[0], n)))
+    inv_b, x0, one_minus_x0, offset = _wood_row_constants(k, m)  # as the rejection sampler's
+    proposals = _wood_proposal(inv_b, m, torch.Size((steps + 1, kappa.shape[0], n)))
     log_ratios = _wood_log_ratio(proposals, k, m, x0, one_minus_x0, offset)
     log_u = torch.rand(steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device).log_()
     t, log_r = proposals[0], log_ratios[0]

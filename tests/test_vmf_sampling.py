@@ -514,6 +514,46 @@ def test_mh_runs_its_own_chain_at_m3() -> None:
     assert q_rej.acceptance_rate is not None and bool((q_rej.acceptance_rate == 1).all())
 
 
+@pytest.mark.parametrize("steps", [1, 2, 3, 4, 5, 8, 9, 25, 40])
+def test_mh_jump_table_gives_the_step_by_step_chain(steps: int) -> None:
+    # the table of jumps (small draws) must reproduce the sequential chain state for state and move
+    # for move, including ties (log-ratios on a coarse grid, uniforms of 1 whose log is 0)
+    gen = torch.Generator().manual_seed(steps)
+    chains = 500
+    log_ratios = torch.randint(-3, 3, (steps + 1, chains), generator=gen).to(F64) / 2
+    log_u = torch.rand(steps, chains, generator=gen, dtype=F64).log()
+    log_u[:, ::7] = 0.0
+    state_steps, moves_steps = marginal._chain_by_steps(log_ratios, log_u)
+    state_jumps, moves_jumps = marginal._chain_by_jumps(log_ratios, log_u)
+    assert torch.equal(state_jumps, state_steps)
+    assert torch.equal(moves_jumps, moves_steps)
+    assert 0 < int(moves_steps.sum()) < chains * steps  # the chains both move and stay
+
+
+def test_mh_uses_the_jump_table_for_training_batches(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_steps(*args: object) -> None:
+        raise AssertionError("the step-by-step chain ran for a training-size draw")
+
+    monkeypatch.setattr(marginal, "_chain_by_steps", no_steps)
+    kappa = torch.linspace(1.0, 50.0, 64, dtype=F64)
+    t, rate = marginal.metropolis_hastings(kappa, 11, 1, 25)
+    assert t.shape == (64, 1) and rate.shape == (64,)
+    assert bool(((t >= 0) & (t <= 2)).all()) and bool(((rate >= 0) & (rate <= 1)).all())
+
+
+def test_mh_training_batches_follow_the_vmf_law() -> None:
+    # many training-size draws (64 rows, one sample each: the jump table) pooled into one KS test
+    m, kappa = 10, 10.0
+    torch.manual_seed(11)
+    mu = torch.randn(m, dtype=F64)
+    mu = mu / mu.norm()
+    q = VonMisesFisher(mu.expand(64, m), torch.full((64,), kappa, dtype=F64), sampler="mh")
+    z = torch.cat([q.rsample() for _ in range(100)])
+    theta, _ = _theta_and_t(z, mu)
+    p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of MH training batches at m={m}, kappa={kappa}: p = {p:.3g}"
+
+
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_no_silent_garbage_at_large_kappa(sampler: str) -> None:
     m, kappa, n = 5, 1e4, N_CI

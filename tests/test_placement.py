@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from spherevae.distributions import normalize
 from spherevae.distributions._utils import _PlaceOnSphere, place_on_sphere
 
 F64 = torch.float64
@@ -137,3 +138,27 @@ def test_gradcheck_off_the_sphere() -> None:
     assert torch.autograd.gradcheck(lambda a, b: _PlaceOnSphere.apply(a, b, gauss), (t, loc))
     (g,) = torch.autograd.grad(_PlaceOnSphere.apply(t, loc, gauss).sum(), loc)
     assert float((g * loc.detach()).sum(-1).abs().max()) < 1e-12
+
+
+# ---------------------------------------------------------------------------------------------------
+# normalize: the heads' map onto the sphere, with a hand-written backward pass
+# ---------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(4, 2), (3, 7), (2, 3, 5)])
+def test_normalize_gradcheck_and_value(shape: tuple[int, ...]) -> None:
+    gen = torch.Generator().manual_seed(sum(shape))
+    x = (torch.randn(*shape, generator=gen, dtype=F64) * 3).requires_grad_()
+    assert torch.autograd.gradcheck(normalize, (x,))
+    u = normalize(x)
+    assert torch.allclose(u, x / torch.linalg.vector_norm(x, dim=-1, keepdim=True), rtol=1e-15)
+    # the gradient is tangent: moving x along itself does not move u
+    (g,) = torch.autograd.grad((u * torch.randn(*shape, generator=gen, dtype=F64)).sum(), x)
+    assert torch.allclose((g * x).sum(-1), torch.zeros(shape[:-1], dtype=F64), atol=1e-12)
+
+
+def test_normalize_keeps_a_zero_vector_at_zero() -> None:
+    x = torch.zeros(2, 3, dtype=F64)
+    x[1] = torch.tensor([3.0, 0.0, 4.0], dtype=F64)
+    for grad in (False, True):
+        u = normalize(x.clone().requires_grad_(grad))
+        assert torch.equal(u[0], torch.zeros(3, dtype=F64))
+        assert torch.allclose(u[1], torch.tensor([0.6, 0.0, 0.8], dtype=F64))

@@ -4,6 +4,7 @@ Importing this package registers the KL divergences in ``torch.distributions.kl`
 """
 
 from . import kl as _kl  # noqa: F401  (registers the KL divergences)
+from ._utils import normalize
 from .constraints import sphere
 from .power_spherical import PowerSpherical
 from .product import ProductDistribution
@@ -15,5 +16,6 @@ __all__ = [
     "PowerSpherical",
     "ProductDistribution",
     "VonMisesFisher",
+    "normalize",
     "sphere",
 ]

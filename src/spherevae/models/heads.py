@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from ..distributions import PowerSpherical, ProductDistribution, VonMisesFisher
+from ..distributions import PowerSpherical, ProductDistribution, VonMisesFisher, normalize
 from .latent import LatentFactor, LatentSpec
 
 __all__ = [
@@ -133,7 +133,7 @@ class _SphereHead(nn.Module):
         over the parameters and a device synchronisation every step. A diverging run shows up as a
         non-finite loss, which the trainer catches.
         """
-        mu = F.normalize(self.direction(h), dim=-1)
+        mu = normalize(self.direction(h))
         kappa = F.softplus(self.concentration(h)).squeeze(-1) + 1.0
         return mu, kappa
 
@@ -239,7 +239,7 @@ class PointHead(nn.Module):
         blocks = torch.split(self.linear(h), list(self.latent.sizes), dim=-1)
         return torch.cat(
             [
-                F.normalize(b, dim=-1) if f.is_sphere else b
+                normalize(b) if f.is_sphere else b
                 for f, b in zip(self.latent.factors, blocks, strict=True)
             ],
             dim=-1,

@@ -78,7 +78,8 @@ class _Normalize(torch.autograd.Function):
     def backward(ctx: Any, grad: Tensor) -> Tensor:
         unit, norm = ctx.saved_tensors
         radial = torch.linalg.vecdot(grad, unit).unsqueeze(-1)
-        return torch.addcmul(grad, radial, unit, value=-1).div_(norm)
+        out: Tensor = torch.addcmul(grad, radial, unit, value=-1).div_(norm)
+        return out
 
 
 _LARGE = 1 << 16  # elements from which _dot_last's reshaped products beat vecdot's fewer operations

@@ -67,9 +67,8 @@ class _Normalize(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, x: Tensor) -> Tensor:
-        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True).clamp_(
-            min=torch.finfo(x.dtype).tiny
-        )
+        norm: Tensor = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        norm.clamp_(min=torch.finfo(x.dtype).tiny)
         unit = x / norm
         ctx.save_for_backward(unit, norm)
         return unit

@@ -890,7 +890,7 @@ def bessel_terms(v: float, z: Tensor, with_log: bool = True) -> BesselTerms:
     its sampler's gradient and ``A``, ``1 - A`` and the log-normaliser in its KL divergence, at the same
     concentrations. ``z`` is detached.
     """
-    v64, z64, _ = _prepare(v, z.detach())
+    v64, z64, _ = _prepare(v, z.detach() if z.requires_grad else z)  # a detach is an operation
     with torch.no_grad():
         vals = _BesselValues(v64, z64, with_log=with_log, v_number=float(v))
     return BesselTerms(
@@ -936,20 +936,22 @@ class _KlToUniform(torch.autograd.Function):
     ) -> Tensor:
         ctx.save_for_backward(z, ratio, complement, ratio_over_z)
         ctx.v = v
-        return (z.to(ratio.dtype) * ratio - log_normalized).to(z.dtype)
+        # z R in the terms' dtype by type promotion: exact as a conversion, one operation fewer
+        return torch.mul(z, ratio).sub_(log_normalized).to(z.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
         z, ratio, complement, ratio_over_z = ctx.saved_tensors
         v = ctx.v
-        z_work = z.to(ratio.dtype)
         if torch.is_grad_enabled():  # a double backward: R' as a differentiable function of z
+            z_work = z.to(ratio.dtype)
             derivative = _differentiable_ratio_derivative(
                 z_work.new_tensor(v), z_work, complement, ratio_over_z, v
             )
-        else:
-            derivative = _ratio_derivative(v, ratio, complement, ratio_over_z)
-        return (grad * (z_work * derivative)).to(z.dtype), None, None, None, None, None
+            return (grad * (z_work * derivative)).to(z.dtype), None, None, None, None, None
+        derivative = _ratio_derivative(v, ratio, complement, ratio_over_z)
+        # z R' by type promotion in the terms' dtype (exact as a conversion of z)
+        return (torch.mul(z, derivative).mul_(grad)).to(z.dtype), None, None, None, None, None
 
 
 def kl_to_uniform(v: float, z: Tensor, terms: BesselTerms | None = None) -> Tensor:

@@ -185,7 +185,7 @@ class VonMisesFisher(Distribution):
         if not kappa.is_inference():  # an inference tensor has no version counter
             self._terms = (kappa, kappa._version, terms)
 
-    def _bessel_terms(self) -> BesselTerms:
+    def _bessel_terms(self, kappa_work: Tensor | None = None) -> BesselTerms:
         """No-grad Bessel terms of the concentrations (:func:`spherevae.special.bessel_terms`, order
         ``m/2 - 1``, shape ``batch_shape``, working dtype): ``A``, ``1 - A``, ``A / kappa`` and
         ``log 0F1(; m/2; kappa^2/4)``.
@@ -194,19 +194,23 @@ class VonMisesFisher(Distribution):
         to the uniform distribution, which need them at the same concentrations: at the batch sizes of
         training one evaluation costs about as much as the whole rest of the sampler. The values depend
         on the concentration's values only (not on grad mode); they are recomputed if the concentration
-        tensor is replaced or modified in place (its version counter moves).
+        tensor is replaced or modified in place (its version counter moves). ``kappa_work``: the
+        concentration already detached and in the working dtype, shape ``batch_shape``, if the caller
+        has it (one conversion fewer).
         """
         terms = self._cached_terms()
         if terms is None:
-            terms = bessel_terms(self._order, self.concentration)
+            kappa = self.concentration if kappa_work is None else kappa_work
+            terms = bessel_terms(self._order, kappa)
             self._set_terms(terms)
         return terms
 
-    def _flat_terms(self) -> BesselTerms:
-        """:meth:`_bessel_terms` flattened to ``(B,)``, as the samplers take them."""
-        terms = self._bessel_terms()
+    def _flat_terms(self, kappa_work: Tensor) -> BesselTerms:
+        """:meth:`_bessel_terms` flattened to ``(B,)``, as the samplers take them; ``kappa_work``: the
+        flat concentrations, detached, in the working dtype."""
         if len(self.batch_shape) == 1:
-            return terms
+            return self._bessel_terms(kappa_work)
+        terms = self._bessel_terms()
         log_normalized = terms.log_normalized
         return BesselTerms(
             terms.ratio.reshape(-1),
@@ -308,7 +312,9 @@ class VonMisesFisher(Distribution):
         grid = None
         slope = None
         # the Bessel terms (shared with the KL divergence) where the grid or the gradient needs them
-        terms = self._flat_terms() if needs_grad or self.sampler == "inverse_cdf" else None
+        terms = (
+            self._flat_terms(kappa_nograd) if needs_grad or self.sampler == "inverse_cdf" else None
+        )
         with torch.no_grad():
             if self.sampler == "inverse_cdf":
                 grid = MarginalGrid(kappa_nograd, m, terms)

@@ -7,12 +7,15 @@ on a fresh machine), so these tests check the pipeline, not the science.
 from __future__ import annotations
 
 import csv
+import json
 import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from spherevae.cli import main
+from spherevae.models import VAE
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -72,6 +75,33 @@ def test_intermediate_setting(tmp_path: Path) -> None:
     assert [(r["model"], r["seed"], r["epochs"]) for r in rows] == [("S-VAE S2", "0", "1")]
     report = (out / "results.md").read_text()
     assert "'epochs': 1" in report and "'seeds': 1" in report and "S-VAE S2" in report
+
+
+def test_a_later_call_reuses_the_test_scores(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A finished run is not scored again (K=500 takes a minute a model), unless its model changed."""
+    out = tmp_path / "t1"
+    argv = ["experiment", "table1", "--quick", "--out", str(out), "--models", "S-VAE S2"]
+    argv += ["--seeds", "1", "--epochs", "1"]
+    assert main(argv) == 0
+    first = _rows(out / "results.csv")
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "read from test_evaluation.json" in capsys.readouterr().out
+    assert _rows(out / "results.csv") == first
+    # another model (here: one weight nudged) is scored again, not given the stored scores
+    run_dir = out / "runs" / "S-VAE_S2-seed0"
+    stored = json.loads((run_dir / "test_evaluation.json").read_text())
+    stored["result"]["log_likelihood"] = 123.0
+    (run_dir / "test_evaluation.json").write_text(json.dumps(stored))
+    model = VAE.from_pretrained(run_dir / "model")
+    with torch.no_grad():
+        next(model.parameters()).mul_(1.001)
+    model.save_pretrained(run_dir / "model")
+    assert main(argv) == 0
+    assert "read from test_evaluation.json" not in capsys.readouterr().out
+    assert float(_rows(out / "results.csv")[0]["log_likelihood"]) < 0
 
 
 @pytest.mark.parametrize(

@@ -24,20 +24,25 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import hashlib
 import io
+import json
 import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from .config import RunConfig, config_from_dict
-from .io import atomic_write_text
+from .io import atomic_write_json, atomic_write_text
+
+if TYPE_CHECKING:
+    from .evaluation import EvaluationResult
 
 __all__ = ["EXPERIMENTS", "run_experiment"]
 
@@ -155,11 +160,27 @@ def _train_and_evaluate(
             splits = load_dataset(spec.dataset, data_dir=data_dir)
             test = splits.test
             n = setting.eval_images or len(test.images)
-            images = evaluation_images(test.images[:n], dynamic=True)
-            torch.manual_seed(seed)
-            result = evaluate(
-                VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
-            )
+            key = {
+                "model_sha256": _sha256(run_dir / "model" / "model.safetensors"),
+                "dataset": spec.dataset,
+                "test_images": n,
+                "ll_samples": setting.ll_samples,
+                "seed": seed,
+            }
+            result = _cached_evaluation(run_dir, key)
+            if result is None:
+                images = evaluation_images(test.images[:n], dynamic=True)
+                torch.manual_seed(seed)
+                result = evaluate(
+                    VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
+                )
+                atomic_write_json(
+                    run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()}
+                )
+            else:
+                log(
+                    f"{spec.name} seed {seed}: test scores of this model read from {_EVALUATION_FILE}"
+                )
             history = read_metrics(run_dir)
             rows.append(
                 {
@@ -184,6 +205,33 @@ def _train_and_evaluate(
                 f"{spec.name} seed {seed}: log p(x) {result.log_likelihood:.2f} (K={result.ll_samples})"
             )
     return rows
+
+
+# a run's test scores, kept so that a later call (more seeds, more models) does not score it again:
+# the importance-weighted log-likelihood with K = 500 takes about a minute a model on a CPU
+_EVALUATION_FILE = "test_evaluation.json"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cached_evaluation(run_dir: Path, key: dict[str, Any]) -> EvaluationResult | None:
+    """The stored test scores of ``run_dir`` if they were computed for exactly ``key`` (the exported
+    model's SHA-256, the data, ``K`` and the seed), else ``None``."""
+    from .evaluation import EvaluationResult
+
+    try:
+        stored = json.loads((run_dir / _EVALUATION_FILE).read_text(encoding="utf-8"))
+        if stored["key"] != key:
+            return None
+        return EvaluationResult(**stored["result"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, unreadable or from another version: score again
 
 
 def _summary(rows: list[dict[str, Any]], keys: Sequence[str]) -> list[dict[str, Any]]:

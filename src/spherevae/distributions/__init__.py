@@ -8,6 +8,7 @@ from ._utils import normalize
 from .constraints import sphere
 from .power_spherical import PowerSpherical
 from .product import ProductDistribution
+from .stacked import StackedProduct
 from .uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher
 
@@ -15,6 +16,7 @@ __all__ = [
     "HypersphericalUniform",
     "PowerSpherical",
     "ProductDistribution",
+    "StackedProduct",
     "VonMisesFisher",
     "normalize",
     "sphere",

@@ -8,7 +8,9 @@ log-normaliser is ``log area + g``):
 - ``KL(vMF(mu1, k1) || vMF(mu2, k2)) = k1 A1 - k2 A1 (mu1 . mu2) + g(k2) - g(k1)``;
 - ``KL(PS || U) = log area - H(PS)``;
 - ``KL(PS(mu1, k1) || vMF(mu2, k2)) = -H(PS) - k2 (mu2 . E_PS[x]) + log area + g(k2)``;
-- ``KL(product || product) = sum of the factors' KLs``.
+- ``KL(product || product) = sum of the factors' KLs``, for
+  :class:`~spherevae.distributions.ProductDistribution` and
+  :class:`~spherevae.distributions.StackedProduct` (whose factors are one call of the base's KL).
 
 All are computed in float64 (float32 on MPS) and returned in the parameters' dtype.
 """
@@ -23,6 +25,7 @@ from ..special import ive_ratio, kl_to_uniform, log_iv_normalized
 from ._utils import broadcast_shapes, log_sphere_area, work_dtype
 from .power_spherical import PowerSpherical
 from .product import ProductDistribution
+from .stacked import StackedProduct
 from .uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher
 
@@ -106,3 +109,14 @@ def _kl_product_product(p: ProductDistribution, q: ProductDistribution) -> Tenso
     if len(terms) == 1:
         return _batch(terms[0], q)
     return torch.stack(torch.broadcast_tensors(*terms)).sum(0)
+
+
+@register_kl(StackedProduct, StackedProduct)
+def _kl_stacked_stacked(p: StackedProduct, q: StackedProduct) -> Tensor:
+    if (p.k, p.factor_size) != (q.k, q.factor_size):
+        raise ValueError(
+            f"KL divergence between stacked products needs the same number and size of factors, got "
+            f"p with {p.k} factors of size {p.factor_size} and q with {q.k} of size {q.factor_size}"
+        )
+    # the factors are the last batch axis of both bases: one pairwise KL call, summed over it
+    return kl_divergence(p.base, q.base).sum(-1)

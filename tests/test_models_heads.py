@@ -1,8 +1,8 @@
 """Posterior heads, priors and their KL divergences (``spherevae.models.heads``, ``.priors``).
 
 Statistical failure budget: ``test_kl_matches_monte_carlo`` makes one comparison per example and case,
-``|MC mean of log q - log p  -  KL| <= 4 SE`` (two-sided normal tail 6.3e-5 each; 8 cases x 6 examples
-= 48 checks, so about 3e-3 for the file if the seeds were not fixed). With the fixed seeds the
+``|MC mean of log q - log p  -  KL| <= 4 SE`` (two-sided normal tail 6.3e-5 each; 9 cases x 6 examples
+= 54 checks, so about 3.4e-3 for the file if the seeds were not fixed). With the fixed seeds the
 results are deterministic. Everything else is exact (shapes, types, norms, formulas).
 """
 
@@ -14,14 +14,19 @@ import pytest
 import torch
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
+from spherevae.cli import main
+from spherevae.config import config_from_dict
 from spherevae.distributions import (
     HypersphericalUniform,
     PowerSpherical,
     ProductDistribution,
+    StackedProduct,
     VonMisesFisher,
 )
 from spherevae.models import (
+    VAE,
     GaussianHead,
+    ModelConfig,
     PointHead,
     PosteriorHead,
     PowerSphericalHead,
@@ -30,6 +35,8 @@ from spherevae.models import (
     parse_latent,
 )
 from spherevae.models.heads import build_factor_head
+from spherevae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from spherevae.training.trainer import Trainer
 
 SEED = 31337
 F_IN = 16  # feature size
@@ -45,7 +52,8 @@ def _features(scale: float = 1.0) -> torch.Tensor:
     return scale * torch.randn(B, F_IN)
 
 
-# latent, posterior, covariance, expected component types (in coordinate order)
+# latent, posterior, covariance, expected component types (in coordinate order); a run of k equal
+# spheres is one StackedProduct, written (base type, k)
 CASES = [
     ("S10", "vmf", "diagonal", [VonMisesFisher]),
     ("S1", "vmf", "diagonal", [VonMisesFisher]),
@@ -53,8 +61,10 @@ CASES = [
     ("R10", "normal", "diagonal", [Independent]),
     ("R4", "normal", "single", [Independent]),
     ("R4", "normal", "full", [MultivariateNormal]),
-    ("S4xS4", "vmf", "diagonal", [VonMisesFisher, VonMisesFisher]),
-    ("S2xS2xS2", "powerspherical", "diagonal", [PowerSpherical] * 3),
+    ("S4xS4", "vmf", "diagonal", [(VonMisesFisher, 2)]),
+    ("S2xS2xS2", "powerspherical", "diagonal", [(PowerSpherical, 3)]),
+    ("S4xS4xR2", "vmf", "diagonal", [(VonMisesFisher, 2), Independent]),
+    ("S2xR1xS2", "powerspherical", "single", [PowerSpherical, Independent, PowerSpherical]),
     ("S9xR5", "vmf", "diagonal", [VonMisesFisher, Independent]),
     ("S9xR5", "powerspherical", "full", [PowerSpherical, MultivariateNormal]),
     ("R2xS3", "vmf", "single", [Independent, VonMisesFisher]),
@@ -66,17 +76,22 @@ def _components(q):
     return q.components if isinstance(q, ProductDistribution) else [q]
 
 
+def _kind(c):
+    return (type(c.base), c.k) if isinstance(c, StackedProduct) else type(c)
+
+
 @pytest.mark.parametrize(("latent", "posterior", "covariance", "types"), CASES, ids=IDS)
 def test_head_distribution_types_and_shapes(latent, posterior, covariance, types):
     spec = parse_latent(latent)
     head = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
     q = head(_features())
-    # a single factor gives the plain distribution, never a 1-factor product
+    # a single group gives its plain distribution, never a 1-factor product
     assert isinstance(q, ProductDistribution) == (len(types) > 1)
-    assert [type(c) for c in _components(q)] == types
+    assert [_kind(c) for c in _components(q)] == types
     assert q.batch_shape == (B,)
     assert q.event_shape == (spec.ambient_dim,)
-    assert [c.event_shape[0] for c in _components(q)] == list(spec.sizes)
+    sizes = [f.ambient * k for f, k in spec.sphere_runs()]
+    assert [c.event_shape[0] for c in _components(q)] == sizes
     z = q.rsample((3,))
     assert z.shape == (3, B, spec.ambient_dim)
     for factor, block in zip(spec.factors, torch.split(z, list(spec.sizes), -1), strict=True):
@@ -108,6 +123,8 @@ def test_vmf_sampler_passed_through(sampler):
     spec = parse_latent("S4xR2")
     q = PosteriorHead(F_IN, spec, "vmf", sampler)(_features())
     assert q.components[0].sampler == sampler
+    q = PosteriorHead(F_IN, parse_latent("S4xS4"), "vmf", sampler)(_features())
+    assert q.base.sampler == sampler
 
 
 @pytest.mark.parametrize("head_cls", [VonMisesFisherHead, PowerSphericalHead])
@@ -127,6 +144,199 @@ def test_sphere_head_parametrisation(head_cls, m):
     torch.testing.assert_close(q.loc, torch.nn.functional.normalize(head.direction(h), dim=-1))
     kappa = torch.nn.functional.softplus(head.concentration(h)).squeeze(-1) + 1
     torch.testing.assert_close(q.concentration, kappa)
+
+
+@pytest.mark.parametrize("head_cls", [VonMisesFisherHead, PowerSphericalHead])
+def test_sphere_head_copies(head_cls):
+    m, k = 5, 3
+    head = head_cls(F_IN, m, copies=k)
+    assert head.direction.weight.shape == (k * m, F_IN) and head.concentration.weight.shape == (
+        k,
+        F_IN,
+    )
+    h = _features(scale=30.0)
+    q = head(h)
+    family = VonMisesFisher if head_cls is VonMisesFisherHead else PowerSpherical
+    assert isinstance(q, StackedProduct) and q.k == k and type(q.base) is family
+    assert q.base.loc.shape == (B, k, m) and q.base.concentration.shape == (B, k)
+    # factor j uses rows j m .. (j + 1) m - 1 of the direction map and row j of the concentration map
+    for j in range(k):
+        rows = slice(j * m, (j + 1) * m)
+        direction = h @ head.direction.weight[rows].T + head.direction.bias[rows]
+        torch.testing.assert_close(
+            q.base.loc[:, j], torch.nn.functional.normalize(direction, dim=-1)
+        )
+        raw = h @ head.concentration.weight[j] + head.concentration.bias[j]
+        torch.testing.assert_close(
+            q.base.concentration[:, j], torch.nn.functional.softplus(raw) + 1
+        )
+    # every copy starts at kappa = m for zero features
+    kappa0 = head(torch.zeros(1, F_IN)).base.concentration
+    torch.testing.assert_close(kappa0, torch.full((1, k), float(m)))
+
+
+GROUPS = [
+    ("S4xS4", [("S4", 2)]),
+    ("S2xS2xS2", [("S2", 3)]),
+    ("S1xS1xS1xS1xS1", [("S1", 5)]),
+    ("S19xS19", [("S19", 2)]),
+    ("S2xR1xS2", [("S2", 1), ("R1", 1), ("S2", 1)]),
+    ("S2xS3", [("S2", 1), ("S3", 1)]),
+    ("S4xS4xR2", [("S4", 2), ("R2", 1)]),
+    ("R2xR2", [("R2", 1), ("R2", 1)]),
+    ("S9xR5", [("S9", 1), ("R5", 1)]),
+]
+
+
+@pytest.mark.parametrize(("latent", "groups"), GROUPS, ids=[g[0] for g in GROUPS])
+def test_consecutive_equal_spheres_share_a_head(latent, groups):
+    spec = parse_latent(latent)
+    assert [(str(f), k) for f, k in spec.sphere_runs()] == groups
+    head = PosteriorHead(F_IN, spec)
+    assert len(head.factors) == len(groups)
+    for sub, (name, k) in zip(head.factors, groups, strict=True):
+        if name.startswith("S"):
+            assert isinstance(sub, VonMisesFisherHead) and sub.copies == k
+        else:
+            assert isinstance(sub, GaussianHead)
+    # the prior has the same groups, so the KL pairs them one to one
+    prior = build_prior(spec)
+    parts = _components(prior)
+    assert len(parts) == len(groups)
+    for part, (_, k) in zip(parts, groups, strict=True):
+        if k > 1:
+            assert isinstance(part, StackedProduct) and part.k == k
+            assert isinstance(part.base, HypersphericalUniform) and part.base.batch_shape == (k,)
+        else:
+            assert not isinstance(part, StackedProduct)
+
+
+def test_grouped_head_has_the_parameters_of_one_head_per_factor():
+    spec = parse_latent("S4xS4")
+    grouped = PosteriorHead(F_IN, spec)
+    separate = [VonMisesFisherHead(F_IN, 5) for _ in range(2)]
+    count = sum(p.numel() for p in grouped.parameters())
+    assert (
+        count
+        == sum(p.numel() for h in separate for p in h.parameters())
+        == 2 * (5 + 1) * (F_IN + 1)
+    )
+
+
+def _per_factor_layout(state: dict, spec, prefix: str = "") -> dict:
+    """A grouped head's state dict rewritten in the former layout, one sub-head per factor."""
+    old = {k: v for k, v in state.items() if not k.startswith(prefix + "factors.")}
+    first = 0
+    for g, (_factor, copies) in enumerate(spec.sphere_runs()):
+        for key, value in state.items():
+            head = f"{prefix}factors.{g}."
+            if not key.startswith(head):
+                continue
+            name = key[len(head) :]
+            blocks = value.chunk(copies) if copies > 1 else [value]
+            for j, block in enumerate(blocks):
+                old[f"{prefix}factors.{first + j}.{name}"] = block.clone()
+        first += copies
+    return old
+
+
+def _perturb(module: torch.nn.Module) -> None:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+
+
+@pytest.mark.parametrize(
+    ("latent", "posterior", "covariance"),
+    [
+        ("S4xS4", "vmf", "diagonal"),
+        ("S2xS2xS2", "powerspherical", "diagonal"),
+        ("S4xS4xR2xS1xS1", "vmf", "full"),
+        ("R3xS2xS2xR1xS2", "vmf", "single"),
+    ],
+)
+def test_per_factor_state_dict_loads(latent, posterior, covariance):
+    spec = parse_latent(latent)
+    head = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
+    _perturb(head)
+    old = _per_factor_layout(head.state_dict(), spec)
+    assert any(k.startswith(f"factors.{len(spec.factors) - 1}.") for k in old)
+    fresh = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
+    fresh.load_state_dict(old)  # strict
+    for key, value in head.state_dict().items():
+        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
+    h = _features()
+    torch.testing.assert_close(fresh(h).mean, head(h).mean, rtol=0, atol=0)
+    # the grouped layout loads as it is
+    again = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
+    again.load_state_dict(head.state_dict())
+    torch.testing.assert_close(again(h).mean, head(h).mean, rtol=0, atol=0)
+
+
+def test_per_factor_checkpoint_and_pretrained_give_the_same_model(tmp_path):
+    from safetensors.torch import save_file
+
+    config = ModelConfig(image_shape=(1, 8, 8), hidden_sizes=(16,), latent="S2xS2xR3")
+    model = VAE(config)
+    _perturb(model)
+    old = _per_factor_layout(model.state_dict(), model.latent, prefix="head.")
+    assert "head.factors.2.loc.weight" in old and "head.factors.1.direction.weight" in old
+    x = torch.rand(5, 1, 8, 8).round()
+    q = model.encode(x)
+    z = q.sample((3,))
+
+    loaded = VAE(config)
+    loaded.load_state_dict(old)
+    q_old = loaded.encode(x)
+    torch.testing.assert_close(q_old.log_prob(z), q.log_prob(z), rtol=0, atol=0)
+    torch.testing.assert_close(q_old.mean, q.mean, rtol=0, atol=0)
+
+    model.save_pretrained(tmp_path)
+    save_file({k: v.contiguous() for k, v in old.items()}, tmp_path / "model.safetensors")
+    q_pre = VAE.from_pretrained(tmp_path).encode(x)
+    torch.testing.assert_close(q_pre.log_prob(z), q.log_prob(z), rtol=0, atol=0)
+    torch.testing.assert_close(q_pre.mean, q.mean, rtol=0, atol=0)
+
+
+def test_resuming_a_per_factor_checkpoint_is_a_clear_error(tmp_path, capsys):
+    """Weights of the former layout load, but their Adam state does not map: resume refuses."""
+    run_dir = tmp_path / "run"
+    fast = ["--dataset", "digits", "-hd", "16", "--seed", "7", "--device", "cpu"]
+    args = ["train", *fast, "--latent", "S2xS2xR1", "--epochs", "1", "--out", str(run_dir)]
+    assert main(args) == 0
+    file = run_dir / "checkpoints" / "last.pt"
+    checkpoint = load_checkpoint(file)
+    # the run's own checkpoint resumes
+    trainer = _resumable_trainer(checkpoint)
+    trainer.load_state_dict(checkpoint)
+
+    model = checkpoint["model"]
+    checkpoint["model"] = _per_factor_layout(model, parse_latent("S2xS2xR1"), prefix="head.")
+    trainer = _resumable_trainer(checkpoint)
+    with pytest.raises(CheckpointError, match="predates the grouped product posterior head"):
+        trainer.load_state_dict(checkpoint)
+    # ... after loading the weights, which are the run's
+    for key, value in model.items():
+        torch.testing.assert_close(trainer.model.state_dict()[key], value, rtol=0, atol=0)
+
+    save_checkpoint(file, {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "cannot be resumed" in err, err
+
+
+def _resumable_trainer(checkpoint: dict) -> Trainer:
+    config = config_from_dict(checkpoint["config"])
+    images = torch.zeros(4, *config.model.image_shape)
+    return Trainer(
+        config,
+        VAE(config.model),
+        images,
+        images,
+        dynamic_binarize=False,
+        device=torch.device("cpu"),
+    )
 
 
 def test_gaussian_covariance_modes():
@@ -242,7 +452,8 @@ KL_CASES = [
     ("R5", "normal", "single"),
     ("R4", "normal", "full"),  # MultivariateNormal || MultivariateNormal
     ("S9xR5", "vmf", "full"),  # product || product
-    ("S2xS2xR3", "powerspherical", "diagonal"),
+    ("S2xS2xR3", "powerspherical", "diagonal"),  # stacked || stacked inside product || product
+    ("S4xS4", "vmf", "diagonal"),  # stacked || stacked
 ]
 
 

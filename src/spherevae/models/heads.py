@@ -1,6 +1,6 @@
 r"""Posterior heads: encoder features ``(B, F)`` to the distribution ``q(z|x)`` with batch shape ``(B,)``.
 
-One head per latent factor, each a linear map from the features:
+One head per latent factor, or per run of equal sphere factors, each a linear map from the features:
 
 - :class:`GaussianHead` (``R^d`` factors): ``Independent(Normal(mu, sigma), 1)`` with diagonal or
   single (shared) scale, or ``MultivariateNormal(mu, scale_tril=L)`` (Kingma and Welling 2014).
@@ -8,7 +8,15 @@ One head per latent factor, each a linear map from the features:
 - :class:`PowerSphericalHead` (``S^d`` factors): ``PowerSpherical(mu, kappa)`` (De Cao and Aziz 2020).
 - :class:`PosteriorHead`: the heads of all factors of a latent space; a product space gives a
   :class:`~spherevae.distributions.ProductDistribution` (Davidson, Tomczak and Gavves 2019), a single
-  factor its plain distribution.
+  factor its plain distribution, a single run of equal spheres its ``StackedProduct``.
+
+A run of ``k`` consecutive equal spheres (``S4xS4``, the ``S2xS2`` of ``S2xS2xR3``) has one sphere head
+with ``copies=k``: one linear map for the ``k`` directions, one for the ``k`` concentrations, and one
+distribution with batch ``(B, k)`` wrapped in a :class:`~spherevae.distributions.StackedProduct`. It is
+the same model as ``k`` separate heads (the same parameters, stacked), sampled with one sampler call
+and one Bessel evaluation for the run and one KL call against the prior's matching group: fewer tensor
+operations per step, the cost that dominates at small batches. State dicts written with one head per
+factor are converted when loaded (:func:`_regroup_per_factor_keys`).
 
 Sphere heads use ``mu = W_mu h / |W_mu h|`` and ``kappa = softplus(w_k . h + b_k) + 1``. The ``+ 1`` is
 Davidson et al.'s (2018) choice: it keeps ``kappa >= 1``, away from ``kappa = 0`` where the posterior
@@ -38,7 +46,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from ..distributions import PowerSpherical, ProductDistribution, VonMisesFisher, normalize
+from ..distributions import (
+    PowerSpherical,
+    ProductDistribution,
+    StackedProduct,
+    VonMisesFisher,
+    normalize,
+)
 from .latent import LatentFactor, LatentSpec
 
 __all__ = [
@@ -113,72 +127,106 @@ class GaussianHead(nn.Module):
 
 
 class _SphereHead(nn.Module):
-    """Direction ``mu = normalize(W h + b)`` and concentration ``kappa = softplus(w . h + c) + 1``."""
+    """Direction ``mu = normalize(W h + b)`` and concentration ``kappa = softplus(w . h + c) + 1``.
 
-    def __init__(self, in_features: int, ambient: int) -> None:
+    With ``copies = k > 1`` the head serves ``k`` equal sphere factors: ``W`` has ``k m`` rows (factor
+    ``j``'s are rows ``j m`` to ``(j + 1) m - 1``) and ``w`` has ``k``, the rows that ``k`` single
+    heads would have, stacked.
+    """
+
+    def __init__(self, in_features: int, ambient: int, copies: int = 1) -> None:
         super().__init__()
         if ambient < 2:
             raise ValueError(f"a sphere head needs ambient size >= 2, got ambient={ambient}")
+        if copies < 1:
+            raise ValueError(f"a sphere head needs copies >= 1, got copies={copies}")
         self.ambient = ambient
-        self.direction = nn.Linear(in_features, ambient)
-        self.concentration = nn.Linear(in_features, 1)
+        self.copies = copies
+        self.direction = nn.Linear(in_features, copies * ambient)
+        self.concentration = nn.Linear(in_features, copies)
         with torch.no_grad():
             self.concentration.bias.fill_(_inverse_softplus(ambient - 1.0))
 
     def parameters_of(self, h: Tensor) -> tuple[Tensor, Tensor]:
-        """``(mu, kappa)`` of shapes ``(B, m)`` and ``(B,)``.
+        """``(mu, kappa)`` of shapes ``(B, m)`` and ``(B,)``, or ``(B, k, m)`` and ``(B, k)`` for
+        ``copies = k > 1``.
 
         The heads build their distributions with ``validate_args=False``: the parameters are valid by
         construction (unit ``mu``, ``kappa >= 1``, positive scales), and the checks would cost a pass
         over the parameters and a device synchronisation every step. A diverging run shows up as a
         non-finite loss, which the trainer catches.
         """
-        mu = normalize(self.direction(h))
-        kappa = F.softplus(self.concentration(h)).squeeze(-1) + 1.0
+        if self.copies == 1:
+            mu = normalize(self.direction(h))
+            kappa = F.softplus(self.concentration(h)).squeeze(-1) + 1.0
+        else:
+            mu = normalize(self.direction(h).unflatten(-1, (self.copies, self.ambient)))
+            kappa = F.softplus(self.concentration(h)) + 1.0
         return mu, kappa
+
+    def _product(self, dist: Distribution) -> Distribution:
+        return dist if self.copies == 1 else StackedProduct(dist, validate_args=False)
 
 
 class VonMisesFisherHead(_SphereHead):
     """von Mises-Fisher posterior on ``S^(m-1)``: ``(B, F) -> VonMisesFisher`` with batch ``(B,)``.
+
+    With ``copies = k > 1``: ``StackedProduct(VonMisesFisher)`` on ``(S^(m-1))^k``, batch ``(B,)``,
+    event ``(k m,)``.
 
     Args:
         in_features: feature size ``F``.
         ambient: ``m`` (the sphere ``S^(m-1)``).
         sampler: ``"rejection"``, ``"inverse_cdf"`` or ``"mh"`` (see
             :class:`~spherevae.distributions.VonMisesFisher`).
+        copies: number ``k`` of equal sphere factors.
     """
 
-    def __init__(self, in_features: int, ambient: int, sampler: str = "rejection") -> None:
-        super().__init__(in_features, ambient)
+    def __init__(
+        self, in_features: int, ambient: int, sampler: str = "rejection", copies: int = 1
+    ) -> None:
+        super().__init__(in_features, ambient, copies)
         self.sampler = sampler
 
     def forward(self, h: Tensor) -> Distribution:
         mu, kappa = self.parameters_of(h)
-        return VonMisesFisher(mu, kappa, sampler=self.sampler, validate_args=False)  # type: ignore[arg-type]
+        return self._product(
+            VonMisesFisher(mu, kappa, sampler=self.sampler, validate_args=False)  # type: ignore[arg-type]
+        )
 
 
 class PowerSphericalHead(_SphereHead):
-    """Power Spherical posterior on ``S^(m-1)``: ``(B, F) -> PowerSpherical`` with batch ``(B,)``."""
+    """Power Spherical posterior on ``S^(m-1)``: ``(B, F) -> PowerSpherical`` with batch ``(B,)``; with
+    ``copies = k > 1``, ``StackedProduct(PowerSpherical)`` on ``(S^(m-1))^k``."""
 
     def forward(self, h: Tensor) -> Distribution:
         mu, kappa = self.parameters_of(h)
-        return PowerSpherical(mu, kappa, validate_args=False)
+        return self._product(PowerSpherical(mu, kappa, validate_args=False))
 
 
 def build_factor_head(
-    factor: LatentFactor, in_features: int, posterior: str, sampler: str, covariance: str
+    factor: LatentFactor,
+    in_features: int,
+    posterior: str,
+    sampler: str,
+    covariance: str,
+    copies: int = 1,
 ) -> nn.Module:
-    """The head for one factor: the ``posterior`` family on spheres, a Gaussian on ``R^d``.
+    """The head for one factor (or ``copies`` equal sphere factors in a row): the ``posterior`` family
+    on spheres, a Gaussian on ``R^d``.
 
     Raises:
-        ValueError: for ``posterior="normal"`` on a sphere factor, or an unknown ``posterior``.
+        ValueError: for ``posterior="normal"`` on a sphere factor, an unknown ``posterior``, or
+            ``copies > 1`` for a Euclidean factor.
     """
     if not factor.is_sphere:
+        if copies != 1:
+            raise ValueError(f"only sphere factors are grouped, got copies={copies} for {factor}")
         return GaussianHead(in_features, factor.dim, covariance)
     if posterior == "vmf":
-        return VonMisesFisherHead(in_features, factor.ambient, sampler)
+        return VonMisesFisherHead(in_features, factor.ambient, sampler, copies)
     if posterior == "powerspherical":
-        return PowerSphericalHead(in_features, factor.ambient)
+        return PowerSphericalHead(in_features, factor.ambient, copies)
     if posterior == "normal":
         raise ValueError(
             f"posterior='normal' cannot model the sphere factor {factor}; "
@@ -190,11 +238,15 @@ def build_factor_head(
 
 
 class PosteriorHead(nn.Module):
-    """``q(z|x)`` for a whole latent space, one sub-head per factor.
+    """``q(z|x)`` for a whole latent space, one sub-head per group of :meth:`LatentSpec.sphere_runs`.
 
     Shapes: ``h`` ``(B, F)`` to a distribution with ``batch_shape (B,)`` and
-    ``event_shape (latent.ambient_dim,)``: the plain factor distribution for a single factor, else a
-    :class:`~spherevae.distributions.ProductDistribution` of the factors in coordinate order.
+    ``event_shape (latent.ambient_dim,)``: the plain factor distribution for a single factor, a
+    :class:`~spherevae.distributions.StackedProduct` for a single run of equal spheres (``S4xS4``), else
+    a :class:`~spherevae.distributions.ProductDistribution` of the groups in coordinate order.
+
+    ``factors[g]`` is group ``g``'s head. State dicts of the former layout, one head per factor
+    (``factors.{i}`` for factor ``i``), are converted on loading.
 
     Args:
         in_features: feature size ``F``.
@@ -214,14 +266,53 @@ class PosteriorHead(nn.Module):
     ) -> None:
         super().__init__()
         self.latent = latent
+        self.runs = latent.sphere_runs()
         self.factors = nn.ModuleList(
-            build_factor_head(f, in_features, posterior, sampler, covariance)
-            for f in latent.factors
+            build_factor_head(f, in_features, posterior, sampler, covariance, copies)
+            for f, copies in self.runs
         )
+        self.register_load_state_dict_pre_hook(_regroup_per_factor_keys)
 
     def forward(self, h: Tensor) -> Distribution:
         parts: list[Distribution] = [head(h) for head in self.factors]
         return parts[0] if len(parts) == 1 else ProductDistribution(parts)
+
+
+# the parameters of a sphere head, whose rows stack when factors are grouped
+_SPHERE_KEYS = ("direction.weight", "direction.bias", "concentration.weight", "concentration.bias")
+
+
+def _regroup_per_factor_keys(
+    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
+) -> None:
+    """Load-state-dict pre-hook of :class:`PosteriorHead`: per-factor keys to the grouped layout.
+
+    Heads used to have one sub-head per factor, ``factors.{i}``. A state dict of that layout is
+    recognised by a key of the last factor, ``factors.{n - 1}.``, where the grouped layout has fewer
+    than ``n`` sub-heads. For each group, in order, the rows of its factors' sphere-head parameters are
+    concatenated (factor order, the layout of ``copies > 1``), and a group of one factor is renamed,
+    ``factors.{i}.*`` to ``factors.{g}.*``. Rewrites ``state_dict`` in place; anything missing is left
+    for the strict loader to report.
+    """
+    assert isinstance(module, PosteriorHead)
+    n = len(module.latent.factors)
+    last = f"{prefix}factors.{n - 1}."
+    if len(module.runs) == n or not any(key.startswith(last) for key in state_dict):
+        return
+    first = 0  # index of the group's first factor in the old layout
+    for g, (_factor, copies) in enumerate(module.runs):
+        # old factors before `first` are already consumed, and g <= first: writing factors.{g}
+        # never overwrites a key that is still to be read
+        old = [f"{prefix}factors.{first + j}." for j in range(copies)]
+        new = f"{prefix}factors.{g}."
+        if copies == 1:
+            for key in [k for k in state_dict if k.startswith(old[0])]:
+                state_dict[new + key[len(old[0]) :]] = state_dict.pop(key)
+        else:
+            for name in _SPHERE_KEYS:
+                if all(o + name in state_dict for o in old):
+                    state_dict[new + name] = torch.cat([state_dict.pop(o + name) for o in old])
+        first += copies
 
 
 class PointHead(nn.Module):

@@ -82,6 +82,26 @@ class LatentSpec:
     def has_sphere(self) -> bool:
         return any(f.is_sphere for f in self.factors)
 
+    def sphere_runs(self) -> tuple[tuple[LatentFactor, int], ...]:
+        """The factors in coordinate order as ``(factor, copies)``, consecutive equal spheres merged.
+
+        A run of ``copies`` identical sphere factors is one group, so that the posterior head and the
+        prior can treat ``S^d x ... x S^d`` as one batched distribution; Euclidean factors, and spheres
+        that are not next to an equal one, come with ``copies = 1``. Only neighbours merge, so the
+        groups keep the coordinate order: ``S2xR1xS2`` and ``S2xS3`` have three and two groups.
+
+        Examples:
+            >>> [(str(f), k) for f, k in parse_latent("S4xS4xR2").sphere_runs()]
+            [('S4', 2), ('R2', 1)]
+        """
+        runs: list[tuple[LatentFactor, int]] = []
+        for f in self.factors:
+            if runs and f.is_sphere and runs[-1][0] == f:
+                runs[-1] = (f, runs[-1][1] + 1)
+            else:
+                runs.append((f, 1))
+        return tuple(runs)
+
     def __str__(self) -> str:
         return "x".join(str(f) for f in self.factors)
 

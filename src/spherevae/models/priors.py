@@ -7,12 +7,15 @@ r"""Priors ``p(z)`` matching the posterior heads, chosen so that ``KL(q || p)`` 
 - ``R^d`` factor: the standard normal (Lebesgue measure), as ``Independent(Normal(0, 1), 1)`` or, when
   the posterior has a full covariance, ``MultivariateNormal(0, I)``: torch registers
   ``KL(MultivariateNormal || MultivariateNormal)`` but not ``KL(MultivariateNormal || Independent)``.
-- product spaces: the :class:`~spherevae.distributions.ProductDistribution` of the factors' priors
-  (a single factor gives the plain distribution, like the posterior head).
+- a run of ``k`` equal spheres (:meth:`~spherevae.models.latent.LatentSpec.sphere_runs`):
+  ``StackedProduct(HypersphericalUniform(m, batch_shape=(k,)))``, the same distribution as ``k``
+  uniforms, in the layout of the posterior head's group, so that the KL is one pairwise call;
+- product spaces: the :class:`~spherevae.distributions.ProductDistribution` of the groups' priors
+  (a single group gives its plain distribution, like the posterior head).
 
 The registered KLs used are ``vMF || uniform``, ``PowerSpherical || uniform`` (``spherevae``),
 ``Independent(Normal) || Independent(Normal)``, ``MultivariateNormal || MultivariateNormal`` (torch), and
-``product || product`` (sum over factors).
+``product || product`` and ``stacked || stacked`` (sum over factors).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
-from ..distributions import HypersphericalUniform, ProductDistribution
+from ..distributions import HypersphericalUniform, ProductDistribution, StackedProduct
 from .latent import LatentFactor, LatentSpec
 
 __all__ = ["build_prior", "factor_prior"]
@@ -58,5 +61,13 @@ def build_prior(
             ``MultivariateNormal`` form of the standard normal; the distribution is the same).
         dtype, device: of samples and densities (default: torch's defaults).
     """
-    parts = [factor_prior(f, covariance, dtype=dtype, device=device) for f in latent.factors]
+    parts: list[Distribution] = []
+    for f, copies in latent.sphere_runs():
+        if copies == 1:
+            parts.append(factor_prior(f, covariance, dtype=dtype, device=device))
+        else:
+            uniform = HypersphericalUniform(
+                f.ambient, batch_shape=(copies,), dtype=dtype, device=device
+            )
+            parts.append(StackedProduct(uniform))
     return parts[0] if len(parts) == 1 else ProductDistribution(parts)

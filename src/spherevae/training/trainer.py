@@ -33,7 +33,7 @@ from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
 from ..models import VAE, AutoEncoder
-from .checkpoint import save_checkpoint
+from .checkpoint import CheckpointError, save_checkpoint
 from .distributed import DistContext
 from .seed import capture_rng_state, restore_rng_state
 
@@ -167,8 +167,24 @@ class Trainer:
         }
 
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
-        """Restore from a checkpoint written by :meth:`save`."""
-        self.model.load_state_dict(checkpoint["model"])
+        """Restore from a checkpoint written by :meth:`save`.
+
+        Raises:
+            CheckpointError: for a checkpoint written before the posterior head grouped runs of equal
+                spheres (``S4xS4``). Its weights load (the head converts them), so the model can be
+                evaluated or exported, but its optimizer state holds one entry per former parameter,
+                which does not map onto the grouped parameters.
+        """
+        saved = checkpoint["model"]
+        self.model.load_state_dict(saved)
+        # the keys differ only where a load-state-dict hook converted a former layout (a state dict
+        # that does not fit at all fails in load_state_dict above)
+        if saved.keys() != self.model.state_dict().keys():
+            raise CheckpointError(
+                "this checkpoint predates the grouped product posterior head (one sub-head per run "
+                "of equal spheres): its model can be evaluated or exported, but its optimizer state "
+                "does not fit the grouped head, so the run cannot be resumed"
+            )
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = TrainState(**checkpoint["trainer"])
         self._set_lr(self.state.lr)

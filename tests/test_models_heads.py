@@ -9,13 +9,14 @@ results are deterministic. Everything else is exact (shapes, types, norms, formu
 from __future__ import annotations
 
 import math
+import shutil
 
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
 from spherevae.cli import main
-from spherevae.config import config_from_dict
 from spherevae.distributions import (
     HypersphericalUniform,
     PowerSpherical,
@@ -35,8 +36,7 @@ from spherevae.models import (
     parse_latent,
 )
 from spherevae.models.heads import build_factor_head
-from spherevae.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from spherevae.training.trainer import Trainer
+from spherevae.training.checkpoint import load_checkpoint, save_checkpoint
 
 SEED = 31337
 F_IN = 16  # feature size
@@ -298,45 +298,67 @@ def test_per_factor_checkpoint_and_pretrained_give_the_same_model(tmp_path):
     torch.testing.assert_close(q_pre.mean, q.mean, rtol=0, atol=0)
 
 
-def test_resuming_a_per_factor_checkpoint_is_a_clear_error(tmp_path, capsys):
-    """Weights of the former layout load, but their Adam state does not map: resume refuses."""
-    run_dir = tmp_path / "run"
+def _former_checkpoint(checkpoint: dict, spec) -> dict:
+    """A checkpoint of the grouped layout rewritten as the former code wrote it: one head per factor,
+    the model's keys and the optimizer's per-parameter state in that model's parameter order."""
+    names = list(checkpoint["model"])
+    runs, first = {}, 0
+    for g, (_factor, copies) in enumerate(spec.sphere_runs()):
+        runs[g] = (first, copies)
+        first += copies
+    order = []  # (former name, grouped name, block, blocks)
+    done = set()
+    for name in names:
+        if not name.startswith("head.factors."):
+            order.append((name, name, 0, 1))
+            continue
+        g = int(name.split(".")[2])
+        if g in done:
+            continue
+        done.add(g)
+        head = f"head.factors.{g}."
+        first, copies = runs[g]
+        keys = [k for k in names if k.startswith(head)]
+        for j in range(copies):
+            order += [(f"head.factors.{first + j}.{k[len(head) :]}", k, j, copies) for k in keys]
+
+    def block(t: torch.Tensor, j: int, copies: int) -> torch.Tensor:
+        return (t.chunk(copies)[j] if copies > 1 and t.dim() > 0 else t).clone()
+
+    former = dict(checkpoint)
+    former["model"] = {o: block(checkpoint["model"][k], j, c) for o, k, j, c in order}
+    optimizer = checkpoint["optimizer"]
+    index = {name: i for i, name in enumerate(names)}
+    former["optimizer"] = {
+        "state": {
+            i: {key: block(v, j, c) for key, v in optimizer["state"][index[k]].items()}
+            for i, (_o, k, j, c) in enumerate(order)
+        },
+        "param_groups": [dict(optimizer["param_groups"][0], params=list(range(len(order))))],
+    }
+    return former
+
+
+def test_a_per_factor_checkpoint_resumes_exactly(tmp_path):
+    """A checkpoint of the former layout (weights and Adam state per factor) resumes to the very
+    weights that the grouped checkpoint of the same run reaches."""
+    grouped, former = tmp_path / "grouped", tmp_path / "former"
     fast = ["--dataset", "digits", "-hd", "16", "--seed", "7", "--device", "cpu"]
-    args = ["train", *fast, "--latent", "S2xS2xR1", "--epochs", "1", "--out", str(run_dir)]
+    args = ["train", *fast, "--latent", "S2xS2xR1", "--epochs", "1", "--out", str(grouped)]
     assert main(args) == 0
-    file = run_dir / "checkpoints" / "last.pt"
+    shutil.copytree(grouped, former)
+    file = former / "checkpoints" / "last.pt"
     checkpoint = load_checkpoint(file)
-    # the run's own checkpoint resumes
-    trainer = _resumable_trainer(checkpoint)
-    trainer.load_state_dict(checkpoint)
-
-    model = checkpoint["model"]
-    checkpoint["model"] = _per_factor_layout(model, parse_latent("S2xS2xR1"), prefix="head.")
-    trainer = _resumable_trainer(checkpoint)
-    with pytest.raises(CheckpointError, match="predates the grouped product posterior head"):
-        trainer.load_state_dict(checkpoint)
-    # ... after loading the weights, which are the run's
-    for key, value in model.items():
-        torch.testing.assert_close(trainer.model.state_dict()[key], value, rtol=0, atol=0)
-
-    save_checkpoint(file, {k: v for k, v in checkpoint.items() if k not in ("format", "version")})
-    capsys.readouterr()
-    assert main(["train", "--resume", str(run_dir), "--epochs", "2"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "cannot be resumed" in err, err
-
-
-def _resumable_trainer(checkpoint: dict) -> Trainer:
-    config = config_from_dict(checkpoint["config"])
-    images = torch.zeros(4, *config.model.image_shape)
-    return Trainer(
-        config,
-        VAE(config.model),
-        images,
-        images,
-        dynamic_binarize=False,
-        device=torch.device("cpu"),
-    )
+    rewritten = _former_checkpoint(checkpoint, parse_latent("S2xS2xR1"))
+    assert any(k.startswith("head.factors.2.") for k in rewritten["model"])  # three heads
+    save_checkpoint(file, {k: v for k, v in rewritten.items() if k not in ("format", "version")})
+    for run in (grouped, former):
+        assert main(["train", "--resume", str(run), "--epochs", "3"]) == 0
+    want = load_file(grouped / "model" / "model.safetensors")
+    got = load_file(former / "model" / "model.safetensors")
+    assert want.keys() == got.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0)
 
 
 def test_gaussian_covariance_modes():

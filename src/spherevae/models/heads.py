@@ -315,6 +315,20 @@ def _regroup_per_factor_keys(
         first += copies
 
 
+def regroup_former_layout(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Tensors keyed by ``model``'s parameter names in the per-factor head layout, regrouped.
+
+    The same conversion as the load-state-dict hook of every :class:`PosteriorHead` in ``model``, for
+    other per-parameter tensors of a former checkpoint (the optimizer's moments). Tensors are
+    concatenated along their first axis, so a per-parameter scalar must be given with shape ``(1,)``.
+    """
+    out = dict(tensors)
+    for name, module in model.named_modules():
+        if isinstance(module, PosteriorHead):
+            _regroup_per_factor_keys(module, out, f"{name}." if name else "")
+    return out
+
+
 class PointHead(nn.Module):
     """Deterministic latent point: a linear map, then each sphere block normalised to unit length.
 

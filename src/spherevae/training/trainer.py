@@ -169,23 +169,19 @@ class Trainer:
     def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
         """Restore from a checkpoint written by :meth:`save`.
 
-        Raises:
-            CheckpointError: for a checkpoint written before the posterior head grouped runs of equal
-                spheres (``S4xS4``). Its weights load (the head converts them), so the model can be
-                evaluated or exported, but its optimizer state holds one entry per former parameter,
-                which does not map onto the grouped parameters.
+        A checkpoint written before the posterior head grouped runs of equal spheres (``S4xS4``: one
+        sub-head per factor) loads too: the head's load hook regroups its weights, and the optimizer's
+        per-parameter state is regrouped the same way (:func:`_regroup_optimizer_state`), so the run
+        continues exactly as it would have.
         """
         saved = checkpoint["model"]
         self.model.load_state_dict(saved)
+        optimizer_state = checkpoint["optimizer"]
         # the keys differ only where a load-state-dict hook converted a former layout (a state dict
         # that does not fit at all fails in load_state_dict above)
-        if saved.keys() != self.model.state_dict().keys():
-            raise CheckpointError(
-                "this checkpoint predates the grouped product posterior head (one sub-head per run "
-                "of equal spheres): its model can be evaluated or exported, but its optimizer state "
-                "does not fit the grouped head, so the run cannot be resumed"
-            )
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if list(saved.keys()) != list(self.model.state_dict().keys()):
+            optimizer_state = _regroup_optimizer_state(self.model, saved, optimizer_state)
+        self.optimizer.load_state_dict(optimizer_state)
         self.state = TrainState(**checkpoint["trainer"])
         self._set_lr(self.state.lr)
         restore_rng_state(checkpoint["rng"])
@@ -422,6 +418,46 @@ class Trainer:
 
             dist.all_reduce(packed)
         return packed[:-1] / max(packed[-1].item(), 1.0)
+
+
+def _regroup_optimizer_state(
+    model: nn.Module, saved_model: dict[str, Tensor], optimizer_state: dict[str, Any]
+) -> dict[str, Any]:
+    """An optimizer state of a former-layout checkpoint (one head per sphere factor), regrouped.
+
+    The state is indexed by the position of each parameter in the former model (the order of its
+    state dict, less buffers); every per-parameter tensor (Adam's moments) is regrouped as the weights
+    are (:func:`~spherevae.models.heads.regroup_former_layout`), and a per-parameter scalar (the step
+    count, equal for the factors of one group) is taken from the group's first factor.
+
+    Raises:
+        CheckpointError: if the state has several parameter groups (spherevae writes one).
+    """
+    from ..models.heads import regroup_former_layout
+
+    groups = optimizer_state["param_groups"]
+    if len(groups) != 1:
+        raise CheckpointError(
+            f"cannot regroup an optimizer state with {len(groups)} parameter groups (expected 1)"
+        )
+    buffers = {name for name, _ in model.named_buffers()}
+    former = [name for name in saved_model if name not in buffers]
+    names = [name for name, _ in model.named_parameters()]
+    per_parameter: dict[int, dict[str, Any]] = optimizer_state["state"]
+    keys = {key for entry in per_parameter.values() for key in entry}
+    state: dict[int, dict[str, Any]] = {}
+    for key in sorted(keys):
+        values = {former[i]: entry[key] for i, entry in per_parameter.items() if key in entry}
+        scalar = all(value.dim() == 0 for value in values.values())
+        regrouped = regroup_former_layout(
+            model, {name: value.reshape(-1) if scalar else value for name, value in values.items()}
+        )
+        for j, name in enumerate(names):
+            if name in regrouped:
+                value = regrouped[name]
+                state.setdefault(j, {})[key] = value[0].clone() if scalar else value
+    group = dict(groups[0], params=list(range(len(names))))
+    return {"state": state, "param_groups": [group]}
 
 
 def _finite_gradients(model: nn.Module) -> bool:

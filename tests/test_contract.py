@@ -28,6 +28,7 @@ from spherevae.distributions import (
     HypersphericalUniform,
     PowerSpherical,
     ProductDistribution,
+    StackedProduct,
     VonMisesFisher,
 )
 
@@ -150,6 +151,29 @@ def _product_uniform(loc, concentration, dtype, device):
     )
 
 
+def _stacked_vmf_params(batch_shape, dtype, device):
+    # three factors on S^3, stacked on a trailing batch axis
+    return _directional_params(4)((*batch_shape, 3), dtype, device)
+
+
+def _stacked_vmf(loc, concentration):
+    return StackedProduct(VonMisesFisher(loc, concentration))
+
+
+def _stacked_ps(loc, concentration):
+    return StackedProduct(PowerSpherical(loc, concentration))
+
+
+def _stacked_uniform_params(batch_shape, dtype, device):
+    return {"dim": 3, "batch_shape": (*batch_shape, 2), "dtype": dtype, "device": device}
+
+
+def _stacked_uniform(dim, batch_shape, dtype, device):
+    return StackedProduct(
+        HypersphericalUniform(dim, batch_shape=batch_shape, dtype=dtype, device=device)
+    )
+
+
 class Example(NamedTuple):
     """One registry entry: ``constructor(**params(batch_shape, dtype, device))`` is the distribution."""
 
@@ -171,6 +195,9 @@ EXAMPLES: list[Example] = [
     Example("product-vmf5xvmf5", _product_vmf_vmf, _product_vmf_vmf_params, 10),
     Example("product-vmf3xps4xnormal2", _product_mixed, _product_mixed_params, 9),
     Example("product-vmf4xuniform3", _product_uniform, _product_uniform_params, 7, has_mode=False),
+    Example("stacked-3xvmf4", _stacked_vmf, _stacked_vmf_params, 12),
+    Example("stacked-3xps4", _stacked_ps, _stacked_vmf_params, 12),
+    Example("stacked-2xuniform3", _stacked_uniform, _stacked_uniform_params, 6, has_mode=False),
 ]
 EXAMPLE_IDS = [e.name for e in EXAMPLES]
 
@@ -370,6 +397,8 @@ def test_samples_are_unit_vectors(example, dtype):
     x = dist.sample((50,))
     blocks = dist.sizes if isinstance(dist, ProductDistribution) else [example.event_size]
     comps = dist.components if isinstance(dist, ProductDistribution) else [dist]
+    if isinstance(dist, StackedProduct):  # k blocks of one family
+        blocks, comps = [dist.factor_size] * dist.k, [dist.base] * dist.k
     eps = torch.finfo(dtype).eps
     for c, part in zip(comps, torch.split(x, blocks, dim=-1), strict=True):
         if isinstance(c, Independent):

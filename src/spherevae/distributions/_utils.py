@@ -8,11 +8,13 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
+from torch.distributions import Distribution
 
 __all__ = [
     "broadcast_shapes",
     "check_concentration",
     "check_loc",
+    "check_vector_distribution",
     "log_sphere_area",
     "normalize",
     "place_on_sphere",
@@ -32,6 +34,18 @@ def broadcast_shapes(*shapes: torch.Size) -> torch.Size:
     if all(shape == nonempty[0] for shape in nonempty[1:]):
         return torch.Size(nonempty[0])
     return torch.Size(torch.broadcast_shapes(*shapes))
+
+
+def check_vector_distribution(dist: object, name: str) -> None:
+    """``ValueError`` naming the argument ``name`` unless ``dist`` is a ``Distribution`` whose event is
+    one-dimensional (a vector, as the factors of a product are)."""
+    if not isinstance(dist, Distribution):
+        raise ValueError(f"{name} must be a Distribution, got {type(dist).__name__}")
+    if len(dist.event_shape) != 1:
+        raise ValueError(
+            f"{name} must have a one-dimensional event shape (m,), got "
+            f"event_shape={tuple(dist.event_shape)} ({type(dist).__name__})"
+        )
 
 
 def log_sphere_area(m: int) -> float:

@@ -9,7 +9,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
-from ._utils import broadcast_shapes
+from ._utils import broadcast_shapes, check_vector_distribution
 from .constraints import ProductSupport
 from .power_spherical import PowerSpherical
 from .von_mises_fisher import VonMisesFisher, share_bessel_terms
@@ -51,13 +51,7 @@ class ProductDistribution(Distribution):
         if not components:
             raise ValueError("components must be a non-empty sequence of distributions, got []")
         for i, c in enumerate(components):
-            if not isinstance(c, Distribution):
-                raise ValueError(f"components[{i}] must be a Distribution, got {type(c).__name__}")
-            if len(c.event_shape) != 1:
-                raise ValueError(
-                    f"components[{i}] must have a one-dimensional event shape, got "
-                    f"event_shape={tuple(c.event_shape)} ({type(c).__name__})"
-                )
+            check_vector_distribution(c, f"components[{i}]")
         try:
             batch_shape = broadcast_shapes(*(c.batch_shape for c in components))
         except RuntimeError as err:

@@ -7,6 +7,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
+from ._utils import check_vector_distribution
 from .constraints import ProductSupport
 
 __all__ = ["StackedProduct"]
@@ -48,13 +49,7 @@ class StackedProduct(Distribution):
     arg_constraints: dict[str, constraints.Constraint] = {}
 
     def __init__(self, base: Distribution, *, validate_args: bool | None = None) -> None:
-        if not isinstance(base, Distribution):
-            raise ValueError(f"base must be a Distribution, got {type(base).__name__}")
-        if len(base.event_shape) != 1:
-            raise ValueError(
-                f"base must have a one-dimensional event shape (m,), got "
-                f"event_shape={tuple(base.event_shape)} ({type(base).__name__})"
-            )
+        check_vector_distribution(base, "base")
         if len(base.batch_shape) < 1 or base.batch_shape[-1] < 1:
             raise ValueError(
                 f"base must have batch shape batch_shape + (k,) with k >= 1 factors on its last "

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+import matplotlib.image as mpimg
 import pytest
 import torch
 
@@ -59,6 +60,8 @@ def test_table_experiments(name: str, tmp_path: Path) -> None:
     rows = _rows(out / "results.csv")
     assert rows and all(math.isfinite(float(r["negative_elbo"])) for r in rows)
     report = (out / "results.md").read_text()
+    figure = mpimg.imread(out / "log_likelihood.png")  # the results drawn
+    assert figure.ndim == 3 and float(figure[..., :3].var()) > 0
     if name == "table1":
         assert "-135.73" in report and "-132.50" in report  # published values printed beside ours
         assert {r["latent"] for r in rows} >= {"R2", "S2", "S1xS1", "R5", "S5", "S2xS3"}

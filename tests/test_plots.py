@@ -34,6 +34,7 @@ from spherevae.plots import (
     latent_figure,
     latent_scatter,
     projections,
+    result_lines,
     rotating_sphere_gif,
     sampler_histograms,
     sampler_spheres,
@@ -354,6 +355,33 @@ def test_seed_band_curves_with_training_curves(tmp_path: Path) -> None:
     _check_png(fig, tmp_path / "bands_train.png")
     with pytest.raises(ValueError, match="train_keys"):
         seed_band_curves(groups, keys=("val_loss", "val_kl"), train_keys=("train_loss",))
+
+
+def test_result_lines(tmp_path: Path) -> None:
+    """One error-bar line per series (points in x order), references as unconnected markers."""
+    panels = {
+        "MNIST": {"N-VAE": [(10, -94.0, 0.3), (2, -135.0, 0.5)], "S-VAE": [(2, -132.0, 0.0)]},
+        "Fashion": {"S^9": [(1, -240.0, 1.0)]},
+    }
+    references = {"MNIST": {"published": [(2, -132.5), (10, -93.2)]}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fig = result_lines(panels, xlabel="d", ylabel="log p(x)", references=references)
+    mnist, fashion = fig.axes
+    assert mnist.get_title() == "MNIST" and fashion.get_title() == "Fashion"
+    assert mnist.get_xlabel() == "d" and mnist.get_ylabel() == "log p(x)"
+    assert len(mnist.containers) == 2 and len(fashion.containers) == 1  # error bars per series
+    n_vae = mnist.containers[0].lines[0]
+    np.testing.assert_array_equal(n_vae.get_xdata(), [2, 10])
+    np.testing.assert_array_equal(n_vae.get_ydata(), [-135.0, -94.0])
+    (marks,) = [line for line in mnist.lines if line.get_marker() == "D"]
+    np.testing.assert_array_equal(marks.get_ydata(), [-132.5, -93.2])
+    assert {t.get_text() for t in mnist.get_legend().get_texts()} == {"N-VAE", "S-VAE", "published"}
+    _check_png(fig, tmp_path / "results.png")
+    with pytest.raises(ValueError, match="panels"):
+        result_lines({}, xlabel="d", ylabel="y")
+    with pytest.raises(ValueError, match="Other"):
+        result_lines(panels, xlabel="d", ylabel="y", references={"Other": {}})
 
 
 def test_training_curves_and_image_grid(tmp_path: Path) -> None:

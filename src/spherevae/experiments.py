@@ -426,6 +426,43 @@ def _experiment_samplers(
 
 
 # -- table1 and productspace -------------------------------------------------------------------------
+def _table1_family(entry: dict[str, Any]) -> str:
+    """The line of a table1 model in the figure: N-VAE, S-VAE, Power Spherical or a product."""
+    if entry["posterior"] == "normal":
+        return "N-VAE (R^d)"
+    if entry["posterior"] == "powerspherical":
+        return "Power Spherical (S^d)"
+    return "S-VAE product of two spheres" if "x" in entry["latent"] else "S-VAE (S^d)"
+
+
+def _save_result_figure(
+    path: Path,
+    panels: dict[str, dict[str, list[tuple[float, float, float]]]],
+    points: Sequence[tuple[tuple[str, str], float, dict[str, Any]]],
+    *,
+    xlabel: str,
+    references: dict[str, dict[str, list[tuple[float, float]]]] | None = None,
+) -> None:
+    """Test log-likelihood (mean and sd over seeds) of each summary entry, as ``result_lines``.
+
+    ``points``: ``((panel, series), x, summary entry)`` for every entry to draw.
+    """
+    from .plots import result_lines, save_figure
+
+    for (panel, series), x, entry in points:
+        sd = entry["log_likelihood_sd"]
+        mean = entry["log_likelihood"]
+        panels[panel].setdefault(series, []).append((x, mean, 0.0 if math.isnan(sd) else sd))
+    figure = result_lines(
+        panels,
+        xlabel=xlabel,
+        ylabel="test log p(x), nats (K importance samples)",
+        references=references,
+        title="mean and one standard deviation over seeds",
+    )
+    save_figure(figure, path)
+
+
 def _experiment_table1(
     setting: Setting, out: Path, data_dir: str | None, log: Callable[[str], None]
 ) -> str:
@@ -444,6 +481,18 @@ def _experiment_table1(
     rows = _train_and_evaluate(specs, setting, out, data_dir, log)
     _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
+    _save_result_figure(
+        out / "log_likelihood.png",
+        {"MNIST, test set": {_table1_family(e): [] for e in summary}},
+        [(("MNIST, test set", _table1_family(e)), int(e["d"]), e) for e in summary],
+        xlabel="latent dimension d",
+        references={
+            "MNIST, test set": {
+                "published N-VAE": [(d, v[0]) for d, v in PUBLISHED_LL.items() if d in dims],
+                "published S-VAE": [(d, v[1]) for d, v in PUBLISHED_LL.items() if d in dims],
+            }
+        },
+    )
     for entry in summary:
         published = PUBLISHED_LL.get(int(entry["d"]))
         if published is not None:
@@ -494,6 +543,15 @@ def _experiment_productspace(
     rows = _train_and_evaluate(specs, setting, out, data_dir, log)
     _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
+    _save_result_figure(
+        out / "log_likelihood.png",
+        {e["dataset"]: {} for e in summary},
+        [
+            ((e["dataset"], f"ambient {e['ambient']}"), e["latent"].count("x") + 1, e)
+            for e in summary
+        ],
+        xlabel="number of sphere factors",
+    )
     return "\n".join(
         [
             "## Products of spheres at a fixed ambient size",

@@ -28,7 +28,7 @@ from .animation import (
     spiral_decoding_gif,
 )
 from .basic import image_grid, latent_scatter, save_figure
-from .curves import seed_band_curves, seed_statistics, training_curves
+from .curves import result_lines, seed_band_curves, seed_statistics, training_curves
 from .decoded import decode_factor_grid, decoded_grid, latlon_grid, ring_points, square_grid
 from .interpolation import geodesic, interpolation_strip, slerp
 from .projections import embed_2d, hammer, lonlat, mollweide, pca_sphere, project_map
@@ -63,6 +63,7 @@ __all__ = [
     "pca_sphere",
     "plane_spiral",
     "project_map",
+    "result_lines",
     "ring_points",
     "rotating_sphere_gif",
     "sample_w",

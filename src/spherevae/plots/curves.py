@@ -1,4 +1,5 @@
-"""Training curves of one run, and curves averaged over seeds for several groups (e.g. samplers)."""
+"""Training curves of one run, curves averaged over seeds for several groups (e.g. samplers), and
+final results (mean and spread over seeds) against a setting such as the latent dimension."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from matplotlib.figure import Figure
 
 from ._common import FloatArray
 
-__all__ = ["seed_band_curves", "seed_statistics", "training_curves"]
+__all__ = ["result_lines", "seed_band_curves", "seed_statistics", "training_curves"]
 
 History = Sequence[Mapping[str, float]]
 """One run's per-epoch rows, e.g. ``[{"epoch": 1, "train_loss": ..., "val_loss": ...}, ...]``."""
@@ -111,6 +112,68 @@ def seed_band_curves(
         extra = "" if train_keys is None else f"; {train_keys[j]} dashed"
         ax.set_title(f"{key}: mean +- 1 sd over seeds{extra}", fontsize="small")
     axes[0].legend(fontsize="x-small")
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+Point = tuple[float, float, float]
+"""``(x, mean, standard deviation)`` of one result over seeds (standard deviation 0 for one seed)."""
+
+
+def result_lines(
+    panels: Mapping[str, Mapping[str, Sequence[Point]]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    references: Mapping[str, Mapping[str, Sequence[tuple[float, float]]]] | None = None,
+    title: str = "",
+) -> Figure:
+    """Results against a setting: one panel per entry of ``panels``, one line per series in it.
+
+    Each series is a line through its points' means with error bars of one standard deviation over
+    seeds. ``references`` (same panel names) adds points drawn as open markers without lines, for
+    example published values beside ours.
+
+    Args:
+        panels: panel title to series name to ``(x, mean, sd)`` points.
+        references: panel title to series name to ``(x, value)`` points.
+
+    Raises:
+        ValueError: if ``panels`` is empty or a reference names a panel that is not in ``panels``.
+    """
+    if not panels:
+        raise ValueError("panels must name at least one panel, got {}")
+    unknown = sorted(set(references or {}) - set(panels))
+    if unknown:
+        raise ValueError(f"references name panels that are not in panels: {unknown}")
+    figure = Figure(figsize=(5.0 * len(panels), 3.8), layout="constrained")
+    axes = figure.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (panel, series) in zip(axes, panels.items(), strict=True):
+        for name, points in series.items():
+            ordered = sorted(points)
+            x = [p[0] for p in ordered]
+            ax.errorbar(
+                x,
+                [p[1] for p in ordered],
+                yerr=[p[2] for p in ordered],
+                marker="o",
+                capsize=3,
+                label=name,
+            )
+        for name, marks in (references or {}).get(panel, {}).items():
+            ax.plot(
+                [p[0] for p in marks],
+                [p[1] for p in marks],
+                linestyle="none",
+                marker="D",
+                markerfacecolor="none",
+                label=name,
+            )
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.set_title(panel, fontsize="small")
+        ax.legend(fontsize="x-small")
     if title:
         figure.suptitle(title)
     return figure

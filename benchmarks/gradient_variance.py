@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from spherevae.distributions._vmf_marginal import _wood_constants, dt_dkappa, wood_rejection
+from spherevae.distributions._vmf_marginal import _wood_constants, dtheta_dkappa, wood_rejection
 from spherevae.special import mean_resultant_terms
 
 GRID_M = (3, 5, 10, 64, 256)
@@ -33,7 +33,8 @@ def estimators(m: int, kappa: float, n: int) -> dict[str, float]:
     """Mean, standard error and variance of both per-sample gradient estimators of ``E[w]``."""
     k = torch.full((1,), kappa, dtype=torch.float64)
     t, _ = wood_rejection(k, m, n)  # (1, n), Wood's sampler also at m = 3 (no closed form here)
-    implicit = -dt_dkappa(t, k, m)[0]  # dw/dkappa = -dt/dkappa
+    # dw/dkappa = -dt/dkappa = -sin(theta) dtheta/dkappa
+    implicit = -(torch.sqrt(t * (2 - t)) * dtheta_dkappa(t, k, m))[0]
     # one leaf per sample, so autograd returns the per-sample pathwise gradients
     k_leaf = torch.full((n,), kappa, dtype=torch.float64, requires_grad=True)
     b, _, _ = _wood_constants(k_leaf, m)

@@ -87,8 +87,9 @@ def test_second_projection_keeps_the_latitude_when_g_is_along_loc() -> None:
 
 @pytest.mark.parametrize(("n", "n_batch", "m"), [(1, 4, 2), (3, 5, 7)])
 def test_concentration_gradient_through_the_slope(n: int, n_batch: int, m: int) -> None:
-    """With ``kappa`` and ``slope = dt/dkappa`` given, ``kappa`` receives ``sum_n dL/dt slope``, the
-    gradient of the surrogate ``t + slope (kappa - kappa.detach())``; ``t`` and ``loc`` are unchanged."""
+    """With ``kappa`` and ``slope = dtheta/dkappa`` given, ``kappa`` receives ``sum_n dL/dtheta slope``,
+    the gradient of the surrogate ``t + sin(theta) slope (kappa - kappa.detach())`` (``dt = sin(theta)
+    dtheta``); ``t`` and ``loc`` are unchanged."""
     gen = torch.Generator().manual_seed(7 * m + n)
     loc = _locs(n_batch, m, gen)
     t = torch.rand(n, n_batch, generator=gen, dtype=F64) * 1.9 + 0.05
@@ -100,7 +101,7 @@ def test_concentration_gradient_through_the_slope(n: int, n_batch: int, m: int) 
     z = _PlaceOnSphere.apply(t, loc_a, gauss, kappa, slope)
     grad_kappa, grad_loc = torch.autograd.grad((z * weights).sum(), (kappa, loc_a))
     kappa_b, loc_b = kappa.detach().clone().requires_grad_(), loc.clone().requires_grad_()
-    surrogate = t + slope * (kappa_b - kappa_b.detach())
+    surrogate = t + torch.sqrt(t * (2 - t)) * slope * (kappa_b - kappa_b.detach())
     z_b = _PlaceOnSphere.apply(surrogate, loc_b, gauss)
     want_kappa, want_loc = torch.autograd.grad((z_b * weights).sum(), (kappa_b, loc_b))
     torch.testing.assert_close(z, z_b, rtol=0.0, atol=0.0)
@@ -111,6 +112,28 @@ def test_concentration_gradient_through_the_slope(n: int, n_batch: int, m: int) 
     z32 = place_on_sphere(t, loc, torch.Size((n, n_batch)), kappa32, slope)
     (g32,) = torch.autograd.grad((z32 * weights).sum(), kappa32)
     assert g32.dtype == torch.float32 and g32.shape == (n_batch,)
+
+
+@pytest.mark.parametrize("t_value", [2.0, 0.0])
+def test_a_sample_on_a_pole_passes_a_finite_gradient(t_value: float) -> None:
+    """A float32 sample rounded onto a pole (``t = 2``: theta = pi, common at m = 2 and small kappa)
+    passes a bounded concentration gradient, ``|dL/dtheta slope| <= |G| |slope|``; ``dL/dt`` (infinite
+    there in exact arithmetic) passes a finite one. Before the gradient went through the angle, the
+    first was about 1e27 at ``slope = 2e-8``."""
+    gen = torch.Generator().manual_seed(5)
+    loc = _locs(3, 2, gen).float()
+    t = torch.tensor([[t_value, 1.0, 0.3]])
+    slope = torch.tensor([[-0.3, 0.2, 0.1]], dtype=F64)
+    weights = torch.randn(1, 3, 2, generator=gen)
+    kappa = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    z = place_on_sphere(t, loc, torch.Size((1, 3)), kappa, slope)
+    (g,) = torch.autograd.grad((z * weights).sum(), kappa)
+    bound = torch.linalg.vector_norm(weights[0], dim=-1) * slope[0].abs().float()
+    assert bool(torch.isfinite(g).all()) and bool((g.abs() <= bound * (1 + 1e-5)).all()), (g, bound)
+    t_grad = t.clone().requires_grad_()
+    z = place_on_sphere(t_grad, loc, torch.Size((1, 3)))
+    (g_t,) = torch.autograd.grad((z * weights).sum(), t_grad)
+    assert bool(torch.isfinite(g_t).all()), g_t
 
 
 def test_without_a_graph_matches_the_autograd_function() -> None:

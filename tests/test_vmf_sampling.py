@@ -672,8 +672,9 @@ def test_kappa_derivative_quadrature(m: int, kappa: float) -> None:
     expected = torch.tensor(
         [[_reference_dt_dkappa(th, m, kappa, a) for th in theta]], dtype=torch.float64
     )
-    direct = marginal.dt_dkappa_direct(t, k, m)
-    tabulated = marginal.MarginalGrid(k, m).dt_dkappa(t)
+    sin = torch.sqrt(t * (2 - t))  # dt/dkappa = sin(theta) dtheta/dkappa
+    direct = sin * marginal.dtheta_dkappa_direct(t, k, m)
+    tabulated = sin * marginal.MarginalGrid(k, m).dtheta_dkappa(t)
     torch.testing.assert_close(direct, expected, rtol=1e-7, atol=0.0)
     torch.testing.assert_close(tabulated, expected, rtol=1e-7, atol=0.0)
 
@@ -747,14 +748,14 @@ def test_rejection_later_rounds_follow_the_law(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize(("m", "kappa"), [(2, 0.5), (11, 30.0), (64, 1e3)])
 def test_gradient_quadrature_with_given_mean(m: int, kappa: float) -> None:
-    """``dt_dkappa_direct`` with the caller's ``1 - A`` (the distribution's shared Bessel terms) equals
+    """``dtheta_dkappa_direct`` with the caller's ``1 - A`` (the distribution's shared Bessel terms) equals
     the one that evaluates ``1 - A`` itself."""
     k = torch.tensor([kappa, 2 * kappa], dtype=F64)
     t, _ = marginal.wood_rejection(k, m, 16)
     _, one_minus_a, _, _ = mean_resultant_terms(m / 2 - 1, k)
     torch.testing.assert_close(
-        marginal.dt_dkappa_direct(t, k, m, one_minus_a),
-        marginal.dt_dkappa_direct(t, k, m),
+        marginal.dtheta_dkappa_direct(t, k, m, one_minus_a),
+        marginal.dtheta_dkappa_direct(t, k, m),
         rtol=0.0,
         atol=0.0,
     )
@@ -774,8 +775,8 @@ def test_kappa_derivative_single_precision_rule() -> None:
             k = torch.tensor([kappa], dtype=F64)
             t, _ = marginal.wood_rejection(k, m, 4000)
             t = t.sort(-1).values[:, [0, 1, 10, 100, 2000, 3900, 3990, 3998, 3999]]
-            full = marginal.dt_dkappa_direct(t, k, m)
-            single = marginal.dt_dkappa_direct(t, k, m, single=True)
+            full = marginal.dtheta_dkappa_direct(t, k, m)
+            single = marginal.dtheta_dkappa_direct(t, k, m, single=True)
             worst = max(worst, float(((single - full).abs() / full.abs()).max()))
     assert worst <= 1e-6, f"single-precision rule: worst relative error {worst:.3g}"
 

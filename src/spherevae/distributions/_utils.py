@@ -161,7 +161,10 @@ class _PlaceOnSphere(torch.autograd.Function):
 
     Gradients (``G = dL/dz``; ``a = g . l``, ``r = |p|``, ``s = sqrt(t (2 - t))``, ``c = s / r``, and
     ``p . l = 0``, ``l . dl = 0`` for the unit ``l``):
-    ``dL/dt = -(G . l) + (1 - t) / (s r) (G . p)``;
+    ``dL/dt = -(G . l) + (1 - t) / (s r) (G . p)``, infinite at the poles ``s = 0`` (``t = 0`` or 2),
+    where it is set to ``-(G . l)`` (the poles have probability zero; a sample rounded onto one then
+    passes a finite gradient); in the angle ``theta = arccos(1 - t)``, ``dL/dtheta = -s (G . l) +
+    (1 - t) (G . p) / r``, bounded everywhere;
     ``dL/dl = ((1 - t) - c a) G + c (a (G . p) / r^2 - G . l) p`` up to a multiple of ``l`` (the term
     ``-c (G . l) g`` of the derivative through ``a = g . l`` equals ``-c (G . l) p`` on the tangent
     vectors ``dl``), summed over the samples; ``dL/dloc = (I - l l^T) dL/dl / |loc|``. The final
@@ -170,9 +173,12 @@ class _PlaceOnSphere(torch.autograd.Function):
     more than its arithmetic: the forward pass takes about 20 operations, the backward about 30.
 
     The samplers whose ``t`` is drawn without a graph (rejection, Metropolis-Hastings, inverse CDF) pass
-    the concentration ``kappa`` and the no-grad slope ``dt/dkappa`` of every sample: the gradient
-    ``dL/dkappa = sum_samples dL/dt dt/dkappa`` is then formed here, with no surrogate graph
-    ``t + slope (kappa - kappa.detach())`` and no dtype conversions around it.
+    the concentration ``kappa`` and the no-grad slope ``dtheta/dkappa`` of every sample: the gradient
+    ``dL/dkappa = sum_samples dL/dtheta dtheta/dkappa`` is then formed here, with no surrogate graph
+    and no dtype conversions around it. In the angle, not in ``t``: ``dL/dt`` is infinite and
+    ``dt/dkappa = s dtheta/dkappa`` is zero at the poles, and a sample rounded onto ``t = 2`` (in
+    float32, ``theta`` within ``3e-4`` of ``pi``: common at ``m = 2`` and small ``kappa``) made their
+    product overflow.
 
     Shapes: ``t`` ``(n, B)``, ``loc`` ``(B, m)``, ``gauss`` ``(n, B, m)``, ``kappa`` ``(B,)`` and
     ``slope`` ``(n, B)`` (any floating dtypes; both or neither); returns ``(n, B, m)``.
@@ -202,8 +208,9 @@ class _PlaceOnSphere(torch.autograd.Function):
         grad_l = _dot_last(grad, unit)  # G . l
         grad_p = _dot_last(grad, p)  # G . p
         grad_t = grad_loc = grad_kappa = None
-        if ctx.needs_input_grad[0] or needs_kappa:
-            dc_dt = one_minus_t / (radial * r).clamp(min=torch.finfo(r.dtype).tiny)
+        if ctx.needs_input_grad[0]:
+            den = radial * r
+            dc_dt = torch.where(den > 0, one_minus_t / den, 0.0)  # 0 at the poles, see above
             grad_t = torch.addcmul(-grad_l, dc_dt, grad_p)
         if ctx.needs_input_grad[1]:
             ca = c * a
@@ -215,8 +222,10 @@ class _PlaceOnSphere(torch.autograd.Function):
             radial_part = (d_unit * unit).sum(-1, keepdim=True)
             grad_loc = torch.addcmul(d_unit, radial_part, unit, value=-1).div_(loc_norm)
         if needs_kappa:
-            assert grad_t is not None
-            grad_kappa = _sum_samples(grad_t * slope).to(ctx.kappa_dtype)
+            # dL/dtheta = -s (G . l) + (1 - t) (G . p) / r
+            scale = one_minus_t / r.clamp(min=torch.finfo(r.dtype).tiny)
+            grad_theta = torch.addcmul(grad_p.mul_(scale), grad_l, radial, value=-1)
+            grad_kappa = _sum_samples(grad_theta.mul_(slope)).to(ctx.kappa_dtype)
         return (grad_t if ctx.needs_input_grad[0] else None), grad_loc, None, grad_kappa, None
 
 
@@ -245,8 +254,9 @@ def place_on_sphere(
         loc: ``batch + (m,)`` unit mean directions.
         shape: ``sample_shape + batch``.
         kappa: optional concentrations ``batch`` that ``t`` depends on, with ``slope`` ``shape``, the
-            no-grad derivatives ``dt/dkappa``: ``kappa`` then receives the gradient
-            ``sum_samples dL/dt dt/dkappa`` (``t`` itself carries no graph in that use).
+            no-grad derivatives ``dtheta/dkappa`` of the angles ``theta = arccos(1 - t)``: ``kappa``
+            then receives the gradient ``sum_samples dL/dtheta dtheta/dkappa`` (``t`` itself carries no
+            graph in that use).
 
     Returns:
         ``shape + (m,)`` unit vectors, ``| ||z|| - 1 |`` a few ulps.

@@ -58,8 +58,8 @@ from ..special import BesselTerms, mean_resultant_terms
 __all__ = [
     "MarginalGrid",
     "closed_form_m3",
-    "dt_dkappa",
-    "dt_dkappa_direct",
+    "dtheta_dkappa",
+    "dtheta_dkappa_direct",
     "metropolis_hastings",
     "wood_rejection",
 ]
@@ -574,14 +574,18 @@ def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return torch.addcmul(a.unsqueeze(-1), length, nodes), (0.5 * length) * weights
 
 
-def dt_dkappa_direct(
+def dtheta_dkappa_direct(
     t: Tensor,
     kappa: Tensor,
     m: int,
     one_minus_mean: Tensor | None = None,
     single: bool = False,
 ) -> Tensor:
-    """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
+    """Implicit derivative ``dtheta/dkappa`` of samples ``t = 1 - w`` ``(B, n)``, one quadrature per sample.
+
+    The derivative of the angle ``theta = arccos w``, not of ``t``: ``dt/dkappa = sin(theta)
+    dtheta/dkappa`` vanishes at the poles (``theta = 0, pi``) where ``dz/dt`` is infinite, and the
+    placement forms ``dL/dtheta`` (bounded) instead of multiplying the two (:class:`_PlaceOnSphere`).
 
     ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
     the end of ``[0, pi]`` on the sample's side of ``theta* = arccos A`` (so the integrand has one sign;
@@ -645,10 +649,10 @@ def dt_dkappa_direct(
         log_p_theta.unsqueeze(-1),
         one_minus_mean.unsqueeze(-1),
     )
-    return sin * dtheta
+    return dtheta
 
 
-def dt_dkappa(
+def dtheta_dkappa(
     t: Tensor,
     kappa: Tensor,
     m: int,
@@ -656,14 +660,16 @@ def dt_dkappa(
     terms: BesselTerms | None = None,
     single: bool = False,
 ) -> Tensor:
-    """``dt/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid.
+    """``dtheta/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid.
 
     ``terms``: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` (``(B,)`` each) if known: neither
-    way then needs a Bessel evaluation of its own. ``single``: see :func:`dt_dkappa_direct`.
+    way then needs a Bessel evaluation of its own. ``single``: see :func:`dtheta_dkappa_direct`.
     """
     if grid is None and t.shape[-1] <= _DIRECT_GRADIENT_MAX_SAMPLES:
-        return dt_dkappa_direct(t, kappa, m, None if terms is None else terms.complement, single)
-    return (grid if grid is not None else MarginalGrid(kappa, m, terms)).dt_dkappa(t)
+        return dtheta_dkappa_direct(
+            t, kappa, m, None if terms is None else terms.complement, single
+        )
+    return (grid if grid is not None else MarginalGrid(kappa, m, terms)).dtheta_dkappa(t)
 
 
 class MarginalGrid:
@@ -741,8 +747,8 @@ class MarginalGrid:
             theta = torch.minimum(torch.maximum(theta - step, a), b)
         return _angle_terms(theta)[0]
 
-    def dt_dkappa(self, t: Tensor) -> Tensor:
-        """Implicit derivative ``dt/dkappa`` of samples ``t = 1 - w`` of shape ``(B, n)``."""
+    def dtheta_dkappa(self, t: Tensor) -> Tensor:
+        """Implicit derivative ``dtheta/dkappa`` of samples ``t = 1 - w`` of shape ``(B, n)``."""
         theta = _theta_from_t(t)
         j = self._cell(theta)
         a = self.theta_lo[:, None] + self.width[:, None] * j
@@ -759,5 +765,4 @@ class MarginalGrid:
             min=1e-300
         )
         # samples so deep in a tail that their density underflows carry no usable gradient
-        dtheta = torch.where(dens > 0, dtheta, torch.zeros_like(dtheta))
-        return torch.sin(theta) * dtheta
+        return torch.where(dens > 0, dtheta, torch.zeros_like(dtheta))

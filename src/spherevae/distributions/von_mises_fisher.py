@@ -29,7 +29,7 @@ from ._utils import (
 from ._vmf_marginal import (
     MarginalGrid,
     closed_form_m3,
-    dt_dkappa,
+    dtheta_dkappa,
     metropolis_hastings,
     wood_rejection,
 )
@@ -295,8 +295,9 @@ class VonMisesFisher(Distribution):
         """``t = 1 - mu . x`` of shape ``(B, n)`` in the working dtype, and its gradient in ``kappa``.
 
         The gradient is either carried by ``t`` itself (the closed form at ``m = 3``; the slope is then
-        ``None``) or returned as the no-grad slope ``dt/dkappa`` ``(B, n)`` when ``kappa`` needs a
-        gradient (else ``None``), for :func:`place_on_sphere` to apply in its backward pass.
+        ``None``) or returned as the no-grad slope ``dtheta/dkappa`` ``(B, n)`` of the angle
+        ``theta = arccos w`` when ``kappa`` needs a gradient (else ``None``), for
+        :func:`place_on_sphere` to apply in its backward pass.
         """
         m = self.dim
         needs_grad = torch.is_grad_enabled() and kappa.requires_grad
@@ -328,7 +329,7 @@ class VonMisesFisher(Distribution):
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
                 single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
-                slope = dt_dkappa(t, kappa_nograd, m, grid, terms, single)
+                slope = dtheta_dkappa(t, kappa_nograd, m, grid, terms, single)
         return t, slope
 
 

@@ -437,7 +437,6 @@ def _table1_family(entry: dict[str, Any]) -> str:
 
 def _save_result_figure(
     path: Path,
-    panels: dict[str, dict[str, list[tuple[float, float, float]]]],
     points: Sequence[tuple[tuple[str, str], float, dict[str, Any]]],
     *,
     xlabel: str,
@@ -445,14 +444,18 @@ def _save_result_figure(
 ) -> None:
     """Test log-likelihood (mean and sd over seeds) of each summary entry, as ``result_lines``.
 
-    ``points``: ``((panel, series), x, summary entry)`` for every entry to draw.
+    ``points``: ``((panel, series), x, summary entry)`` for every entry to draw; panels and series
+    appear in the order of their first point.
     """
     from .plots import result_lines, save_figure
 
+    panels: dict[str, dict[str, list[tuple[float, float, float]]]] = {}
     for (panel, series), x, entry in points:
         sd = entry["log_likelihood_sd"]
         mean = entry["log_likelihood"]
-        panels[panel].setdefault(series, []).append((x, mean, 0.0 if math.isnan(sd) else sd))
+        panels.setdefault(panel, {}).setdefault(series, []).append(
+            (x, mean, 0.0 if math.isnan(sd) else sd)
+        )
     figure = result_lines(
         panels,
         xlabel=xlabel,
@@ -483,7 +486,6 @@ def _experiment_table1(
     summary = _summary(rows, _METRICS)
     _save_result_figure(
         out / "log_likelihood.png",
-        {"MNIST, test set": {_table1_family(e): [] for e in summary}},
         [(("MNIST, test set", _table1_family(e)), int(e["d"]), e) for e in summary],
         xlabel="latent dimension d",
         references={
@@ -545,7 +547,6 @@ def _experiment_productspace(
     summary = _summary(rows, _METRICS)
     _save_result_figure(
         out / "log_likelihood.png",
-        {e["dataset"]: {} for e in summary},
         [
             ((e["dataset"], f"ambient {e['ambient']}"), e["latent"].count("x") + 1, e)
             for e in summary

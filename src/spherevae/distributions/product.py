@@ -106,36 +106,23 @@ class ProductDistribution(Distribution):
     def _stacked(self, idx: list[int]) -> Distribution:
         """The factors ``idx`` (same family, dimension and sampler) stacked along a new leading batch axis.
 
-        Built once per product (and again if a member's concentration changes in place, or if it was
-        built without autograd and autograd is on now) and shared by :meth:`rsample` and the KL
-        divergence, which then evaluate all members in one call each.
+        :meth:`rsample` and the KL divergence each evaluate all members in one call of it. The Bessel
+        terms of von Mises-Fisher members are shared (:func:`share_bessel_terms`): the first stacked
+        distribution evaluates them once and hands each member its slice; a later one (the KL's after
+        the sampler's) takes the members' terms back, stacked, without evaluating them again.
         """
         members = [self.components[i] for i in idx]
-        concentrations = [c.concentration for c in members]  # type: ignore[union-attr]
-        grad = torch.is_grad_enabled()
-        stamp = tuple((id(k), None if k.is_inference() else k._version) for k in concentrations)
-        cache: dict[tuple[int, ...], tuple[object, bool, Distribution]] = self.__dict__.setdefault(
-            "_stacked_cache", {}
-        )
-        hit = cache.get(tuple(idx)) if all(v is not None for _, v in stamp) else None
-        if hit is not None and hit[0] == stamp and (hit[1] or not grad):
-            return hit[2]
         first = members[0]
         loc = torch.stack([c.loc for c in members])  # type: ignore[union-attr]
-        kappa = torch.stack(concentrations)
-        stacked: Distribution
+        kappa = torch.stack([c.concentration for c in members])  # type: ignore[union-attr]
         if isinstance(first, VonMisesFisher):
             stacked = VonMisesFisher(
                 loc, kappa, sampler=first.sampler, mh_steps=first.mh_steps, validate_args=False
             )
-            if grad and kappa.requires_grad:
-                # the sampler's gradient and the factors' KL divergences need the same Bessel
-                # terms: one evaluation for all of them
+            if torch.is_grad_enabled() and kappa.requires_grad:
                 share_bessel_terms(members, stacked)  # type: ignore[arg-type]
-        else:
-            stacked = PowerSpherical(loc, kappa, validate_args=False)
-        cache[tuple(idx)] = (stamp, grad, stacked)
-        return stacked
+            return stacked
+        return PowerSpherical(loc, kappa, validate_args=False)
 
     def _stackable(self, idx: list[int]) -> bool:
         return len(idx) > 1 and isinstance(self.components[idx[0]], VonMisesFisher | PowerSpherical)

@@ -574,6 +574,33 @@ def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return torch.addcmul(a.unsqueeze(-1), length, nodes), (0.5 * length) * weights
 
 
+def _decay_length(
+    kappa: Tensor, sin: Tensor, cos: Tensor, m: int, side: Tensor, decay: float
+) -> Tensor:
+    """How far from ``theta`` towards ``side`` (``-1``: towards 0, ``+1``: towards pi) ``log p`` falls by ``decay``.
+
+    With ``l = log p``, ``lambda = -dl/dx`` and ``c = -d^2 l / dx^2`` at ``theta`` (``x`` the distance
+    away from it, both clamped at 0), the length is the root ``D = 2K / (lambda + sqrt(lambda^2 +
+    2 c K))`` of ``lambda D + c D^2 / 2 = K`` (``K = decay``): the quadratic model of ``l``, which
+    decays no faster than ``l`` itself on the stretches where the density is log-concave. In ``theta``,
+    ``-dl/dtheta = kappa sin - (m - 2) cos / sin`` and ``-d^2 l / dtheta^2 = kappa cos + (m - 2) /
+    sin^2``. Not finite where ``sin`` underflows or the density is flat (callers bound it by the
+    distance to the end of ``[0, pi]``).
+
+    Shapes: ``kappa`` broadcastable against ``sin``, ``cos`` and ``side``; returns their shape.
+    """
+    neg_slope = kappa * sin
+    c = kappa * cos
+    if m > 2:
+        inv_sin = sin.reciprocal()
+        neg_slope.addcmul_(cos, inv_sin, value=-(m - 2))
+        c.addcmul_(inv_sin, inv_sin, value=m - 2)
+    lam = neg_slope.mul_(side).clamp_(min=0.0)
+    c.clamp_(min=0.0)
+    root = torch.addcmul(c.mul_(2 * decay), lam, lam).sqrt_()
+    return root.add_(lam).reciprocal_().mul_(2 * decay)
+
+
 def dtheta_dkappa_direct(
     t: Tensor,
     kappa: Tensor,
@@ -590,10 +617,7 @@ def dtheta_dkappa_direct(
     ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
     the end of ``[0, pi]`` on the sample's side of ``theta* = arccos A`` (so the integrand has one sign;
     the sample is left of ``theta*`` exactly when ``t <= 1 - A``). The integrand is cut where it has
-    fallen below ``exp(-60)`` of its value at ``theta``: with ``l = log p``, ``lambda = -dl/dx`` and
-    ``c = -d^2 l / dx^2`` at the sample (``x`` the distance away from it, both clamped at 0), the cut
-    is the root ``D = 2K / (lambda + sqrt(lambda^2 + 2 c K))`` of ``lambda D + c D^2 / 2 = K``. One
-    20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches a 24-panel reference to
+    fallen below ``exp(-60)`` of its value at ``theta`` (:func:`_decay_length`). One 20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches a 24-panel reference to
     2e-8 (relative) over the whole range of ``m`` and ``kappa``. The angle terms at the sample come
     from ``t`` itself: ``sin^2(theta / 2) = t / 2``, ``cos theta = 1 - t``, ``sin^2 theta = t (2 - t)``.
     ``one_minus_mean``: ``1 - A`` ``(B,)`` (cancellation-free), if the caller has it already.
@@ -619,18 +643,7 @@ def dtheta_dkappa_direct(
     left = t <= one_minus_mean
     # +-1 (exact in the default dtype): -1 where the integral runs left, towards theta = 0
     side = torch.where(left, -1.0, 1.0)
-    # l = log p: -dl/dtheta = kappa sin - (m - 2) cos / sin, -d^2l/dtheta^2 = kappa cos + (m - 2) / sin^2;
-    # lambda is dl/dtheta towards 0 on the left and -dl/dtheta towards pi on the right
-    neg_slope = k * sin
-    c = k * cos
-    if m > 2:
-        inv_sin = sin.reciprocal()
-        neg_slope.addcmul_(cos, inv_sin, value=-(m - 2))
-        c.addcmul_(inv_sin, inv_sin, value=m - 2)
-    lam = neg_slope.mul_(side).clamp_(min=0.0)
-    c.clamp_(min=0.0)
-    root = torch.addcmul(c.mul_(2 * decay), lam, lam).sqrt_()
-    cut = root.add_(lam).reciprocal_().mul_(2 * decay)
+    cut = _decay_length(k, sin, cos, m, side, decay)
     # a non-finite cut (sin underflowing at the very ends, or a flat density) is replaced by the
     # whole stretch to the end: fmin returns its other argument where one is NaN
     length = torch.fmin(torch.where(left, theta, math.pi - theta), cut)

@@ -41,8 +41,8 @@ Failure budget (number of checks x false-failure probability):
   coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 234;
   KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) + 5 (Beta variate) = 126;
   ``234 * 6.3e-5 + 126 * 1e-4 = 0.027``; the gamma-proposal tests (11) add 6 z-checks (acceptance
-  rates) and 20 KS tests (12 gamma cells, 2 at low acceptance, 4 mixed-batch groups, 2 forced Wood):
-  ``240 * 6.3e-5 + 146 * 1e-4 = 0.030`` in all;
+  rates) and 22 KS tests (12 gamma cells, 2 at low acceptance, 4 mixed-batch groups, 2 small
+  straddling-draw groups, 2 forced Wood): ``240 * 6.3e-5 + 148 * 1e-4 = 0.030`` in all;
 - slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 150 kappa gradients (6 m x 5 kappa x 5) =
   342; KS tests: 192 exact + 192 SciPy = 384; ``342 * 6.3e-5 + 384 * 1e-4 = 0.060``.
 
@@ -887,6 +887,30 @@ def test_mixed_proposals_follow_the_law(monkeypatch: pytest.MonkeyPatch, first_c
     for j, kappa in enumerate(kappas):
         p = stats.kstest(theta[:, j], theta_law(m, kappa).cdf).pvalue
         assert p > KS_ALPHA, f"KS test of the kappa = {kappa} rows of a mixed batch: p = {p:.3g}"
+
+
+def test_small_straddling_draws_take_woods_proposal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A training-sized draw whose rows straddle the threshold (m = 10: kappa = 10 and 100, 64 rows)
+    takes Wood's proposal for every row (fewer operations), a large one mixes; the small draws still
+    follow the law (KS test of each group over 300 draws)."""
+    modes = []
+    original = marginal._Proposals.__init__
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        modes.append(self.mode)
+
+    monkeypatch.setattr(marginal._Proposals, "__init__", spy)
+    m, kappas = 10, (10.0, 100.0)
+    k = torch.tensor(kappas, dtype=F64).repeat(32)
+    torch.manual_seed(_seed("small straddling"))
+    theta = np.stack([_rejection_theta(k, m, 1).reshape(32, 2) for _ in range(300)]).reshape(-1, 2)
+    assert set(modes) == {"wood"}
+    marginal.wood_rejection(k.repeat(32), m, 1)  # 2048 samples
+    assert modes[-1] == "mixed"
+    for j, kappa in enumerate(kappas):
+        p = stats.kstest(theta[:, j], theta_law(m, kappa).cdf).pvalue
+        assert p > KS_ALPHA, f"KS test of the kappa = {kappa} rows of small draws: p = {p:.3g}"
 
 
 @pytest.mark.parametrize(("m", "kappa"), [(10, 1e3), (64, 1e5)])

@@ -36,15 +36,16 @@ implementation fails for a given choice of seeds (union bound over the checks).
 
 Failure budget (number of checks x false-failure probability):
 
-- default run: z-checks: 60 means (5 m x 4 kappa x 3 samplers) + 60 kappa gradients (4 m x 3 kappa
-  x 5 sampler/gradient-path cases) + 1 + 5 pathwise demonstration/contrast + 90 loc-gradient
-  coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 234;
-  KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) + 5 (Beta variate) = 126;
-  ``234 * 6.3e-5 + 126 * 1e-4 = 0.027``; the gamma-proposal tests (11) add 6 z-checks (acceptance
-  rates) and 22 KS tests (12 gamma cells, 2 at low acceptance, 4 mixed-batch groups, 2 small
-  straddling-draw groups, 2 forced Wood): ``240 * 6.3e-5 + 148 * 1e-4 = 0.030`` in all;
-- slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 150 kappa gradients (6 m x 5 kappa x 5) =
-  342; KS tests: 192 exact + 192 SciPy = 384; ``342 * 6.3e-5 + 384 * 1e-4 = 0.060``.
+- default run: z-checks: 60 means (5 m x 4 kappa x 3 samplers) + 72 kappa gradients (4 m x 3 kappa
+  x 6 sampler/gradient-path cases) + 1 + 5 pathwise demonstration/contrast + 90 loc-gradient
+  coordinates (3 samplers x 2 kappa x (2 + 3 + 10)) + 3 (m=5, kappa=1e4) + 15 batch rows = 246;
+  KS tests: 60 exact + 60 SciPy + 1 (MH at m=3) + 5 (Beta variate) + 9 (one sample per row, 3
+  samplers x 3 cells) = 135; ``246 * 6.3e-5 + 135 * 1e-4 = 0.029``; the gamma-proposal tests (11)
+  add 6 z-checks (acceptance rates) and 22 KS tests (12 gamma cells, 2 at low acceptance, 4
+  mixed-batch groups, 2 small straddling-draw groups, 2 forced Wood): ``252 * 6.3e-5 + 157 * 1e-4 =
+  0.032`` in all;
+- slow run: z-checks: 192 means (8 m x 8 kappa x 3) + 180 kappa gradients (6 m x 5 kappa x 6) =
+  372; KS tests: 192 exact + 192 SciPy = 384; ``372 * 6.3e-5 + 384 * 1e-4 = 0.062``.
 
 The remaining checks (unit norms, moments of the quadrature law, acceptance rates) are deterministic
 bounds, not statistical tests. The pathwise-contrast checks additionally require ``|z| > 4`` against
@@ -350,19 +351,29 @@ def test_unit_norm(sampler: str, dtype: torch.dtype) -> None:
         assert err <= 10 * eps, f"m={m}, kappa={kappa}: | |z| - 1 | = {err:.3g} > 10 eps"
 
 
+@pytest.mark.parametrize(("m", "kappa"), [(2, 1.0), (5, 10.0), (64, 1000.0)])
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_one_sample_per_row_follows_the_law(sampler: str, m: int, kappa: float) -> None:
+    """A training step's layout, many rows of one sample each (the samplers' small-draw paths: the
+    per-sample inversion of ``inverse_cdf``, the first-round sizing of ``rejection``): KS test of
+    ``theta`` against its exact law over ``N_CI`` rows."""
+    torch.manual_seed(_seed("rows", sampler, m, kappa))
+    mu = _unit_vector(m, _seed("loc", m))
+    q = VonMisesFisher(mu.expand(N_CI, m), torch.full((N_CI,), kappa, dtype=F64), sampler=sampler)
+    theta, _ = _theta_and_t(q.rsample(), mu)
+    p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
+    assert p > KS_ALPHA, f"KS test of one sample per row: p = {p:.3g}"
+
+
 # ---------------------------------------------------------------------------------------------------
 # 5: gradient in kappa
 # ---------------------------------------------------------------------------------------------------
-# The package computes dt/dkappa by a per-sample quadrature when a row draws few samples and from a
-# tabulated CDF grid otherwise (always for inverse_cdf, which samples from that grid): "direct" draws
-# 1 sample per row, "grid" draws 16.
-GRAD_PATHS = {"direct": 1, "grid": 16}
-GRAD_CASES = [
-    pytest.param(s, p, id=f"{s}-{p}")
-    for s in SAMPLERS
-    for p in GRAD_PATHS
-    if not (s == "inverse_cdf" and p == "direct")  # same code as "grid", 16x the cost
-]
+# The package computes dt/dkappa by a per-sample quadrature when a row draws few samples (up to
+# _DIRECT_GRADIENT_MAX_SAMPLES) and from a tabulated CDF grid otherwise (inverse_cdf also samples
+# from that grid then, and per sample below): "direct" draws 1 sample per row, "grid" one more than
+# that limit.
+GRAD_PATHS = {"direct": 1, "grid": marginal._DIRECT_GRADIENT_MAX_SAMPLES + 1}
+GRAD_CASES = [pytest.param(s, p, id=f"{s}-{p}") for s in SAMPLERS for p in GRAD_PATHS]
 
 
 def kappa_gradients(

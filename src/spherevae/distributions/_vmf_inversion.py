@@ -38,9 +38,9 @@ Why this form:
   relative error of ``t`` there (measured ``7e-11``).
 - Start: ``t`` from the gamma law with the mean ``1 - A`` and the variance ``A'`` of ``t`` (exact as
   ``kappa -> infinity``, and close to the near-normal law of ``w`` for large ``m``), by the
-  Wilson-Hilferty cube (Johnson, Kotz and Balakrishnan 1994, 17.5), floored by the gamma's lower-tail
-  power law ``t = (u Gamma(alpha + 1))^{1/alpha} / beta``, which is below the quantile (the CDF of a
-  gamma is at most that power), where the cube fails (small shapes, small ``u``).
+  Wilson-Hilferty cube (Johnson, Kotz and Balakrishnan 1994, 17.5). Where the cube fails (small
+  shapes, small ``u``) the start is the smallest ``phi``, from which the first step, exact for a
+  power-law tail, brings the iterate close.
 - The decay length is recomputed at the first two iterates only: later iterates move by less than a
   percent of it, and each recomputation costs about twenty tensor operations (at training sizes, 64
   rows and one sample, dispatch rather than arithmetic sets the time). The loop runs three steps,

@@ -23,7 +23,10 @@ Samplers (all draw their randomness on the device of ``kappa``, all vectorised o
 - :class:`MarginalGrid.sample`: inversion of the CDF of ``theta``, tabulated per batch element on a grid
   of 64 cells with 8-point Gauss-Legendre quadrature each (the grid spans the mean of ``w`` plus or minus
   50 of its standard deviations, mapped to ``theta``), then Newton steps on the exact integral within
-  the cell.
+  the cell: for large draws, whose samples share the table. Its relative error in ``t`` is about
+  ``1e-13`` for quantiles in ``[0.1, 0.9]`` but grows in the far tails (``6e-5`` at ``u = 1e-4``),
+  where six Newton steps from a linear start are too few. Small draws use the per-sample inversion of
+  :mod:`._vmf_inversion` instead, accurate to ``1e-9`` everywhere.
 - :func:`metropolis_hastings`: an independence Metropolis-Hastings chain on ``w`` with Wood's proposal.
   The proposal density is ``g(w) ~ (1 - w^2)^{(m-3)/2} (1 - x0 w)^{-(m-1)}``, so the acceptance ratio
   ``pi(w') g(w) / (pi(w) g(w'))`` is ``exp(s(w') - s(w))`` with ``s(w) = kappa w + (m-1) log(1 - x0 w)``.

@@ -26,7 +26,9 @@ from ._utils import (
     place_on_sphere,
     work_dtype,
 )
+from ._vmf_inversion import sample_inverse_cdf
 from ._vmf_marginal import (
+    _DIRECT_GRADIENT_MAX_SAMPLES,
     MarginalGrid,
     closed_form_m3,
     dtheta_dkappa,
@@ -68,7 +70,10 @@ class VonMisesFisher(Distribution):
       ``kappa`` is large for their ``m`` propose ``1 - w = G / kappa``, ``G ~ Gamma((m-1)/2)``, whose
       acceptance tends to 1 as ``kappa`` grows (Wood's stays near 0.7); each row uses one proposal
       with its own exact test; the exact closed-form inversion at ``m = 3``;
-    - ``"inverse_cdf"``: numerical inversion of the CDF on a grid adapted to ``kappa`` and ``m``;
+    - ``"inverse_cdf"``: numerical inversion of the CDF of ``theta = arccos w``: per sample, by
+      Newton's method on the log tail mass (``spherevae.distributions._vmf_inversion``; relative error
+      of ``1 - w`` below ``1e-9``), for up to 32 samples per row; beyond, from a CDF tabulated per row
+      on a grid adapted to ``kappa`` and ``m``;
     - ``"mh"``: an independence Metropolis-Hastings chain per sample with Wood's proposal, ``mh_steps``
       steps (default 25: the chain is then within 4e-12 of the vMF in total variation); the acceptance
       rate of the last draw is in :attr:`acceptance_rate`.
@@ -318,8 +323,14 @@ class VonMisesFisher(Distribution):
         )
         with torch.no_grad():
             if self.sampler == "inverse_cdf":
-                grid = MarginalGrid(kappa_nograd, m, terms)
-                t = grid.sample(n)
+                # small draws (a training step) invert per sample, large ones from a tabulated CDF
+                # per row, whose cost the row's samples share; the gradient's rule: up to this size
+                # neither builds the table
+                if n <= _DIRECT_GRADIENT_MAX_SAMPLES:
+                    t = sample_inverse_cdf(kappa_nograd, m, n, terms)
+                else:
+                    grid = MarginalGrid(kappa_nograd, m, terms)
+                    t = grid.sample(n)
                 self.acceptance_rate = None
             elif self.sampler == "mh":
                 t, rate = metropolis_hastings(kappa_nograd, m, n, self.mh_steps)

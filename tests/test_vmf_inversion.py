@@ -22,6 +22,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mp_reference import log_iv_normalized
+from spherevae.distributions import _vmf_inversion
 from spherevae.distributions._vmf_inversion import invert_theta_cdf, sample_inverse_cdf
 from spherevae.special import bessel_terms
 
@@ -106,17 +107,20 @@ def reference_t(theta: float, kappa: float, m: int, u: float, log_z: mp.mpf) -> 
 
 
 def _worst_errors(
-    m: int, kappas: list[float], invert: Callable[..., torch.Tensor] = invert_theta_cdf
+    m: int,
+    kappas: list[float],
+    invert: Callable[..., torch.Tensor] = invert_theta_cdf,
+    quantiles: list[float] = QUANTILES,
 ) -> dict[tuple[float, float], float]:
     """Relative error of ``t`` per ``(kappa, u)`` against the mpmath reference."""
     kappa = torch.tensor(kappas, dtype=torch.float64)
-    u = torch.tensor(QUANTILES, dtype=torch.float64).expand(len(kappas), -1).contiguous()
+    u = torch.tensor(quantiles, dtype=torch.float64).expand(len(kappas), -1).contiguous()
     t = invert(kappa, m, u)
     errors = {}
     with mp.workdps(DPS):
         for i, k in enumerate(kappas):
             log_z = _log_total(mp.mpf(k), m)
-            for j, q in enumerate(QUANTILES):
+            for j, q in enumerate(quantiles):
                 value = float(t[i, j])
                 theta = 2 * math.asin(math.sqrt(value / 2))
                 ref = reference_t(theta, k, m, q, log_z)
@@ -209,7 +213,7 @@ class _CountOps(TorchDispatchMode):
 
 def test_training_size_operation_count() -> None:
     """At training sizes (64 rows, one sample) dispatch sets the time: at most 180 tensor operations
-    (175 measured, against 403 for the tabulated grid), a guard against regressions."""
+    (176 measured, against 403 for the tabulated grid), a guard against regressions."""
     torch.manual_seed(0)
     kappa = torch.rand(64, dtype=torch.float64) * 50 + 5
     terms = bessel_terms(4.5, kappa)
@@ -217,3 +221,140 @@ def test_training_size_operation_count() -> None:
     with _CountOps() as counter:
         sample_inverse_cdf(kappa, 11, 1, terms)
     assert counter.count <= 180
+
+
+# ---------------------------------------------------------------------------------------------------
+# the table path (_vmf_inversion._table): exact knots per row, then steps from the nearer knot
+# ---------------------------------------------------------------------------------------------------
+# its quantiles: the far left tail down to the smallest positive torch.rand, and the right tail up to
+# the table's last knot (beyond it the per-sample path serves; tested above)
+TABLE_QUANTILES = [2.0**-53, 3e-16, 1e-12, 1e-8, 1e-4, 0.01, 0.1, 0.3, 0.5, 0.7, 0.9, 0.99]
+TABLE_QUANTILES += [1 - 1e-4, 1 - 1e-6, 1 - 1e-8, 1 - 9e-10]
+
+
+def _table_invert(kappa: torch.Tensor, m: int, u: torch.Tensor) -> torch.Tensor:
+    """The table path forced, whatever the size (``invert_theta_cdf`` picks it for large draws only)."""
+    terms = bessel_terms(m / 2 - 1, kappa)
+    log_z = _vmf_inversion._log_total_mass(kappa, m, terms)
+    variance = terms.ratio_derivative(m / 2 - 1)
+    return _vmf_inversion._table(kappa, m, u, terms.complement, variance, log_z)
+
+
+def _many_quantiles() -> torch.Tensor:
+    """Both tails (log-spaced) and the bulk, plus random quantiles between the knots."""
+    return torch.cat(
+        [
+            torch.logspace(-15.9, -1, 60, dtype=torch.float64),
+            torch.linspace(0.1, 0.9, 81, dtype=torch.float64),
+            1 - torch.logspace(-1, -9, 60, dtype=torch.float64),
+            torch.rand(400, dtype=torch.float64, generator=torch.Generator().manual_seed(3)),
+        ]
+    )
+
+
+@pytest.mark.parametrize(("m", "kappa"), DEFAULT_CELLS)
+def test_table_against_mpmath(m: int, kappa: float) -> None:
+    errors = _worst_errors(m, [kappa], _table_invert, TABLE_QUANTILES)
+    bad = {key: err for key, err in errors.items() if not err <= TOLERANCE}
+    assert not bad, f"m={m}: table path, relative errors above {TOLERANCE}: {bad}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("m", DIMS)
+def test_table_against_mpmath_full_grid(m: int) -> None:
+    errors = _worst_errors(m, KAPPAS, _table_invert, TABLE_QUANTILES)
+    bad = {key: err for key, err in errors.items() if not err <= TOLERANCE}
+    assert not bad, f"m={m}: table path, relative errors above {TOLERANCE}: {bad}"
+
+
+@pytest.mark.parametrize("m", [2, 3, 5, 11, 64, 1024])
+def test_table_matches_per_sample(m: int) -> None:
+    """Rows with different ``kappa`` in one call, 600 quantiles each: the same ``t`` as the per-sample
+    path to ``1e-9`` (both are within ``1.2e-10`` of the exact values; measured ``4e-12`` apart)."""
+    kappa = torch.tensor([1e-3, 0.7, 5.0, 31.0, 400.0, 2e4, 1e6], dtype=torch.float64)
+    u = _many_quantiles().expand(len(kappa), -1).contiguous()
+    table = _table_invert(kappa, m, u)
+    per_sample = invert_theta_cdf(kappa, m, u)  # 661 quantiles a row: table path
+    direct = _vmf_inversion._newton(kappa, m, u, *_prepared(kappa, m))  # the per-sample path forced
+    torch.testing.assert_close(per_sample, table, rtol=0.0, atol=0.0)
+    rel = ((table - direct).abs() / direct).max().item()
+    assert rel <= TOLERANCE, rel
+
+
+def _prepared(kappa: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    terms = bessel_terms(m / 2 - 1, kappa)
+    log_z = _vmf_inversion._log_total_mass(kappa, m, terms)
+    return terms.complement, terms.ratio_derivative(m / 2 - 1), log_z
+
+
+def test_table_m3_closed_form() -> None:
+    """At ``m = 3`` against the closed form, ``kappa`` dense over ``[0.5, 60]`` (tails included)."""
+    kappa = torch.linspace(0.5, 60.0, 120, dtype=torch.float64)
+    u = _many_quantiles().expand(len(kappa), -1).contiguous()
+    k = kappa[:, None]
+    lower = -torch.log1p(u * torch.expm1(-2 * k)) / k
+    upper = -torch.log(torch.exp(-2 * k) - (1 - u) * torch.expm1(-2 * k)) / k
+    exact = torch.where(u < 0.5, lower, upper)
+    t = _table_invert(kappa, 3, u)
+    assert ((t - exact).abs() / exact).max().item() <= 1e-11
+
+
+def test_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table path serves more than 64 samples a row and 4096 in all, with the same values."""
+    calls: list[tuple[int, ...]] = []
+    table = _vmf_inversion._table
+
+    def counted(*args: torch.Tensor | int) -> torch.Tensor:
+        calls.append(tuple(args[2].shape))  # type: ignore[union-attr]
+        return table(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_vmf_inversion, "_table", counted)
+    kappa = torch.linspace(5.0, 55.0, 64, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(5)
+    for n in (64, 65):
+        u = torch.rand(64, n, dtype=torch.float64, generator=gen)
+        t = invert_theta_cdf(kappa, 11, u)
+        direct = _vmf_inversion._newton(kappa, 11, u, *_prepared(kappa, 11))
+        assert ((t - direct).abs() / direct).max().item() <= TOLERANCE
+    assert calls == [(64, 65)]
+    invert_theta_cdf(kappa[:1], 11, torch.rand(1, 4000, dtype=torch.float64))  # 4000 in all
+    assert calls == [(64, 65)]
+
+
+@pytest.mark.parametrize("m", [2, 3, 11])
+def test_table_ends(m: int) -> None:
+    """``u = 0``, quantiles beyond the last knot and ``1``: the per-sample path's values, finite and
+    monotone (the table hands them over)."""
+    kappa = torch.tensor([1e-3, 1.0, 20.0, 1e5], dtype=torch.float64)
+    ends = [0.0, 1e-300, 2.0**-53, 0.5, 1 - 2.0**-30, 1 - 2.0**-31, 1 - 2.0**-53, 1.0]
+    u = torch.tensor(ends, dtype=torch.float64).expand(4, -1).contiguous()
+    t = _table_invert(kappa, m, u)
+    direct = _vmf_inversion._newton(kappa, m, u, *_prepared(kappa, m))
+    assert torch.isfinite(t).all() and (t.diff(dim=-1) >= 0).all()
+    torch.testing.assert_close(t, direct, rtol=TOLERANCE, atol=0.0)
+
+
+@pytest.mark.parametrize("m", [2, 3, 11])
+def test_table_hands_over_only_out_of_range(m: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In a draw the per-sample path serves only the quantiles outside the knots (here the zeros put
+    in): every other sample converges within the table's steps (a cost guard: the hand-over is exact
+    but a thousand times dearer a sample)."""
+    handed: list[int] = []
+    newton = _vmf_inversion._newton
+
+    def counted(*args: torch.Tensor | int) -> torch.Tensor:
+        handed.append(args[2].numel())  # type: ignore[union-attr]
+        return newton(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(_vmf_inversion, "_newton", counted)
+    gen = torch.Generator().manual_seed(7)
+    kappa = torch.cat(
+        [
+            torch.logspace(-3, 6, 40, dtype=torch.float64),
+            torch.rand(24, dtype=torch.float64, generator=gen) * 50 + 5,
+        ]
+    )
+    u = torch.rand(64, 500, dtype=torch.float64, generator=gen)
+    u[::7, 3] = 0.0
+    _table_invert(kappa, m, u)
+    assert handed == [10]

@@ -165,6 +165,43 @@ def test_closed_form_m3(kappa: float) -> None:
     assert rel <= 1e-11
 
 
+# the far right tail (1 - u below 2^-24), which is solved by bisection before Newton's steps: there
+# the start can overshoot to theta = pi and Newton's iteration failed (t off by up to 100% at m = 3,
+# kappa in [13.5, 25]; no convergence at m = 2, kappa in [11.5, 28])
+FAR_TAIL = [1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 2.0**-53]
+
+
+def test_far_right_tail_m3_closed_form() -> None:
+    """``m = 3`` over a dense range of ``kappa``, where the former iteration failed, against the closed form."""
+    kappa = torch.linspace(5.0, 40.0, 71, dtype=torch.float64)
+    q = torch.tensor(FAR_TAIL, dtype=torch.float64)
+    u = (1 - q).expand(kappa.numel(), -1).contiguous()
+    q_held = 1 - u  # the 1 - u that u represents
+    k = kappa[:, None]
+    exact = -torch.log(torch.exp(-2 * k) - q_held * torch.expm1(-2 * k)) / k
+    t = invert_theta_cdf(kappa, 3, u)
+    rel = ((t - exact).abs() / exact).max().item()
+    assert rel <= 1e-11, f"worst relative error {rel:.3g}"
+
+
+@pytest.mark.parametrize(("m", "kappa"), [(2, 16.0), (4, 20.0), (5, 14.0), (20000, 2000.0)])
+def test_far_right_tail_against_mpmath(m: int, kappa: float) -> None:
+    """The far right tail at cells where the former iteration failed (``m = 2, 4, 5``) and where a
+    bisection bracket reaching past the mode missed it (``m = 20000``)."""
+    errors = _worst_errors(m, [kappa], quantiles=[1 - q for q in FAR_TAIL])
+    bad = {key: err for key, err in errors.items() if not err <= TOLERANCE}
+    assert not bad, f"m={m}: relative errors above {TOLERANCE}: {bad}"
+
+
+@pytest.mark.parametrize("m", [2, 4, 5])
+def test_far_right_tail_is_monotone(m: int) -> None:
+    """``t`` grows with ``u`` through the hand-over from Newton's steps to bisection, over dense ``kappa``."""
+    kappa = torch.linspace(5.0, 40.0, 71, dtype=torch.float64)
+    q = torch.tensor([1e-6, 2.0**-23, 1e-7, 2.0**-25, *FAR_TAIL], dtype=torch.float64)
+    t = invert_theta_cdf(kappa, m, (1 - q).expand(kappa.numel(), -1).contiguous())
+    assert torch.isfinite(t).all() and (t.diff(dim=-1) >= 0).all()
+
+
 def test_terms_passed_in_give_the_same_values() -> None:
     kappa = torch.tensor([0.0, 0.3, 7.0, 2e3], dtype=torch.float64)
     u = torch.rand(4, 50, dtype=torch.float64, generator=torch.Generator().manual_seed(1))

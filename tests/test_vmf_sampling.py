@@ -369,9 +369,8 @@ def test_one_sample_per_row_follows_the_law(sampler: str, m: int, kappa: float) 
 # 5: gradient in kappa
 # ---------------------------------------------------------------------------------------------------
 # The package computes dt/dkappa by a per-sample quadrature when a row draws few samples (up to
-# _DIRECT_GRADIENT_MAX_SAMPLES) and from a tabulated CDF grid otherwise (inverse_cdf also samples
-# from that grid then, and per sample below): "direct" draws 1 sample per row, "grid" one more than
-# that limit.
+# _DIRECT_GRADIENT_MAX_SAMPLES) and from a grid of the CDF's derivative otherwise: "direct" draws 1
+# sample per row, "grid" one more than that limit.
 GRAD_PATHS = {"direct": 1, "grid": marginal._DIRECT_GRADIENT_MAX_SAMPLES + 1}
 GRAD_CASES = [pytest.param(s, p, id=f"{s}-{p}") for s in SAMPLERS for p in GRAD_PATHS]
 

@@ -20,13 +20,8 @@ Samplers (all draw their randomness on the device of ``kappa``, all vectorised o
   size, so that a second round is rarely needed), later rounds at least twice as many per pending
   sample; they stop after a bounded number, raising ``RuntimeError`` rather than returning a wrong value.
 - :func:`closed_form_m3`: at ``m = 3`` the CDF inverts exactly: ``t = -log1p(u expm1(-2 kappa)) / kappa``.
-- :class:`MarginalGrid.sample`: inversion of the CDF of ``theta``, tabulated per batch element on a grid
-  of 64 cells with 8-point Gauss-Legendre quadrature each (the grid spans the mean of ``w`` plus or minus
-  50 of its standard deviations, mapped to ``theta``), then Newton steps on the exact integral within
-  the cell: for large draws, whose samples share the table. Its relative error in ``t`` is about
-  ``1e-13`` for quantiles in ``[0.1, 0.9]`` but grows in the far tails (``6e-5`` at ``u = 1e-4``),
-  where six Newton steps from a linear start are too few. Small draws use the per-sample inversion of
-  :mod:`._vmf_inversion` instead, accurate to ``1e-9`` everywhere.
+- Inverse CDF: see :mod:`._vmf_inversion` (per-sample Newton on the log tail mass, or a table of
+  exactly solved knots per row for large draws).
 - :func:`metropolis_hastings`: an independence Metropolis-Hastings chain on ``w`` with Wood's proposal.
   The proposal density is ``g(w) ~ (1 - w^2)^{(m-3)/2} (1 - x0 w)^{-(m-1)}``, so the acceptance ratio
   ``pi(w') g(w) / (pi(w) g(w'))`` is ``exp(s(w') - s(w))`` with ``s(w) = kappa w + (m-1) log(1 - x0 w)``.
@@ -81,7 +76,6 @@ _DIRECT_NODES_SINGLE = 12
 _DIRECT_LOG_DECAY_SINGLE = 30.0
 _GRID_CELLS = 64
 _GRID_HALF_WIDTH_SD = 50.0  # the grid covers E[w] +- 50 sd(w): the tail mass outside is negligible
-_NEWTON_STEPS = 6
 # below this many samples per batch element the per-sample quadrature (20 density evaluations a
 # sample) is cheaper than tabulating the grid (512 evaluations a batch element, then 8 a sample)
 _DIRECT_GRADIENT_MAX_SAMPLES = 32
@@ -700,7 +694,11 @@ def dtheta_dkappa(
 
 
 class MarginalGrid:
-    """CDF of ``theta = arccos(mu . x)`` tabulated per batch element, for inversion and gradients.
+    """The CDF's derivative in ``kappa``, tabulated per batch element: the gradient of large draws.
+
+    Cumulative integrals of ``(cos theta - A) p(theta)`` over 64 cells of 8-point Gauss-Legendre
+    quadrature each, spanning ``E[w] +- 50 sd(w)`` mapped to ``theta``; a sample's ``dtheta/dkappa`` is
+    the cells' sum to its end of the support plus one 8-point integral within its cell.
 
     Args:
         kappa: ``(B,)`` concentrations (float64, no grad).
@@ -725,10 +723,8 @@ class MarginalGrid:
         self.log_p_ref = log_p.amax(dim=(-1, -2))
         self.log_p_ref_reduced = self.log_p_ref - (m - 2) * math.log(2.0)  # for _quadrature
         dens = torch.exp(log_p - self.log_p_ref[:, None, None])
-        mass = (weights * dens).sum(-1)
         grad_mass = (weights * dens * (one_minus_mean[:, None, None] - t_nodes)).sum(-1)
         zero = torch.zeros_like(kappa).unsqueeze(-1)
-        self.cum_mass = torch.cat([zero, mass.cumsum(-1)], dim=-1)  # (B, cells + 1)
         self.cum_grad_left = torch.cat([zero, grad_mass.cumsum(-1)], dim=-1)
         self.cum_grad_right = torch.cat([grad_mass.flip(-1).cumsum(-1).flip(-1), zero], dim=-1)
 
@@ -738,9 +734,8 @@ class MarginalGrid:
             _log_density_theta(theta, self.kappa[:, None], self.m) - self.log_p_ref[:, None]
         )
 
-    def _integral(self, a: Tensor, b: Tensor, with_score: bool) -> Tensor:
-        """``int_a^b p`` or ``int_a^b (cos - A) p`` over ``(B, n)`` intervals (8-point Gauss-Legendre)."""
-        one_minus_mean = self.one_minus_mean[:, None, None] if with_score else None
+    def _score_integral(self, a: Tensor, b: Tensor) -> Tensor:
+        """``int_a^b (cos - A) p`` over ``(B, n)`` intervals (8-point Gauss-Legendre)."""
         return _quadrature(
             a,
             (b - a) / 2,
@@ -748,31 +743,12 @@ class MarginalGrid:
             self.kappa[:, None, None],
             self.m,
             self.log_p_ref_reduced[:, None, None],
-            one_minus_mean,
+            self.one_minus_mean[:, None, None],
         )
 
     def _cell(self, theta: Tensor) -> Tensor:
         j = torch.floor((theta - self.theta_lo[:, None]) / self.width[:, None].clamp(min=1e-300))
         return j.clamp(0, _GRID_CELLS - 1).long()
-
-    def sample(self, n: int) -> Tensor:
-        """``(B, n)`` samples of ``t = 1 - w`` by inverting the tabulated CDF."""
-        total = self.cum_mass[:, -1:]
-        target = torch.rand(
-            self.kappa.shape[0], n, dtype=self.kappa.dtype, device=self.kappa.device
-        )
-        target = target * total
-        j = (torch.searchsorted(self.cum_mass, target, right=True) - 1).clamp(0, _GRID_CELLS - 1)
-        a = self.theta_lo[:, None] + self.width[:, None] * j
-        b = a + self.width[:, None]
-        rest = target - self.cum_mass.gather(-1, j)
-        cell_mass = self.cum_mass.gather(-1, j + 1) - self.cum_mass.gather(-1, j)
-        theta = a + self.width[:, None] * (rest / cell_mass.clamp(min=1e-300)).clamp(0.0, 1.0)
-        for _ in range(_NEWTON_STEPS):
-            excess = self._integral(a, theta, with_score=False) - rest
-            step = excess / self._density(theta).clamp(min=1e-300)
-            theta = torch.minimum(torch.maximum(theta - step, a), b)
-        return _angle_terms(theta)[0]
 
     def dtheta_dkappa(self, t: Tensor) -> Tensor:
         """Implicit derivative ``dtheta/dkappa`` of samples ``t = 1 - w`` of shape ``(B, n)``."""
@@ -788,8 +764,6 @@ class MarginalGrid:
             use_left, -self.cum_grad_left.gather(-1, j), self.cum_grad_right.gather(-1, j + 1)
         )
         dens = self._density(theta)
-        dtheta = (cumulative + self._integral(theta, edge, with_score=True)) / dens.clamp(
-            min=1e-300
-        )
+        dtheta = (cumulative + self._score_integral(theta, edge)) / dens.clamp(min=1e-300)
         # samples so deep in a tail that their density underflows carry no usable gradient
         return torch.where(dens > 0, dtheta, torch.zeros_like(dtheta))

@@ -551,6 +551,17 @@ def test_mh_uses_the_jump_table_for_training_batches(monkeypatch: pytest.MonkeyP
     assert bool(((t >= 0) & (t <= 2)).all()) and bool(((rate >= 0) & (rate <= 1)).all())
 
 
+def test_mh_runs_many_chains_step_by_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above 128 chains (a batch of 1024 rows) the table's arithmetic costs more than the steps."""
+
+    def no_jumps(*args: object) -> None:
+        raise AssertionError("the jump table ran for 1024 chains")
+
+    monkeypatch.setattr(marginal, "_chain_by_jumps", no_jumps)
+    t, _ = marginal.metropolis_hastings(torch.full((1024,), 10.0, dtype=F64), 11, 1, 25)
+    assert t.shape == (1024, 1)
+
+
 def test_mh_training_batches_follow_the_vmf_law() -> None:
     # many training-size draws (64 rows, one sample each: the jump table) pooled into one KS test
     m, kappa = 10, 10.0

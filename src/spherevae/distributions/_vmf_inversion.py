@@ -72,19 +72,17 @@ Large draws (more than 64 samples a row and 4096 in all) take the table path (:f
   (the hand-over test in ``tests/test_vmf_inversion.py`` guards this over ``kappa`` in ``[1e-3,
   1e6]``).
 - Quantiles outside the knots (``u = 0`` in a draw, with probability ``2^-53`` a sample; ``u > 1 - 2^-24``,
-  ``6e-8``) and unconverged samples are handed to the per-sample iteration. The right end stops at
-  ``1 - 2^-24`` because the per-sample iteration fails in log-convex right tails where the start
-  overshoots past ``pi``: at ``m = 3`` for ``kappa`` in ``[13.5, 25]`` and ``1 - u < 1.1e-10`` it returns
-  ``t`` near 0 or 2 (measured against the closed form; the tests cover ``1 - u >= 1e-12`` at ``kappa =
-  10, 100`` only), at ``m = 2`` it oscillates for 40 steps for ``kappa`` in ``[11.5, 28]`` and ``1 - u <
-  3e-9`` (``m = 4, 5``: ``1 - u < 4e-13``); a knot there would spread that failure over a whole knot
-  interval (and make every row pay 40 iterations).
+  ``6e-8``) and unconverged samples are handed to the per-sample iteration, which solves the far
+  right tail by bisection. The knots stop at ``1 - 2^-24`` for the same reason: the per-sample
+  Newton iteration, without that bisection, failed beyond it in log-convex right tails where its
+  start overshoots past ``pi`` (``t`` near 0 or 2 at ``m = 3``, ``kappa`` in ``[13.5, 25]``, ``1 - u <
+  1.1e-10``; 40 oscillating steps at ``m = 2``, ``kappa`` in ``[11.5, 28]``, ``1 - u < 3e-9``).
 - Relative error of ``t`` against mpmath below ``1e-9`` over ``m`` in ``{2, ..., 20000}``, ``kappa`` in
   ``{1e-3, ..., 1e6}`` and ``u`` from ``2^-53`` to ``1 - 5e-8`` (worst ``1.2e-10``, at ``kappa = 1e6``,
   where ``log Z`` sets the floor); ``4e-12`` from the per-sample values over 660 quantiles a row.
 - Cost (one thread, m = 11, kappa in [5, 55]): 15-21 ms at ``B = 1, n = 100000`` and 142-172 ms at
-  ``B = 1000, n = 500``, against 48-90 and 270-460 ms for the grid of :class:`._vmf_marginal.
-  MarginalGrid` and 82-138 and 1080-1160 ms per sample; the knots cost ``33`` per-sample solves a
+  ``B = 1000, n = 500``, against 48-90 and 270-460 ms for the former sampler (64 cells of 8 nodes
+  per row, then six Newton steps per sample) and 82-138 and 1080-1160 ms per sample; the knots cost ``33`` per-sample solves a
   row, so small draws stay per sample (the size rule in :func:`invert_theta_cdf`).
 
 References:
@@ -376,10 +374,8 @@ _TABLE_NODES = 8  # Gauss-Legendre nodes of the panel from the knot to the sampl
 _TABLE_MAX_STEPS = 3  # steps on the samples not yet converged, then the rest goes per sample
 _TABLE_STEP_TOL = 1e-3  # a step below this (relative to the nearer end) leaves an error ~1e-13
 _TABLE_MIN_U = 2.0**-53  # the smallest positive torch.rand in double precision
-# beyond 1 - 2^-24 (6e-8) the right tail is left to the per-sample path: a knot there would inherit
-# that path's failures in log-convex right tails (m = 2: kappa in [11.5, 28], 1 - u < 3e-9; m = 3:
-# kappa in [13.5, 25], 1 - u < 1.1e-10; module docstring), spread over a whole knot interval, and
-# its 40 iterations would be paid by the whole table
+# beyond 1 - 2^-24 (6e-8) the right tail is left to the per-sample path, which solves it by bisection
+# (_bisect_right_tail): knots there would need the same
 _TABLE_MAX_U = 1 - 2.0**-24
 # the table path serves draws of more than this many samples per row and in all (measured, m = 11,
 # one thread: per sample 0.37 ms against 0.51 at B = 1, n = 256; 5.9 against 4.2 ms at B = 64, n = 96;
@@ -391,7 +387,7 @@ _KNOT_CACHE: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] 
 
 
 def _knots(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """``(u, s)``: ``k`` knots in ``u``, logit-spaced over ``[2^-53, 1 - 2^-53]``, and their logits."""
+    """``(u, s)``: ``k`` knots in ``u``, logit-spaced over ``[2^-53, 1 - 2^-24]``, and their logits."""
     key = (k, dtype, device)
     if key not in _KNOT_CACHE:
         s_min = math.log(_TABLE_MIN_U) - math.log1p(-_TABLE_MIN_U)

@@ -630,8 +630,9 @@ def dtheta_dkappa_direct(
     ``d theta / d kappa = int_theta^end (cos phi - A) p(phi) / p(theta) d phi``, oriented, with ``end``
     the end of ``[0, pi]`` on the sample's side of ``theta* = arccos A`` (so the integrand has one sign;
     the sample is left of ``theta*`` exactly when ``t <= 1 - A``). The integrand is cut where it has
-    fallen below ``exp(-60)`` of its value at ``theta`` (:func:`_decay_length`). One 20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches a 24-panel reference to
-    2e-8 (relative) over the whole range of ``m`` and ``kappa``. The angle terms at the sample come
+    fallen below ``exp(-60)`` of its value at ``theta``, a distance ``D`` away
+    (:func:`_decay_length`). One 20-node Gauss-Legendre panel over ``[theta, theta +- D]`` then matches
+    a 24-panel reference to 2e-8 (relative) over the whole range of ``m`` and ``kappa``. The angle terms at the sample come
     from ``t`` itself: ``sin^2(theta / 2) = t / 2``, ``cos theta = 1 - t``, ``sin^2 theta = t (2 - t)``.
     ``one_minus_mean``: ``1 - A`` ``(B,)`` (cancellation-free), if the caller has it already.
     ``single``: the result serves parameters in single precision; a 12-node panel down to ``exp(-30)``

@@ -176,7 +176,8 @@ def _start(u: Tensor, one_minus_mean: Tensor, variance: Tensor) -> Tensor:
 def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None = None) -> Tensor:
     r"""``t = 1 - cos theta`` at the quantiles ``u`` of the vMF marginal of ``theta`` on ``S^{m-1}``.
 
-    Newton's method on the log tail mass in the log distance to the nearer end (module docstring):
+    Newton's method on the log tail mass in the log distance to the nearer end, after a bisection for
+    the far right tail ``1 - u < 2^-24`` (module docstring):
     relative error of ``t`` below ``1e-9`` for ``u`` in ``[1e-12, 1 - 1e-12]``, ``m`` from 2 to
     ``20000`` and ``kappa`` from ``1e-3`` to ``1e6`` (measured against mpmath; ``tests/
     test_vmf_inversion.py``). No gradient; computed in the work dtype (float64 off MPS).

@@ -249,15 +249,16 @@ class _CountOps(TorchDispatchMode):
 
 
 def test_training_size_operation_count() -> None:
-    """At training sizes (64 rows, one sample) dispatch sets the time: at most 180 tensor operations
-    (176 measured, against 403 for the tabulated grid), a guard against regressions."""
+    """At training sizes (64 rows, one sample) dispatch sets the time: at most 185 tensor operations
+    (179 measured, three of them the far-tail check; 403 for the former grid), a guard against
+    regressions."""
     torch.manual_seed(0)
     kappa = torch.rand(64, dtype=torch.float64) * 50 + 5
     terms = bessel_terms(4.5, kappa)
     sample_inverse_cdf(kappa, 11, 1, terms)  # rules cached
     with _CountOps() as counter:
         sample_inverse_cdf(kappa, 11, 1, terms)
-    assert counter.count <= 180
+    assert counter.count <= 185
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import hashlib
 import io
 import json
 import math
@@ -142,6 +141,7 @@ def _train_and_evaluate(
 ) -> list[dict[str, Any]]:
     """Train every (model, seed) not already done, evaluate it on the test set; one row each."""
     from .data import evaluation_images, load_dataset
+    from .data.files import sha256_file
     from .evaluation import evaluate
     from .models import VAE
     from .training.run import read_metrics, train_run
@@ -161,7 +161,7 @@ def _train_and_evaluate(
             test = splits.test
             n = setting.eval_images or len(test.images)
             key = {
-                "model_sha256": _sha256(run_dir / "model" / "model.safetensors"),
+                "model_sha256": sha256_file(run_dir / "model" / "model.safetensors"),
                 "dataset": spec.dataset,
                 "test_images": n,
                 "ll_samples": setting.ll_samples,
@@ -210,14 +210,6 @@ def _train_and_evaluate(
 # a run's test scores, kept so that a later call (more seeds, more models) does not score it again:
 # the importance-weighted log-likelihood with K = 500 takes about a minute a model on a CPU
 _EVALUATION_FILE = "test_evaluation.json"
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _cached_evaluation(run_dir: Path, key: dict[str, Any]) -> EvaluationResult | None:

@@ -36,6 +36,7 @@ from spherevae.models import (
     parse_latent,
 )
 from spherevae.models.heads import build_factor_head
+from spherevae.models.priors import factor_prior
 from spherevae.training.checkpoint import load_checkpoint, save_checkpoint
 
 SEED = 31337
@@ -455,6 +456,15 @@ def test_priors_types_and_densities():
     )
     expected = -_log_area(10) - 0.5 * (z[:, 10:] ** 2).sum(-1) - 2.5 * math.log(2 * math.pi)
     torch.testing.assert_close(p.log_prob(z), expected)
+
+
+def test_factor_prior_groups_spheres_only():
+    """``copies = k`` equal spheres: the stacked product of ``k`` uniforms; a Euclidean factor is never
+    grouped (``ValueError`` naming ``copies``)."""
+    p = factor_prior(parse_latent("S4").factors[0], copies=3)
+    assert isinstance(p, StackedProduct) and p.event_shape == (15,) and p.batch_shape == ()
+    with pytest.raises(ValueError, match="copies=2"):
+        factor_prior(parse_latent("R3").factors[0], copies=2)
 
 
 def test_prior_dtype():

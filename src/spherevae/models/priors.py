@@ -33,12 +33,26 @@ def factor_prior(
     factor: LatentFactor,
     covariance: str = "diagonal",
     *,
+    copies: int = 1,
     dtype: torch.dtype | None = None,
     device: torch.device | str | None = None,
 ) -> Distribution:
-    """The prior of one factor, with ``batch_shape ()`` and ``event_shape (factor.ambient,)``."""
+    """The prior of one factor, with ``batch_shape ()`` and ``event_shape (factor.ambient,)``; of
+    ``copies > 1`` equal sphere factors in a row, the ``StackedProduct`` of as many uniforms (event
+    ``(copies * factor.ambient,)``), the layout of the posterior head's group.
+
+    Raises:
+        ValueError: for ``copies > 1`` and a Euclidean factor (only spheres are grouped).
+    """
     if factor.is_sphere:
-        return HypersphericalUniform(factor.ambient, dtype=dtype, device=device)
+        if copies == 1:
+            return HypersphericalUniform(factor.ambient, dtype=dtype, device=device)
+        uniform = HypersphericalUniform(
+            factor.ambient, batch_shape=(copies,), dtype=dtype, device=device
+        )
+        return StackedProduct(uniform)
+    if copies != 1:
+        raise ValueError(f"only sphere factors are grouped, got copies={copies} for {factor}")
     zeros = torch.zeros(factor.dim, dtype=dtype, device=device)
     if covariance == "full":
         eye = torch.eye(factor.dim, dtype=dtype, device=device)
@@ -61,13 +75,8 @@ def build_prior(
             ``MultivariateNormal`` form of the standard normal; the distribution is the same).
         dtype, device: of samples and densities (default: torch's defaults).
     """
-    parts: list[Distribution] = []
-    for f, copies in latent.sphere_runs():
-        if copies == 1:
-            parts.append(factor_prior(f, covariance, dtype=dtype, device=device))
-        else:
-            uniform = HypersphericalUniform(
-                f.ambient, batch_shape=(copies,), dtype=dtype, device=device
-            )
-            parts.append(StackedProduct(uniform))
+    parts = [
+        factor_prior(f, covariance, copies=copies, dtype=dtype, device=device)
+        for f, copies in latent.sphere_runs()
+    ]
     return parts[0] if len(parts) == 1 else ProductDistribution(parts)

@@ -100,7 +100,7 @@ from torch import Tensor
 
 from ..special import BesselTerms, bessel_terms
 from ._utils import work_dtype
-from ._vmf_marginal import _decay_length, _quadrature, _rule
+from ._vmf_marginal import _decay_length, _log_density_derivatives, _quadrature, _rule
 
 __all__ = ["invert_theta_cdf", "sample_inverse_cdf"]
 
@@ -232,12 +232,8 @@ def _newton_half_distance(
     Returns ``(a, left)``, both ``(B, n)``: half the distance ``phi / 2`` of the quantile's ``theta`` to
     the end of ``[0, pi]`` on its side, and whether that side is the left one (``u < 1/2``).
 
-    The panel runs from ``phi`` towards 0 in ``phi``, the distance to the tail's end, for both tails.
-    At a node ``phi'`` with half-angle ``a = phi' / 2``, ``sin^2(theta / 2)`` is ``sin^2 a`` on the left and
-    ``cos^2 a`` on the right, and ``sin^2 theta / 4 = (sin a cos a)^2`` on both: every factor keeps its
-    relative digits at both ends of ``[0, pi]`` (``s - s^2`` from ``s = sin^2(theta / 2)`` would lose them
-    near ``pi``, and ``2 kappa (1 - sin^2 a)`` those of ``1 - cos theta`` near 0 at large ``kappa``).
-    The reduced ``log p`` is then ``-2 kappa sin^2(theta / 2) + (m - 2) log(sin a cos a)``.
+    The panel runs from ``phi`` towards 0 in ``phi``, the distance to the tail's end, for both tails,
+    and evaluates the density at half-angles of ``phi`` (:func:`_log_density_at_half`).
     """
     # every per-sample tensor carries a trailing axis of length 1, against which the panel's nodes
     # broadcast: no reshaping inside the loop (each costs an operation at training sizes)
@@ -297,6 +293,26 @@ def _half_cut(a: Tensor, k: Tensor, m: int, sign: Tensor, towards_end: Tensor) -
     return _decay_length(k, phi.sin_(), cos_theta, m, towards_end, _LOG_DECAY).mul_(0.5)
 
 
+def _log_density_at_half(half: Tensor, left: Tensor, k: Tensor, m: int) -> Tensor:
+    """Reduced ``log p`` at half-distances ``half = phi / 2`` to the end of the side ``left``.
+
+    ``sin^2(theta / 2)`` is ``sin^2 half`` on the left and ``cos^2 half`` on the right, and ``sin^2 theta
+    / 4 = (sin half cos half)^2`` on both: every factor keeps its relative digits at both ends of ``[0,
+    pi]`` (``s - s^2`` from ``s = sin^2(theta / 2)`` would lose them near ``pi``, and ``2 kappa (1 - sin^2
+    half)`` those of ``1 - cos theta`` near 0 at large ``kappa``). Returns ``-2 kappa sin^2(theta / 2) +
+    (m - 2) log(sin half cos half)``; overwrites ``half``.
+    """
+    sin_half = torch.sin(half)
+    cos_half = half.cos_()
+    s = torch.where(left, sin_half, cos_half).square_()  # sin^2(theta / 2)
+    if m > 2:
+        log_p = sin_half.mul_(cos_half).log_().mul_(m - 2)
+        log_p.addcmul_(s, k, value=-2)
+    else:
+        log_p = s.mul_(k).mul_(-2)
+    return log_p
+
+
 def _panel(
     a: Tensor, half_cut: Tensor, k: Tensor, m: int, left: Tensor, log_target: Tensor, nodes: int
 ) -> tuple[Tensor, Tensor]:
@@ -310,14 +326,7 @@ def _panel(
     half_length = torch.fmin(a, half_cut)
     # half-angles of the sample (the first point) and of the panel's nodes, from a towards 0
     half = torch.addcmul(a, half_length, nodes_01, value=-1)
-    sin_half = torch.sin(half)
-    cos_half = half.cos_()
-    s = torch.where(left, sin_half, cos_half).square_()  # sin^2(theta / 2)
-    if m > 2:
-        log_p = sin_half.mul_(cos_half).log_().mul_(m - 2)
-        log_p.addcmul_(s, k, value=-2)
-    else:
-        log_p = s.mul_(k).mul_(-2)
+    log_p = _log_density_at_half(half, left, k, m)
     log_p_sample = log_p[..., :1]
     # T / (2 p(theta)): the panel's values relative to the sample's; weights / 2 sum to 1
     ratio = (log_p - log_p_sample).exp_().matmul(weights).mul_(half_length)
@@ -421,10 +430,7 @@ def _table_rows(
     log_phi, log_rest = phi.log(), (math.pi - phi).log()
     theta = torch.where(left, phi, math.pi - phi)
     y = torch.where(left, log_phi - log_rest, log_rest - log_phi)
-    sin_a, cos_a = a.sin(), a.cos()
-    log_p = torch.where(left, sin_a, cos_a).square_().mul_(kappa[:, None]).mul_(-2)
-    if m > 2:
-        log_p.add_(sin_a.mul_(cos_a).log_().mul_(m - 2))
+    log_p = _log_density_at_half(a, left, kappa[:, None], m)  # a is not needed after
     # dy / ds = pi / (theta (pi - theta)) * u (1 - u) Z / p(theta), times the interval's length in s
     log_dy = (u_k.log() + torch.log1p(-u_k) + math.log(math.pi)) - log_phi - log_rest
     log_dy.add_(log_z[:, None]).sub_(log_p)
@@ -483,14 +489,9 @@ def _table_step(
         None,
     )
     d = (log_z - log_p).exp_().mul_(u - u_knot).add_(q)
-    sin = sin_sq.sqrt()
-    cos = 1 - 2 * sh
-    dl = -k * sin
-    ddl = -k * cos
-    if m > 2:
-        dl = dl + (m - 2) * cos / sin
-        ddl = ddl - (m - 2) / sin_sq
-    corr = (2 * dl * dl - ddl) / 6 * d - 0.5 * dl
+    # with l' = -neg_slope and l'' = -neg_curvature
+    neg_slope, neg_curvature = _log_density_derivatives(k, sin_sq.sqrt(), 1 - 2 * sh, m)
+    corr = (2 * neg_slope * neg_slope + neg_curvature) / 6 * d + 0.5 * neg_slope
     new = theta + d * (1 + d * corr)
     return torch.fmin(torch.fmax(new, theta_lo), theta_hi)
 

@@ -587,6 +587,23 @@ def _gl_nodes(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     return torch.addcmul(a.unsqueeze(-1), length, nodes), (0.5 * length) * weights
 
 
+def _log_density_derivatives(
+    kappa: Tensor, sin: Tensor, cos: Tensor, m: int
+) -> tuple[Tensor, Tensor]:
+    """``(-dl/dtheta, -d^2 l/dtheta^2)`` of ``l = log p`` at ``theta``, from ``sin theta`` and ``cos theta``.
+
+    ``-dl/dtheta = kappa sin - (m - 2) cos / sin`` and ``-d^2 l / dtheta^2 = kappa cos + (m - 2) /
+    sin^2``; fresh tensors of the broadcast shape.
+    """
+    neg_slope = kappa * sin
+    neg_curvature = kappa * cos
+    if m > 2:
+        inv_sin = sin.reciprocal()
+        neg_slope.addcmul_(cos, inv_sin, value=-(m - 2))
+        neg_curvature.addcmul_(inv_sin, inv_sin, value=m - 2)
+    return neg_slope, neg_curvature
+
+
 def _decay_length(
     kappa: Tensor, sin: Tensor, cos: Tensor, m: int, side: Tensor, decay: float
 ) -> Tensor:
@@ -595,19 +612,13 @@ def _decay_length(
     With ``l = log p``, ``lambda = -dl/dx`` and ``c = -d^2 l / dx^2`` at ``theta`` (``x`` the distance
     away from it, both clamped at 0), the length is the root ``D = 2K / (lambda + sqrt(lambda^2 +
     2 c K))`` of ``lambda D + c D^2 / 2 = K`` (``K = decay``): the quadratic model of ``l``, which
-    decays no faster than ``l`` itself on the stretches where the density is log-concave. In ``theta``,
-    ``-dl/dtheta = kappa sin - (m - 2) cos / sin`` and ``-d^2 l / dtheta^2 = kappa cos + (m - 2) /
-    sin^2``. Not finite where ``sin`` underflows or the density is flat (callers bound it by the
+    decays no faster than ``l`` itself on the stretches where the density is log-concave
+    (:func:`_log_density_derivatives`). Not finite where ``sin`` underflows or the density is flat (callers bound it by the
     distance to the end of ``[0, pi]``).
 
     Shapes: ``kappa`` broadcastable against ``sin``, ``cos`` and ``side``; returns their shape.
     """
-    neg_slope = kappa * sin
-    c = kappa * cos
-    if m > 2:
-        inv_sin = sin.reciprocal()
-        neg_slope.addcmul_(cos, inv_sin, value=-(m - 2))
-        c.addcmul_(inv_sin, inv_sin, value=m - 2)
+    neg_slope, c = _log_density_derivatives(kappa, sin, cos, m)
     lam = neg_slope.mul_(side).clamp_(min=0.0)
     c.clamp_(min=0.0)
     root = torch.addcmul(c.mul_(2 * decay), lam, lam).sqrt_()

@@ -694,20 +694,20 @@ def dtheta_dkappa(
     t: Tensor,
     kappa: Tensor,
     m: int,
-    grid: MarginalGrid | None = None,
     terms: BesselTerms | None = None,
     single: bool = False,
 ) -> Tensor:
-    """``dtheta/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature or the tabulated grid.
+    """``dtheta/dkappa`` for samples ``t`` ``(B, n)``: per-sample quadrature up to
+    ``_DIRECT_GRADIENT_MAX_SAMPLES`` samples a row, else from a :class:`MarginalGrid` per row.
 
     ``terms``: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` (``(B,)`` each) if known: neither
     way then needs a Bessel evaluation of its own. ``single``: see :func:`dtheta_dkappa_direct`.
     """
-    if grid is None and t.shape[-1] <= _DIRECT_GRADIENT_MAX_SAMPLES:
+    if t.shape[-1] <= _DIRECT_GRADIENT_MAX_SAMPLES:
         return dtheta_dkappa_direct(
             t, kappa, m, None if terms is None else terms.complement, single
         )
-    return (grid if grid is not None else MarginalGrid(kappa, m, terms)).dtheta_dkappa(t)
+    return MarginalGrid(kappa, m, terms).dtheta_dkappa(t)
 
 
 class MarginalGrid:

@@ -331,7 +331,7 @@ class VonMisesFisher(Distribution):
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
                 single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
-                slope = dtheta_dkappa(t, kappa_nograd, m, None, terms, single)
+                slope = dtheta_dkappa(t, kappa_nograd, m, terms, single)
         return t, slope
 
 

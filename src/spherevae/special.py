@@ -240,9 +240,21 @@ def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = Non
     matrix product with the powers ``x^1 .. x^8``; ``blocked = _block_coefficients(coef)`` if the
     caller has it cached. The same terms are added either way, but the blocked form never holds ``n``
     powers per element: on a CPU such a tensor (hundreds of KB at batch 1024 and 180 terms) costs
-    more in page faults than all the arithmetic.
+    more in page faults than all the arithmetic. Under ``torch.compile``, Horner's rule (the terms are
+    then added in another order: equal to rounding).
     """
     n = coef.shape[0]
+    if torch.compiler.is_compiling():
+        # traced by torch.compile: Horner's rule, n fused multiply-adds per element in one generated
+        # loop, where the cumulative product and the matrix product would be two library calls; the
+        # columns lead (c, ...), so that the loop runs along the elements of x, not along the c = 2
+        # columns
+        row = x.unsqueeze(0)
+        columns = coef.reshape(n, coef.shape[1], *([1] * x.dim()))
+        acc = columns[n - 1].expand(coef.shape[1], *x.shape)
+        for j in range(n - 2, -1, -1):
+            acc = torch.addcmul(columns[j], acc, row)
+        return (acc * row).movedim(0, -1)
     if n <= _DIRECT_POWERS_MAX_TERMS or x.numel() * n <= _DIRECT_POWERS_MAX_ELEMENTS:
         powers = torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n), dim=-1)
         if x.numel() < _TRANSPOSED_PRODUCT_MIN_ELEMENTS:
@@ -354,18 +366,22 @@ def _debye_terms(nu: float, rho_min: float) -> int:
 
 
 def _debye_sums(
-    nu: Tensor | float, z: Tensor, rho_min: float | None = None
+    nu: Tensor | float, z: Tensor, rho_min: float | None = None, plan: OrderPlan | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """``rho = sqrt(nu^2 + z^2)``, ``S_u = sum_k u_k(p) / nu^k`` and ``S_d = sum_k (v_k - u_k)(p) / nu^k``.
 
     Written as series in ``1/rho`` with ``p = nu / rho`` (``u_k(p) / nu^k = (u_k(p) / p^k) / rho^k``);
     for one order given as a Python number, as one power series in ``1 / rho``
     (:func:`_debye_collapsed`), of which only the terms that matter from ``rho_min`` on (a lower bound
-    of ``rho`` over ``z``, if given) are summed (:func:`_debye_terms`).
+    of ``rho`` over ``z``, if given) are summed (:func:`_debye_terms`); or those of ``plan``
+    (:func:`order_plan`, whose ``v + 1`` is ``nu``).
     """
     if not isinstance(nu, Tensor):
-        n_terms = None if rho_min is None else _debye_terms(nu, rho_min)
-        constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device, n_terms)
+        if plan is not None:
+            constant, coef, nu_tensor = plan.debye_constant, plan.debye_coef, plan.debye_nu
+        else:
+            n_terms = None if rho_min is None else _debye_terms(nu, rho_min)
+            constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device, n_terms)
         rho = torch.hypot(z, nu_tensor)
         sums = _power_sum(rho.reciprocal(), coef) + constant
         return rho, sums[..., 0], sums[..., 1]
@@ -482,7 +498,13 @@ _MERGE_BY_WHERE_MAX_ELEMENTS = 512
 _RATIO, _COMPLEMENT, _RATIO_OVER_Z, _LOG_IVE, _LOG_NORMALIZED = range(5)
 
 
-def _series(v: Tensor | float, z: Tensor, with_log: bool, n_terms: int = _SERIES_TERMS) -> Tensor:
+def _series(
+    v: Tensor | float,
+    z: Tensor,
+    with_log: bool,
+    n_terms: int = _SERIES_TERMS,
+    plan: OrderPlan | None = None,
+) -> Tensor:
     """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``), stacked ``(3 or 5, *z.shape)``.
 
     Rows: ``R``, ``1 - R``, ``R / z`` and, ``with_log``, ``log_ive``, ``log_normalized``.
@@ -491,11 +513,16 @@ def _series(v: Tensor | float, z: Tensor, with_log: bool, n_terms: int = _SERIES
     0-dimensional tensor (the sums are then one power sum, :func:`_power_sum`), or one order per
     element of ``z``. ``n_terms`` (see :func:`_series_terms`) may be fewer than 180 where every ``c`` is
     known to be small. A number and a float64 tensor of the same order give bitwise equal results.
+    ``plan``: the constants of the order ``v`` (a number) from :func:`order_plan`, whose series terms
+    then replace ``n_terms``.
     """
     c_scaled = z * z / ((4 * _SERIES_SCALE) * (v + 1))  # c / 81
-    if not isinstance(v, Tensor):
+    if plan is not None:
+        tails = _power_sum(c_scaled, plan.series_coef, plan.series_blocked)
+        lgamma: Tensor | float = plan.lgamma
+    elif not isinstance(v, Tensor):
         tails = _power_sum(c_scaled, *_series_cached(v, n_terms, z.dtype, z.device))
-        lgamma: Tensor | float = _lgamma(v + 1)
+        lgamma = _lgamma(v + 1)
     else:
         if v.dim() == 0:
             tails = _power_sum(c_scaled, _series_coefficients(v, n_terms))
@@ -516,7 +543,13 @@ def _series(v: Tensor | float, z: Tensor, with_log: bool, n_terms: int = _SERIES
     return torch.stack(rows)
 
 
-def _debye(v: Tensor | float, z: Tensor, with_log: bool, rho_min: float | None = None) -> Tensor:
+def _debye(
+    v: Tensor | float,
+    z: Tensor,
+    with_log: bool,
+    rho_min: float | None = None,
+    plan: OrderPlan | None = None,
+) -> Tensor:
     """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``), stacked like :func:`_series`.
 
     ``v`` is one order per element of ``z``, or one order as a Python number. Everything comes from
@@ -526,10 +559,11 @@ def _debye(v: Tensor | float, z: Tensor, with_log: bool, rho_min: float | None =
     (``rho - z = mu^2 / (rho + z)``, no cancellation); ``log I_mu(z) e^-z`` is DLMF 10.41.3,
     ``mu eta - z - log(2 pi rho) / 2 + log S_u`` with ``mu eta - z = mu^2 / (rho + z) - mu asinh(mu / z)``,
     and ``log I_v = log I_mu - log R``. ``rho_min``: a lower bound of ``sqrt(mu^2 + z^2)`` over ``z``, if
-    known (fewer terms of the sums, :func:`_debye_terms`).
+    known (fewer terms of the sums, :func:`_debye_terms`). ``plan``: the constants of the order ``v`` (a
+    number) from :func:`order_plan`, whose Debye terms then replace ``rho_min``'s.
     """
     mu = v + 1
-    rho, s_u, s_d = _debye_sums(mu, z, rho_min)
+    rho, s_u, s_d = _debye_sums(mu, z, rho_min, plan)
     delta = s_d / s_u
     denom = rho * (1 + delta) + mu
     rho_minus_z = mu * mu / (rho + z)
@@ -550,7 +584,7 @@ def _debye(v: Tensor | float, z: Tensor, with_log: bool, rho_min: float | None =
         if isinstance(v, Tensor):
             constant: Tensor | float = v * math.log(2) + torch.lgamma(v + 1)
         else:
-            constant = v * math.log(2) + _lgamma(v + 1)
+            constant = v * math.log(2) + (_lgamma(v + 1) if plan is None else plan.lgamma)
         rows += [log_ive, (log_ive + z) - v * torch.log(z) + constant]
     return torch.stack(rows)
 
@@ -660,18 +694,59 @@ class _BesselValues:
         region, ``c`` at the threshold; else all 180.
         """
         if v_number is not None:
-            threshold = _series_threshold(v_number)
-            in_series = z <= threshold
-            n_terms = _series_terms(threshold * threshold / (4 * (v_number + 1)), v_number)
-        else:
-            in_series = _BesselValues._in_series(v_full, z)
-            n_terms = _SERIES_TERMS
+            return merged_values(z, with_log, order_plan(v_number, z.dtype, z.device))
+        in_series = _BesselValues._in_series(v_full, z)
         z_series = torch.where(in_series, z, 0.0)
         z_debye = torch.where(in_series, _DEBYE_MIN_RHO, z)
-        order_s = v_number if v_number is not None else (v if v.dim() == 0 else v_full)
-        order_d = v_number if v_number is not None else v_full
-        series = _series(order_s, z_series, with_log, n_terms)
-        return torch.where(in_series, series, _debye(order_d, z_debye, with_log))
+        series = _series(v if v.dim() == 0 else v_full, z_series, with_log, _SERIES_TERMS)
+        return torch.where(in_series, series, _debye(v_full, z_debye, with_log))
+
+
+class OrderPlan(NamedTuple):
+    """What the evaluation at one order ``v`` (a Python number) needs that does not depend on ``z``.
+
+    ``threshold``: the series region is ``z <= threshold`` (:func:`_series_threshold`);
+    ``series_coef`` and ``series_blocked``: the series coefficients (:func:`_series_cached`) with the
+    terms for ``c`` at the threshold, the largest of the region; ``lgamma = lgamma(v + 1)``;
+    ``debye_*``: the collapsed Debye sums of order ``v + 1`` (:func:`_debye_collapsed`) with the terms
+    for ``rho`` from ``hypot(v + 1, threshold)`` on, the smallest of the Debye region.
+    """
+
+    v: float
+    threshold: float
+    series_coef: Tensor
+    series_blocked: tuple[Tensor, int]
+    lgamma: float
+    debye_constant: Tensor
+    debye_coef: Tensor
+    debye_nu: Tensor
+
+
+@lru_cache(maxsize=256)
+def order_plan(v: float, dtype: torch.dtype, device: torch.device) -> OrderPlan:
+    """The :class:`OrderPlan` of the order ``v`` (cached per order, dtype and device)."""
+    threshold = _series_threshold(v)
+    n_series = _series_terms(threshold * threshold / (4 * (v + 1)), v)
+    coef, blocked = _series_cached(v, n_series, dtype, device)
+    mu = v + 1
+    n_debye = _debye_terms(mu, math.hypot(mu, threshold))
+    constant, debye_coef, nu = _debye_collapsed(mu, dtype, device, n_debye)
+    return OrderPlan(v, threshold, coef, blocked, _lgamma(mu), constant, debye_coef, nu)
+
+
+def merged_values(z: Tensor, with_log: bool, plan: OrderPlan) -> Tensor:
+    """Both regions on every element of ``z`` for the order of ``plan``, merged by ``torch.where``.
+
+    No data-dependent branch and no host round trip: what accelerators run, and what
+    ``torch.compile`` can fuse into one kernel (``spherevae.distributions._fused``). The Debye
+    region's placeholder argument 18 keeps its values finite where the series is taken. Returns the
+    rows of :func:`_series`, ``(3 or 5, *z.shape)``.
+    """
+    in_series = z <= plan.threshold
+    z_series = torch.where(in_series, z, 0.0)
+    z_debye = torch.where(in_series, _DEBYE_MIN_RHO, z)
+    series = _series(plan.v, z_series, with_log, plan=plan)
+    return torch.where(in_series, series, _debye(plan.v, z_debye, with_log, plan=plan))
 
 
 def _check_order(v: float) -> None:

@@ -94,13 +94,20 @@ References:
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from ..special import BesselTerms, bessel_terms
 from ._utils import work_dtype
-from ._vmf_marginal import _decay_length, _log_density_derivatives, _quadrature, _rule
+from ._vmf_marginal import (
+    _decay_length,
+    _log_density_derivatives,
+    _quadrature,
+    _rule,
+    _weighted_sum,
+)
 
 __all__ = ["invert_theta_cdf", "sample_inverse_cdf"]
 
@@ -219,22 +226,36 @@ def _newton(
     kappa: Tensor, m: int, u: Tensor, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
 ) -> Tensor:
     """``t`` ``(B, n)`` at the quantiles ``u`` ``(B, n)`` by :func:`_newton_half_distance`, rows ``(B,)``."""
-    a, left = _newton_half_distance(kappa, m, u, one_minus_mean, variance, log_z)
-    # t = 2 sin^2(theta / 2): 2 sin^2 a on the left, 2 cos^2 a on the right
+    return _t_from_half(*_newton_half_distance(kappa, m, u, one_minus_mean, variance, log_z))
+
+
+def _t_from_half(a: Tensor, left: Tensor) -> Tensor:
+    """``t = 2 sin^2(theta / 2)`` from the half-distance ``a``: ``2 sin^2 a`` on the left, ``2 cos^2 a`` on
+    the right."""
     return torch.where(left, a.sin(), a.cos()).square_().mul_(2)
 
 
-def _newton_half_distance(
+class NewtonState(NamedTuple):
+    """The iterate of :func:`_newton_half_distance` and what its steps read, ``(B, n, 1)`` each (``k``
+    ``(B, 1, 1)``): the half-distance ``a = phi / 2``, half the panel's length, whether the quantile is
+    on the left tail, its sign (``theta = phi`` on the left, ``pi - phi`` on the right) and the log of
+    the target tail mass."""
+
+    a: Tensor
+    half_cut: Tensor
+    k: Tensor
+    m: int
+    left: Tensor
+    sign: Tensor
+    towards_end: Tensor
+    log_target: Tensor
+    a_min: float
+
+
+def _newton_start(
     kappa: Tensor, m: int, u: Tensor, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
-) -> tuple[Tensor, Tensor]:
-    """The Newton iteration of :func:`invert_theta_cdf` on ``(B, n)`` quantiles, rows ``(B,)``.
-
-    Returns ``(a, left)``, both ``(B, n)``: half the distance ``phi / 2`` of the quantile's ``theta`` to
-    the end of ``[0, pi]`` on its side, and whether that side is the left one (``u < 1/2``).
-
-    The panel runs from ``phi`` towards 0 in ``phi``, the distance to the tail's end, for both tails,
-    and evaluates the density at half-angles of ``phi`` (:func:`_log_density_at_half`).
-    """
+) -> NewtonState:
+    """The start of the Newton iteration (the gamma law's quantile), without the far tail's bisection."""
     # every per-sample tensor carries a trailing axis of length 1, against which the panel's nodes
     # broadcast: no reshaping inside the loop (each costs an operation at training sizes)
     u = u.unsqueeze(-1)
@@ -253,33 +274,82 @@ def _newton_half_distance(
     a = torch.where(left, half_t, 1 - half_t).sqrt_().asin_()
     a_min = 0.5 * (_MIN_PHI_M2 if m == 2 else _MIN_PHI)
     a.clamp_(a_min, 0.5 * math.pi)
+    return NewtonState(a, a, k, m, left, sign, towards_end, log_target, a_min)
+
+
+def newton_start(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms) -> NewtonState:
+    """:func:`_newton_start` from the Bessel terms of ``kappa`` (with ``log_normalized``); quantiles
+    ``u`` ``(B, n)`` below ``1 - 2^-24`` (the far right tail needs :func:`_bisect_right_tail` first)."""
+    return _newton_start(
+        kappa,
+        m,
+        u,
+        terms.complement,
+        terms.ratio_derivative(m / 2 - 1),
+        _log_total_mass(kappa, m, terms),
+    )
+
+
+def newton_step(
+    state: NewtonState, step: int, measure: bool = True
+) -> tuple[NewtonState, Tensor | None]:
+    """Newton step number ``step`` (from 0) of :func:`_newton_half_distance`; also, if ``measure``, the
+    largest step of ``theta`` relative to ``theta`` (0-dimensional), which the convergence check reads."""
+    a, half_cut, k, m, left, sign, towards_end, log_target, a_min = state
+    if step < _DECAY_UPDATES:
+        half_cut = _half_cut(a, k, m, sign, towards_end)
+    neg_g, ratio = _panel(
+        a, half_cut, k, m, left, log_target, _STEP_NODES[min(step, len(_STEP_NODES) - 1)]
+    )
+    # -g / (dg / dlog phi) = -g T / (phi p) = -g ratio / a
+    rel_step = neg_g.mul_(ratio).div_(a)
+    a = torch.exp(rel_step).mul_(a).clamp_(a_min, 0.5 * math.pi)
+    state = state._replace(a=a, half_cut=half_cut)
+    if not measure:
+        return state, None
+    # the step relative to theta, not phi: on the right phi / theta = (pi - theta) / theta is large
+    # where kappa is (a relative step of 1e-6 in phi is 3e-3 in theta at theta = 1e-3)
+    theta_over_phi = torch.fmin(a, (0.5 * math.pi) - a).div_(a)
+    return state, rel_step.abs_().div_(theta_over_phi).max()
+
+
+def newton_result(state: NewtonState) -> Tensor:
+    """``t = 2 sin^2(theta / 2)`` ``(B, n)`` of the iterate: ``2 sin^2 a`` on the left, ``2 cos^2 a`` on
+    the right."""
+    return _t_from_half(state.a.squeeze(-1), state.left.squeeze(-1))
+
+
+def _newton_half_distance(
+    kappa: Tensor, m: int, u: Tensor, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The Newton iteration of :func:`invert_theta_cdf` on ``(B, n)`` quantiles, rows ``(B,)``.
+
+    Returns ``(a, left)``, both ``(B, n)``: half the distance ``phi / 2`` of the quantile's ``theta`` to
+    the end of ``[0, pi]`` on its side, and whether that side is the left one (``u < 1/2``).
+
+    The panel runs from ``phi`` towards 0 in ``phi``, the distance to the tail's end, for both tails,
+    and evaluates the density at half-angles of ``phi`` (:func:`_log_density_at_half`).
+    """
+    state = _newton_start(kappa, m, u, one_minus_mean, variance, log_z)
     # the far right tail starts from its root, found by bisection: there the start can overshoot to
     # theta = pi, and the panel's length, recomputed at the first iterates only, is then stale when
     # the iterate comes back (measured: t off by up to 100% at m = 3, kappa in [13.5, 25], 1 - u <
     # 1e-10; no convergence at m = 2, kappa in [11.5, 28], 1 - u < 3e-9)
-    far = u > _NEWTON_MAX_U
+    far = u.unsqueeze(-1) > _NEWTON_MAX_U
     if bool(far.any()):
         rows = far.nonzero(as_tuple=True)
+        a = state.a
         a[rows] = _bisect_right_tail(
-            k.expand_as(u)[rows].unsqueeze(-1), m, log_target[rows].unsqueeze(-1), a_min
+            state.k.expand_as(a)[rows].unsqueeze(-1),
+            m,
+            state.log_target[rows].unsqueeze(-1),
+            state.a_min,
         ).squeeze(-1)
-    half_cut = a
     for step in range(_MAX_STEPS):
-        if step < _DECAY_UPDATES:
-            half_cut = _half_cut(a, k, m, sign, towards_end)
-        neg_g, ratio = _panel(
-            a, half_cut, k, m, left, log_target, _STEP_NODES[min(step, len(_STEP_NODES) - 1)]
-        )
-        # -g / (dg / dlog phi) = -g T / (phi p) = -g ratio / a
-        rel_step = neg_g.mul_(ratio).div_(a)
-        a = torch.exp(rel_step).mul_(a).clamp_(a_min, 0.5 * math.pi)
-        if step + 1 >= _MIN_STEPS:
-            # the step relative to theta, not phi: on the right phi / theta = (pi - theta) / theta is
-            # large where kappa is (a relative step of 1e-6 in phi is 3e-3 in theta at theta = 1e-3)
-            theta_over_phi = torch.fmin(a, (0.5 * math.pi) - a).div_(a)
-            if rel_step.abs_().div_(theta_over_phi).max().item() <= _STEP_TOL:
-                break
-    return a.squeeze(-1), left.squeeze(-1)
+        state, largest = newton_step(state, step, measure=step + 1 >= _MIN_STEPS)
+        if largest is not None and largest.item() <= _STEP_TOL:
+            break
+    return state.a.squeeze(-1), state.left.squeeze(-1)
 
 
 def _half_cut(a: Tensor, k: Tensor, m: int, sign: Tensor, towards_end: Tensor) -> Tensor:
@@ -329,7 +399,7 @@ def _panel(
     log_p = _log_density_at_half(half, left, k, m)
     log_p_sample = log_p[..., :1]
     # T / (2 p(theta)): the panel's values relative to the sample's; weights / 2 sum to 1
-    ratio = (log_p - log_p_sample).exp_().matmul(weights).mul_(half_length)
+    ratio = _weighted_sum((log_p - log_p_sample).exp_(), weights).mul_(half_length)
     neg_g = torch.sub(log_target, log_p_sample).sub_(torch.log(ratio))
     return neg_g, ratio
 

@@ -46,6 +46,7 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -181,7 +182,18 @@ def _quadrature(
     dens = log_p.sub_(log_ref).exp_()
     if one_minus_mean is not None:
         dens.mul_(half_t.mul_(-2).add_(one_minus_mean))  # cos phi - A = (1 - A) - (1 - cos phi)
-    return (dens @ weights).mul_(half_length)
+    return _weighted_sum(dens, weights).mul_(half_length)
+
+
+def _weighted_sum(values: Tensor, weights: Tensor) -> Tensor:
+    """``values @ weights`` for ``values`` ``(..., k)`` and ``weights`` ``(k,)`` or ``(k, c)``: one matrix
+    product in eager mode, a product and a sum under ``torch.compile``, which fuses them into the loop
+    that forms ``values`` (a matrix product would be a library call of its own)."""
+    if not torch.compiler.is_compiling():
+        return values @ weights
+    if weights.dim() == 1:
+        return (values * weights).sum(-1)
+    return (values.unsqueeze(-1) * weights).sum(-2)
 
 
 def _wood_constants(kappa: Tensor, m: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -323,15 +335,22 @@ class _Proposals:
             )
             if self.mode == _MIXED and not mix:
                 self.mode = _WOOD
-        columns: list[Tensor] = []
-        if self.mode != _GAMMA:
-            columns += [kappa, *_wood_row_constants(kappa, m)]
-        if self.mode != _WOOD:
-            columns.append(kappa.reciprocal())
-        if self.mode == _MIXED:
-            columns.append((kappa >= threshold).to(kappa.dtype))
-        self.columns = tuple(columns)
+        self.columns = self.row_constants(kappa, m, self.mode)
         self._stacked: Tensor | None = None
+
+    @staticmethod
+    def row_constants(kappa: Tensor, m: int, mode: str) -> tuple[Tensor, ...]:
+        """The per-row constants of the proposals of ``mode``, shaped like ``kappa``: Wood's ``(kappa,
+        1 / b, x0, 1 - x0, offset)`` unless ``mode`` is ``"gamma"``, then ``1 / kappa`` unless it is
+        ``"wood"``, then for ``"mixed"`` whether the row takes the gamma proposal (1.0) or not (0.0)."""
+        columns: list[Tensor] = []
+        if mode != _GAMMA:
+            columns += [kappa, *_wood_row_constants(kappa, m)]
+        if mode != _WOOD:
+            columns.append(kappa.reciprocal())
+        if mode == _MIXED:
+            columns.append((kappa >= _gamma_threshold(m)).to(kappa.dtype))
+        return tuple(columns)
 
     def at(self, rows: Tensor) -> tuple[Tensor, ...]:
         """The constants ``(P,)`` of the rows ``rows``: one gather from a stack built on first use."""
@@ -342,25 +361,38 @@ class _Proposals:
 
     def draw(self, columns: tuple[Tensor, ...], shape: torch.Size) -> tuple[Tensor, Tensor]:
         """Candidates ``t`` of ``shape`` for rows with constants ``columns``, and their acceptance tests."""
-        m = self.m
         ref = columns[0]
         gamma = torch._standard_gamma(
-            torch.full(shape, (m - 1) / 2, dtype=ref.dtype, device=ref.device)
+            torch.full(shape, (self.m - 1) / 2, dtype=ref.dtype, device=ref.device)
         )
-        if self.mode == _GAMMA:
-            t = gamma.mul_(columns[0])
-            log_bound = _gamma_log_ratio(t, m)
-        else:
-            kappa, inv_b, x0, one_minus_x0, offset = columns[:5]
-            # the gamma candidate first: _wood_t overwrites the shared variate
-            t_gamma = gamma * columns[5] if self.mode == _MIXED else None
-            t = _wood_t(gamma, torch.randn(shape, dtype=ref.dtype, device=ref.device), inv_b)
-            log_bound = _wood_log_ratio(t, kappa, m, x0, one_minus_x0, offset)
-            if t_gamma is not None:
-                use_gamma = columns[6] != 0
-                t = torch.where(use_gamma, t_gamma, t)
-                log_bound = torch.where(use_gamma, _gamma_log_ratio(t_gamma, m), log_bound)
+        normal = None if self.mode == _GAMMA else torch.randn_like(gamma)
+        t, log_bound = candidates(self.mode, columns, self.m, gamma, normal)
         return t, torch.rand_like(t).log_() <= log_bound
+
+
+def candidates(
+    mode: str, columns: tuple[Tensor, ...], m: int, gamma: Tensor, normal: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """Candidates ``t`` and the logs of their acceptance probabilities, from the variates of a round.
+
+    ``columns``: :meth:`_Proposals.row_constants` of ``mode``, broadcastable against the variates
+    ``gamma`` (``Gamma((m - 1) / 2)``, overwritten) and ``normal`` (``N(0, 1)``; ``None`` for
+    ``"gamma"``). A candidate is accepted when ``log U`` is at most its value. No data-dependent branch.
+    """
+    if mode == _GAMMA:
+        t = gamma.mul_(columns[0])
+        return t, _gamma_log_ratio(t, m)
+    assert normal is not None
+    kappa, inv_b, x0, one_minus_x0, offset = columns[:5]
+    # the gamma candidate first: _wood_t overwrites the shared variate
+    t_gamma = gamma * columns[5] if mode == _MIXED else None
+    t = _wood_t(gamma, normal, inv_b)
+    log_bound = _wood_log_ratio(t, kappa, m, x0, one_minus_x0, offset)
+    if t_gamma is not None:
+        use_gamma = columns[6] != 0
+        t = torch.where(use_gamma, t_gamma, t)
+        log_bound = torch.where(use_gamma, _gamma_log_ratio(t_gamma, m), log_bound)
+    return t, log_bound
 
 
 def _first_round_candidates(total: int) -> int:
@@ -464,17 +496,43 @@ def metropolis_hastings(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tens
     # The proposals do not depend on the chain's state: all of them (and the uniforms of the
     # acceptance tests) are drawn at once, and the chain is then a function of the log-ratios alone
     # (_chain_by_jumps or _chain_by_steps, which give the same states).
+    gamma, normal, log_u = mh_variates(kappa, m, n, steps)
+    chains = kappa.shape[0] * n
+    small = chains <= _MH_JUMP_TABLE_MAX_CHAINS and chains * (steps + 1) ** 2 <= _MH_JUMP_TABLE_MAX
+    return mh_chains(kappa, m, gamma, normal, log_u, _chain_by_jumps if small else _chain_by_steps)
+
+
+def mh_variates(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The random numbers of :func:`metropolis_hastings`: ``Gamma((m - 1) / 2)`` and ``N(0, 1)``
+    variates ``(steps + 1, B, n)`` for the proposals, and the logs of the tests' uniforms ``(steps, B, n)``."""
+    shape = (steps + 1, kappa.shape[0], n)
+    gamma = torch._standard_gamma(
+        torch.full(shape, (m - 1) / 2, dtype=kappa.dtype, device=kappa.device)
+    )
+    normal = torch.randn_like(gamma)
+    log_u = torch.rand(steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device).log_()
+    return gamma, normal, log_u
+
+
+def mh_chains(
+    kappa: Tensor,
+    m: int,
+    gamma: Tensor,
+    normal: Tensor,
+    log_u: Tensor,
+    chain: Callable[[Tensor, Tensor], tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor]:
+    """:func:`metropolis_hastings` from its random numbers (:func:`mh_variates`; ``gamma`` is
+    overwritten), with the chains run by ``chain`` (:func:`_chain_by_jumps` or :func:`_chain_by_steps`).
+    No data-dependent branch."""
     k = kappa.unsqueeze(-1)  # (B, 1), broadcast over the chains
     inv_b, x0, one_minus_x0, offset = _wood_row_constants(k, m)  # as the rejection sampler's
-    proposals = _wood_proposal(inv_b, m, torch.Size((steps + 1, kappa.shape[0], n)))
+    proposals = _wood_t(gamma, normal, inv_b)
     log_ratios = _wood_log_ratio(proposals, k, m, x0, one_minus_x0, offset)
-    log_u = torch.rand(steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device).log_()
-    chains = log_ratios[0].numel()
-    small = chains <= _MH_JUMP_TABLE_MAX_CHAINS and chains * (steps + 1) ** 2 <= _MH_JUMP_TABLE_MAX
-    chain = _chain_by_jumps if small else _chain_by_steps
-    state, moves = chain(log_ratios.view(steps + 1, -1), log_u.view(steps, -1))
-    t = proposals.view(steps + 1, -1).gather(0, state.unsqueeze(0)).view(kappa.shape[0], n)
-    return t, (moves.to(kappa.dtype) / max(steps, 1)).view(kappa.shape[0], n).mean(-1)
+    n_states, rows, n = proposals.shape
+    state, moves = chain(log_ratios.view(n_states, -1), log_u.view(n_states - 1, -1))
+    t = proposals.view(n_states, -1).gather(0, state.unsqueeze(0)).view(rows, n)
+    return t, (moves.to(kappa.dtype) / max(n_states - 1, 1)).view(rows, n).mean(-1)
 
 
 def _chain_by_steps(log_ratios: Tensor, log_u: Tensor) -> tuple[Tensor, Tensor]:

@@ -4,6 +4,7 @@ Importing this package registers the KL divergences in ``torch.distributions.kl`
 """
 
 from . import kl as _kl  # noqa: F401  (registers the KL divergences)
+from ._compiled import compiled_sampling, compiled_sampling_enabled, set_compiled_sampling
 from ._utils import normalize
 from .constraints import sphere
 from .power_spherical import PowerSpherical
@@ -18,6 +19,9 @@ __all__ = [
     "ProductDistribution",
     "StackedProduct",
     "VonMisesFisher",
+    "compiled_sampling",
+    "compiled_sampling_enabled",
     "normalize",
+    "set_compiled_sampling",
     "sphere",
 ]

@@ -18,6 +18,7 @@ from ..special import (
     log_iv_normalized,
     mean_resultant_terms,
 )
+from . import _fused
 from ._utils import (
     broadcast_shapes,
     check_concentration,
@@ -313,6 +314,16 @@ class VonMisesFisher(Distribution):
             return closed_form_m3(kappa64 if needs_grad else kappa64.detach(), n), None
         # detached first: a conversion of a tensor that requires grad records an autograd node
         kappa_nograd = kappa.detach().to(work)
+        single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
+        if _fused.applies(kappa.device, n):
+            with torch.no_grad():
+                precision = "none" if not needs_grad else "single" if single else "double"
+                draw = _fused.sample(self.sampler, kappa_nograd, m, n, self.mh_steps, precision)
+            if self._cached_terms() is None:
+                self._set_terms(_shaped_terms(draw.terms, self.batch_shape))
+            rate = draw.acceptance_rate
+            self.acceptance_rate = None if rate is None else rate.reshape(self.batch_shape)
+            return draw.t, draw.slope
         slope = None
         # the Bessel terms (shared with the KL divergence) where the inversion or the gradient needs
         # them
@@ -330,9 +341,21 @@ class VonMisesFisher(Distribution):
                 t, rate = wood_rejection(kappa_nograd, m, n)
                 self.acceptance_rate = rate.reshape(self.batch_shape)
             if needs_grad:
-                single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
                 slope = dtheta_dkappa(t, kappa_nograd, m, terms, single)
         return t, slope
+
+
+def _shaped_terms(terms: BesselTerms, shape: torch.Size) -> BesselTerms:
+    """Flat ``(B,)`` terms reshaped to ``shape`` (views; none where the shape is already flat)."""
+    if len(shape) == 1:
+        return terms
+    log_normalized = terms.log_normalized
+    return BesselTerms(
+        terms.ratio.view(shape),
+        terms.complement.view(shape),
+        terms.ratio_over_z.view(shape),
+        None if log_normalized is None else log_normalized.view(shape),
+    )
 
 
 def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFisher) -> None:

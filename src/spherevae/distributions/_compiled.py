@@ -1,0 +1,112 @@
+"""The switch for the compiled kernels of training-size draws, and the wrapper that compiles them.
+
+See :mod:`._fused` for what is compiled and why. Kept apart from it so that the placement on the
+sphere (:mod:`._utils`), which the samplers' modules import, can use the same switch and wrapper.
+"""
+
+from __future__ import annotations
+
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+
+__all__ = [
+    "compiled_sampling",
+    "compiled_sampling_enabled",
+    "kernel",
+    "on_device",
+    "set_compiled_sampling",
+]
+
+_state = {"enabled": False, "broken": False}
+
+
+def compiled_sampling_enabled() -> bool:
+    """Whether training-size vMF draws use the compiled kernels (see :func:`compiled_sampling`)."""
+    return _state["enabled"] and not _state["broken"]
+
+
+def set_compiled_sampling(enabled: bool) -> bool:
+    """Turn the compiled kernels for training-size vMF draws on or off; returns the previous setting."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got enabled={enabled!r}")
+    previous = _state["enabled"]
+    _state["enabled"] = enabled
+    return previous
+
+
+@contextmanager
+def compiled_sampling(enabled: bool = True) -> Iterator[None]:
+    """Within the block, von Mises-Fisher draws of up to 32 samples a row on a CPU or a CUDA device use
+    kernels compiled by ``torch.compile`` (this module's docstring): the same law and gradients as the
+    eager path, at a fraction of its dispatch cost. The setting before the block is restored after it.
+
+    Examples:
+        >>> with compiled_sampling():  # doctest: +SKIP
+        ...     z = VonMisesFisher(loc, kappa).rsample()
+    """
+    previous = set_compiled_sampling(enabled)
+    try:
+        yield
+    finally:
+        set_compiled_sampling(previous)
+
+
+def on_device(device: torch.device) -> bool:
+    """Whether work on ``device`` takes the compiled kernels now (on, not broken, a CPU or CUDA device)."""
+    return compiled_sampling_enabled() and device.type in ("cpu", "cuda")
+
+
+class _Kernel:
+    """A function compiled on its first call (``fullgraph``: no graph breaks), with some of its
+    arguments bound as constants (the dimension ``m``, the slope's precision, which gradients are
+    needed): ``torch.compile`` specialises on them rather than treating integers as dynamic. Each
+    binding gets its own code object, so that its compiled variants do not crowd another's in torch's
+    cache. If compiling fails (no C++ compiler, an unsupported backend), a warning says why, the call
+    runs the function eagerly, and the compiled kernels are off from then on.
+    """
+
+    def __init__(self, fn: Callable[..., Any], constants: dict[str, Any]) -> None:
+        def bound(*args: Any) -> Any:
+            return fn(*args, **constants)
+
+        # torch keeps its compiled variants per code object: a fresh one for each binding
+        code = bound.__code__.replace(co_name=f"{fn.__name__}_{len(_KERNELS)}")
+        unique = types.FunctionType(code, bound.__globals__, code.co_name, None, bound.__closure__)
+        self.eager = bound
+        self.compiled = torch.compile(unique, fullgraph=True)
+        self.checked = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.checked:
+            return self.compiled(*args)
+        try:
+            out = self.compiled(*args)
+        except Exception as err:  # no C++ compiler, an unsupported backend: the eager path serves
+            _state["broken"] = True
+            first_line = str(err).splitlines()[0] if str(err) else ""
+            warnings.warn(
+                f"spherevae: compiling the von Mises-Fisher sampling kernels failed "
+                f"({type(err).__name__}: {first_line}); the eager path is used instead",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return self.eager(*args)
+        self.checked = True
+        return out
+
+
+_KERNELS: dict[tuple[Any, ...], _Kernel] = {}
+
+
+def kernel(fn: Callable[..., Any], **constants: Any) -> Callable[..., Any]:
+    """``fn`` compiled with the keyword arguments ``constants`` bound (cached per function and values);
+    called with ``fn``'s other arguments, positionally."""
+    key = (fn, *constants.items())
+    if key not in _KERNELS:
+        _KERNELS[key] = _Kernel(fn, constants)
+    return _KERNELS[key]

@@ -1,0 +1,221 @@
+r"""Compiled kernels for the von Mises-Fisher draws of training (opt-in, :func:`compiled_sampling`).
+
+Why: at training sizes (a batch of 64 rows, one sample each) a tensor operation costs 1 to 2 us of
+dispatch and almost nothing of arithmetic. An eager draw with its gradient takes about 170 such
+operations more than a Gaussian latent (the Bessel terms, a round of proposals and their tests, the
+slope ``dtheta/dkappa`` by quadrature), a fifth of the step of a small MLP VAE on a CPU. Those
+operations have no data-dependent branch once a few choices are made for the whole batch, so
+``torch.compile`` fuses them into a handful of C++ (or GPU) kernels: one call of a few tens of
+microseconds.
+
+What is compiled is the math of the eager path itself, not a second implementation: the Bessel terms
+of :func:`spherevae.special.merged_values` (both regions on every element), the proposals and tests
+of :func:`._vmf_marginal.candidates` (both proposals on every row, each row keeping its own), the
+chains of :func:`._vmf_marginal.mh_chains` (step by step), the Newton steps of
+:mod:`._vmf_inversion` and the quadrature of :func:`._vmf_marginal.dtheta_dkappa_direct`. The random
+numbers are drawn outside, by torch's generator, so that seeds work as everywhere else; the draws are
+from the same law as the eager path's but not the same numbers for the same seed (the eager path
+takes Wood's proposal for every row of a small draw that straddles the gamma proposal's threshold,
+and checks for convergence after each Newton step).
+
+Exactness is kept where the compiled call cannot decide alone:
+
+- rejection: one round of ``K`` candidates per sample (``K`` as the eager sampler's first round for
+  the draw's size, so that fewer than 0.05 samples a draw are expected to have none accepted); the
+  samples without an accepted candidate are drawn again by the eager sampler, which continues their
+  sequences of proposals (the law stays exact), and their slopes recomputed;
+- inverse CDF: a fixed number of Newton steps, then the eager iteration for the rest if any sample
+  has not converged, and the eager path for a draw with a quantile in the far right tail (``1 - u <
+  2^-24``: probability 6e-8 a sample), which needs a bisection first;
+- Metropolis-Hastings: the same chains, step by step.
+
+Only draws of at most :data:`MAX_SAMPLES_PER_ROW` samples a row take this path (the per-sample
+quadrature of the gradient; larger draws are not dispatch-bound). ``torch.compile`` needs a C++
+compiler on the CPU; the first call of each kernel compiles it (seconds; cached on disk by
+torch for later processes). If compiling fails, a warning says why and the eager path serves from
+then on.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from ..special import BesselTerms, OrderPlan, bessel_terms, merged_values, order_plan
+from . import _vmf_inversion as inversion
+from . import _vmf_marginal as marginal
+from ._compiled import kernel, on_device
+
+__all__ = ["Draw", "applies", "sample"]
+
+MAX_SAMPLES_PER_ROW = marginal._DIRECT_GRADIENT_MAX_SAMPLES
+# Newton steps of the compiled inversion before the convergence check (the eager iteration's
+# minimum; measured at training concentrations, m = 11, kappa in [5, 300]: converged after them)
+_NEWTON_STEPS = 4
+
+
+def applies(device: torch.device, n: int) -> bool:
+    """Whether a draw of ``n`` samples a row on ``device`` takes the compiled path now."""
+    return n <= MAX_SAMPLES_PER_ROW and on_device(device)
+
+
+class Draw(NamedTuple):
+    """A compiled draw: ``t`` ``(B, n)``, the slope ``dtheta/dkappa`` ``(B, n)`` or ``None``, the Bessel
+    terms ``(B,)`` of the concentrations, and the acceptance rate ``(B,)`` (``None`` for the inverse CDF)."""
+
+    t: Tensor
+    slope: Tensor | None
+    terms: BesselTerms
+    acceptance_rate: Tensor | None
+
+
+def _terms(values: Tensor) -> BesselTerms:
+    ratio, complement, ratio_over_z, _, log_normalized = values.unbind(0)
+    return BesselTerms(ratio, complement, ratio_over_z, log_normalized)
+
+
+def _slope(t: Tensor, kappa: Tensor, m: int, terms: BesselTerms, slope: str) -> Tensor | None:
+    """``dtheta/dkappa`` for ``slope`` ``"double"`` or ``"single"`` precision of the parameters, or none."""
+    if slope == "none":
+        return None
+    return marginal.dtheta_dkappa_direct(t, kappa, m, terms.complement, slope == "single")
+
+
+def _rejection_kernel(
+    kappa: Tensor,
+    gamma: Tensor,
+    normal: Tensor,
+    log_u: Tensor,
+    plan: OrderPlan,
+    m: int,
+    slope: str,
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor]:
+    """One round of ``K`` candidates per sample, the Bessel terms and the slopes.
+
+    Shapes: ``kappa`` ``(B,)``, the variates ``(K, B, n)``. Returns the Bessel rows ``(5, B)``, the
+    first accepted candidate ``t`` ``(B, n)`` (any value where there is none), whether there is one
+    ``(B, n)``, the slopes ``(B, n)`` and the round's acceptance rate ``(B,)``.
+    """
+    values = merged_values(kappa, True, plan)
+    mode = marginal._WOOD if math.isinf(marginal._gamma_threshold(m)) else marginal._MIXED
+    columns = marginal._Proposals.row_constants(kappa.unsqueeze(-1), m, mode)
+    t, log_bound = marginal.candidates(mode, columns, m, gamma, normal)
+    accepted = log_u <= log_bound
+    has, first = accepted.view(torch.uint8).max(0, keepdim=True)
+    value = t.gather(0, first).squeeze(0)
+    rate = accepted.mean((0, 2), dtype=kappa.dtype)
+    return (
+        values,
+        value,
+        has.squeeze(0).bool(),
+        _slope(value, kappa, m, _terms(values), slope),
+        rate,
+    )
+
+
+def _mh_kernel(
+    kappa: Tensor,
+    gamma: Tensor,
+    normal: Tensor,
+    log_u: Tensor,
+    plan: OrderPlan,
+    m: int,
+    slope: str,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
+    and the slopes. Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, the rate ``(B,)``."""
+    values = merged_values(kappa, True, plan)
+    t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
+    return values, t, _slope(t, kappa, m, _terms(values), slope), rate
+
+
+def _inversion_kernel(
+    kappa: Tensor, u: Tensor, plan: OrderPlan, m: int, slope: str
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    """``_NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
+
+    Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, and the largest relative step
+    of the last iteration (a 0-dimensional tensor, for the convergence check outside).
+    """
+    values = merged_values(kappa, True, plan)
+    terms = _terms(values)
+    state = inversion.newton_start(kappa, m, u, terms)
+    for step in range(_NEWTON_STEPS - 1):
+        state, _ = inversion.newton_step(state, step, measure=False)
+    state, last = inversion.newton_step(state, _NEWTON_STEPS - 1)
+    assert last is not None
+    t = inversion.newton_result(state)
+    return values, t, _slope(t, kappa, m, terms, slope), last
+
+
+def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
+    """Fill the caches the kernels read (traced as constants, never built inside a compiled call)."""
+    marginal._rule(marginal._DIRECT_NODES, dtype, device)
+    marginal._rule(marginal._DIRECT_NODES_SINGLE, dtype, device)
+    for nodes in inversion._STEP_NODES:
+        inversion._rule_with_start(nodes, dtype, device)
+    return order_plan(m / 2 - 1, dtype, device)
+
+
+def sample(sampler: str, kappa: Tensor, m: int, n: int, mh_steps: int, slope: str) -> Draw:
+    """A compiled draw of ``n`` samples for each of the concentrations ``kappa`` ``(B,)`` (working dtype,
+    no grad) on ``S^{m-1}``; ``slope``: ``"none"``, ``"single"`` or ``"double"`` (the precision of the
+    parameters the gradient serves)."""
+    plan = _prime(m, kappa.dtype, kappa.device)
+    if sampler == "rejection":
+        return _rejection(kappa, m, n, plan, slope)
+    if sampler == "mh":
+        gamma, normal, log_u = marginal.mh_variates(kappa, m, n, mh_steps)
+        values, t, slope_t, rate = kernel(_mh_kernel, plan=plan, m=m, slope=slope)(
+            kappa, gamma, normal, log_u
+        )
+        return Draw(t, slope_t, _terms(values), rate)
+    return _inverse_cdf(kappa, m, n, plan, slope)
+
+
+def _rejection(kappa: Tensor, m: int, n: int, plan: OrderPlan, slope: str) -> Draw:
+    rows = kappa.shape[0]
+    k = marginal._first_round_candidates(rows * n)
+    gamma = torch._standard_gamma(
+        torch.full((k, rows, n), (m - 1) / 2, dtype=kappa.dtype, device=kappa.device)
+    )
+    normal = torch.randn_like(gamma)
+    log_u = torch.rand_like(gamma).log_()
+    values, t, has, slope_t, rate = kernel(_rejection_kernel, plan=plan, m=m, slope=slope)(
+        kappa, gamma, normal, log_u
+    )
+    terms = _terms(values)
+    if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
+        missing = (~has).nonzero(as_tuple=True)
+        kappa_missing = kappa[missing[0]]
+        t[missing] = marginal.wood_rejection(kappa_missing, m, 1)[0].view(-1)
+        if slope_t is not None:
+            slope_t[missing] = marginal.dtheta_dkappa_direct(
+                t[missing].unsqueeze(-1),
+                kappa_missing,
+                m,
+                terms.complement[missing[0]],
+                slope == "single",
+            ).view(-1)
+    return Draw(t, slope_t, terms, rate)
+
+
+def _inverse_cdf(kappa: Tensor, m: int, n: int, plan: OrderPlan, slope: str) -> Draw:
+    u = torch.rand(kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
+    if bool((u > inversion._NEWTON_MAX_U).any()):  # the far right tail needs the bisection first
+        return _eager_inverse_cdf(kappa, m, n, u, slope)
+    values, t, slope_t, last = kernel(_inversion_kernel, plan=plan, m=m, slope=slope)(kappa, u)
+    terms = _terms(values)
+    if last.item() > inversion._STEP_TOL:  # not converged: the eager iteration from the start
+        t = inversion.invert_theta_cdf(kappa, m, u, terms)
+        slope_t = _slope(t, kappa, m, terms, slope)
+    return Draw(t, slope_t, terms, None)
+
+
+def _eager_inverse_cdf(kappa: Tensor, m: int, n: int, u: Tensor, slope: str) -> Draw:
+    terms = bessel_terms(m / 2 - 1, kappa)
+    t = inversion.invert_theta_cdf(kappa, m, u, terms)
+    return Draw(t, _slope(t, kappa, m, terms, slope), terms, None)

@@ -79,6 +79,13 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--data-dir", dest="data_dir")
     g.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
     g.add_argument(
+        "--compiled-sampling",
+        action="store_true",
+        default=None,
+        help="draw the vMF latents with kernels compiled by torch.compile (faster steps; needs a "
+        "C++ compiler on a CPU)",
+    )
+    g.add_argument(
         "--track-latents",
         type=_positive_int,
         help="store the latent means of N validation images after every epoch (for 'plot evolution')",
@@ -253,6 +260,7 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         ("save_f", "save_every"),
         ("val_nll", "val_log_likelihood"),
         ("track_latents", "track_latents"),
+        ("compiled_sampling", "compiled_sampling"),
     ]:
         value = getattr(args, flag)
         if value is not None:

@@ -105,6 +105,10 @@ class TrainConfig:
         ll_samples: importance samples for log-likelihoods (evaluation and ``val_log_likelihood``).
         track_latents: number of validation images whose latent means are stored after each epoch
             (for the animation of the latent space over training; 0: none).
+        compiled_sampling: draw the von Mises-Fisher latents of the training steps with kernels
+            compiled by ``torch.compile`` (:func:`spherevae.distributions.compiled_sampling`): the
+            same law and gradients, less time a step; needs a C++ compiler on a CPU, and compiles for
+            some seconds at the start of a run (the eager path serves if compiling fails).
     """
 
     epochs: int = Field(default=200, ge=0)
@@ -127,6 +131,7 @@ class TrainConfig:
     val_log_likelihood: bool = False
     ll_samples: int = Field(default=500, ge=1)
     track_latents: int = Field(default=0, ge=0)
+    compiled_sampling: bool = False
 
 
 @pydantic.dataclasses.dataclass(config=_STRICT_KEYS)

@@ -32,6 +32,7 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
+from ..distributions import compiled_sampling
 from ..models import VAE, AutoEncoder
 from .checkpoint import CheckpointError, save_checkpoint
 from .distributed import DistContext
@@ -236,7 +237,8 @@ class Trainer:
         good_model = copy.deepcopy(self.model.state_dict())
         good_optimizer = copy.deepcopy(self.optimizer.state_dict())
         while True:
-            record = self._train_epoch(epoch)
+            with compiled_sampling(train.compiled_sampling):
+                record = self._train_epoch(epoch)
             if record is not None:
                 return record
             self.state.restarts += 1

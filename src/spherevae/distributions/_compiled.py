@@ -1,7 +1,7 @@
 """The switch for the compiled kernels of training-size draws, and the wrapper that compiles them.
 
-See :mod:`._fused` for what is compiled and why. Kept apart from it so that the placement on the
-sphere (:mod:`._utils`), which the samplers' modules import, can use the same switch and wrapper.
+See :mod:`._fused` for what is compiled and why. Kept apart from it: the switch is public
+(``spherevae.distributions.compiled_sampling``), the wrapper is generic.
 """
 
 from __future__ import annotations

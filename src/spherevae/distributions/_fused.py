@@ -3,10 +3,11 @@ r"""Compiled kernels for the von Mises-Fisher draws of training (opt-in, :func:`
 Why: at training sizes (a batch of 64 rows, one sample each) a tensor operation costs 1 to 2 us of
 dispatch and almost nothing of arithmetic. An eager draw with its gradient takes about 170 such
 operations more than a Gaussian latent (the Bessel terms, a round of proposals and their tests, the
-slope ``dtheta/dkappa`` by quadrature), a fifth of the step of a small MLP VAE on a CPU. Those
-operations have no data-dependent branch once a few choices are made for the whole batch, so
-``torch.compile`` fuses them into a handful of C++ (or GPU) kernels: one call of a few tens of
-microseconds.
+slope ``dtheta/dkappa`` by quadrature), a fifth of the step of a small MLP VAE on a CPU. The
+operations of the sampler and the slope have no data-dependent branch once a few choices are made for
+the whole batch, so ``torch.compile`` fuses them into one C++ (or GPU) kernel: one call (measured,
+m = 11, 64 rows, one thread: about 50 us against 330 for the eager Bessel terms, sampler and slope,
+with warm caches; 170 against 430 with the caches flushed between calls, as inside a training step).
 
 What is compiled is the math of the eager path itself, not a second implementation: the Bessel terms
 of :func:`spherevae.special.merged_values` (both regions on every element), the proposals and tests
@@ -14,9 +15,12 @@ of :func:`._vmf_marginal.candidates` (both proposals on every row, each row keep
 chains of :func:`._vmf_marginal.mh_chains` (step by step), the Newton steps of
 :mod:`._vmf_inversion` and the quadrature of :func:`._vmf_marginal.dtheta_dkappa_direct`. The random
 numbers are drawn outside, by torch's generator, so that seeds work as everywhere else; the draws are
-from the same law as the eager path's but not the same numbers for the same seed (the eager path
-takes Wood's proposal for every row of a small draw that straddles the gamma proposal's threshold,
-and checks for convergence after each Newton step).
+from the same law as the eager path's but not the same numbers for the same seed (gamma variates of
+small shapes come from uniforms and normals, :func:`_gamma_variates`; the eager path takes Wood's
+proposal for every row of a small draw that straddles the gamma proposal's threshold, and checks for
+convergence after each Newton step). The placement on the sphere stays eager: compiled, its forward
+and backward passes were faster with warm caches (97 against 111 us) but slower inside a training
+step (234 against 195 us with the caches flushed), two more calls of generated code.
 
 Exactness is kept where the compiled call cannot decide alone:
 
@@ -39,12 +43,13 @@ then on.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from ..special import BesselTerms, OrderPlan, bessel_terms, merged_values, order_plan
+from ..special import BesselTerms, OrderPlan, merged_values, order_plan
 from . import _vmf_inversion as inversion
 from . import _vmf_marginal as marginal
 from ._compiled import kernel, on_device
@@ -52,6 +57,9 @@ from ._compiled import kernel, on_device
 __all__ = ["Draw", "applies", "sample"]
 
 MAX_SAMPLES_PER_ROW = marginal._DIRECT_GRADIENT_MAX_SAMPLES
+# gamma shapes (m - 1) / 2 up to this are drawn from uniforms and normals in the kernel
+# (_gamma_variates): m <= 33
+_GAMMA_BY_UNIFORMS_MAX_SHAPE = 16
 # Newton steps of the compiled inversion before the convergence check (the eager iteration's
 # minimum; measured at training concentrations, m = 11, kappa in [5, 300]: converged after them)
 _NEWTON_STEPS = 4
@@ -84,9 +92,52 @@ def _slope(t: Tensor, kappa: Tensor, m: int, terms: BesselTerms, slope: str) -> 
     return marginal.dtheta_dkappa_direct(t, kappa, m, terms.complement, slope == "single")
 
 
+class GammaSource(NamedTuple):
+    """Random numbers for gamma variates: uniforms ``(k, ...)`` and normals, or the variates."""
+
+    uniforms: Tensor | None
+    half: Tensor | None
+    drawn: Tensor | None
+
+
+def _gamma_variates(m: int, shape: tuple[int, ...], like: Tensor) -> GammaSource:
+    """The random numbers of ``Gamma((m - 1) / 2)`` variates of ``shape``, for :func:`_gamma_from`.
+
+    A shape ``a = k + h / 2`` (``h`` 0 or 1) up to ``_GAMMA_BY_UNIFORMS_MAX_SHAPE`` gets ``k``
+    uniforms and ``h`` normal variates per variate: ``Gamma(k)`` is a sum of ``k`` exponential
+    variates, ``-log prod (1 - U_i)``, and ``Gamma(1/2)`` is ``Z^2 / 2``; the compiled kernel turns them
+    into the variates at almost no cost, where ``torch._standard_gamma`` costs several times as much
+    as drawing them (the same law; another stream of numbers than the eager samplers'). Larger shapes
+    are drawn by ``torch._standard_gamma``.
+    """
+    a = (m - 1) / 2
+    dtype, device = like.dtype, like.device
+    if a > _GAMMA_BY_UNIFORMS_MAX_SHAPE:
+        full = torch.full(shape, a, dtype=dtype, device=device)
+        return GammaSource(None, None, torch._standard_gamma(full))
+    k = int(a)
+    uniforms = torch.rand((k, *shape), dtype=dtype, device=device) if k > 0 else None
+    half = torch.randn(shape, dtype=dtype, device=device) if 2 * k != m - 1 else None
+    return GammaSource(uniforms, half, None)
+
+
+def _gamma_from(source: GammaSource) -> Tensor:
+    """The ``Gamma((m - 1) / 2)`` variates of :func:`_gamma_variates`' random numbers (in a kernel)."""
+    uniforms, half, drawn = source
+    if drawn is not None:
+        return drawn
+    # 1 - U is in (0, 1]: no log of 0, and a product of at most 16 factors >= 2^-53 stays normal
+    gamma = None if uniforms is None else torch.log(torch.prod(1 - uniforms, dim=0)).neg_()
+    if half is not None:
+        halves = half.square().mul_(0.5)
+        gamma = halves if gamma is None else gamma.add_(halves)
+    assert gamma is not None
+    return gamma
+
+
 def _rejection_kernel(
     kappa: Tensor,
-    gamma: Tensor,
+    gamma_source: GammaSource,
     normal: Tensor,
     log_u: Tensor,
     plan: OrderPlan,
@@ -99,6 +150,7 @@ def _rejection_kernel(
     first accepted candidate ``t`` ``(B, n)`` (any value where there is none), whether there is one
     ``(B, n)``, the slopes ``(B, n)`` and the round's acceptance rate ``(B,)``.
     """
+    gamma = _gamma_from(gamma_source)
     values = merged_values(kappa, True, plan)
     mode = marginal._WOOD if math.isinf(marginal._gamma_threshold(m)) else marginal._MIXED
     columns = marginal._Proposals.row_constants(kappa.unsqueeze(-1), m, mode)
@@ -118,7 +170,7 @@ def _rejection_kernel(
 
 def _mh_kernel(
     kappa: Tensor,
-    gamma: Tensor,
+    gamma_source: GammaSource,
     normal: Tensor,
     log_u: Tensor,
     plan: OrderPlan,
@@ -127,6 +179,7 @@ def _mh_kernel(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
     and the slopes. Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, the rate ``(B,)``."""
+    gamma = _gamma_from(gamma_source)
     values = merged_values(kappa, True, plan)
     t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
     return values, t, _slope(t, kappa, m, _terms(values), slope), rate
@@ -137,8 +190,9 @@ def _inversion_kernel(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """``_NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
 
-    Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, and the largest relative step
-    of the last iteration (a 0-dimensional tensor, for the convergence check outside).
+    Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, and whether the draw must be
+    redone eagerly (a 0-dimensional bool: the last step was above the tolerance, or a quantile is in
+    the far right tail, where the iteration needs a bisection first), for one check outside.
     """
     values = merged_values(kappa, True, plan)
     terms = _terms(values)
@@ -147,8 +201,9 @@ def _inversion_kernel(
         state, _ = inversion.newton_step(state, step, measure=False)
     state, last = inversion.newton_step(state, _NEWTON_STEPS - 1)
     assert last is not None
+    redo = (last > inversion._STEP_TOL) | (u > inversion._NEWTON_MAX_U).any()
     t = inversion.newton_result(state)
-    return values, t, _slope(t, kappa, m, terms, slope), last
+    return values, t, _slope(t, kappa, m, terms, slope), redo
 
 
 def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
@@ -160,33 +215,45 @@ def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
     return order_plan(m / 2 - 1, dtype, device)
 
 
+_BOUND: dict[tuple[Any, ...], tuple[OrderPlan, Callable[..., Any]]] = {}
+
+
+def _bound(
+    fn: Callable[..., Any], m: int, slope: str, like: Tensor
+) -> tuple[OrderPlan, Callable[..., Any]]:
+    """The Bessel plan of ``m`` and ``fn`` compiled for ``m`` and ``slope`` (one lookup a draw)."""
+    key = (fn, m, slope, like.dtype, like.device)
+    if key not in _BOUND:
+        plan = _prime(m, like.dtype, like.device)
+        _BOUND[key] = plan, kernel(fn, plan=plan, m=m, slope=slope)
+    return _BOUND[key]
+
+
 def sample(sampler: str, kappa: Tensor, m: int, n: int, mh_steps: int, slope: str) -> Draw:
     """A compiled draw of ``n`` samples for each of the concentrations ``kappa`` ``(B,)`` (working dtype,
     no grad) on ``S^{m-1}``; ``slope``: ``"none"``, ``"single"`` or ``"double"`` (the precision of the
     parameters the gradient serves)."""
-    plan = _prime(m, kappa.dtype, kappa.device)
     if sampler == "rejection":
-        return _rejection(kappa, m, n, plan, slope)
+        return _rejection(kappa, m, n, slope)
     if sampler == "mh":
-        gamma, normal, log_u = marginal.mh_variates(kappa, m, n, mh_steps)
-        values, t, slope_t, rate = kernel(_mh_kernel, plan=plan, m=m, slope=slope)(
-            kappa, gamma, normal, log_u
-        )
+        _, compiled = _bound(_mh_kernel, m, slope, kappa)
+        shape = (mh_steps + 1, kappa.shape[0], n)
+        # in the order of the eager sampler's draws: gamma's numbers, normals, uniforms
+        source = _gamma_variates(m, shape, kappa)
+        normal = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
+        log_u = torch.rand(mh_steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
+        values, t, slope_t, rate = compiled(kappa, source, normal, log_u.log_())
         return Draw(t, slope_t, _terms(values), rate)
-    return _inverse_cdf(kappa, m, n, plan, slope)
+    return _inverse_cdf(kappa, m, n, slope)
 
 
-def _rejection(kappa: Tensor, m: int, n: int, plan: OrderPlan, slope: str) -> Draw:
-    rows = kappa.shape[0]
-    k = marginal._first_round_candidates(rows * n)
-    gamma = torch._standard_gamma(
-        torch.full((k, rows, n), (m - 1) / 2, dtype=kappa.dtype, device=kappa.device)
-    )
-    normal = torch.randn_like(gamma)
-    log_u = torch.rand_like(gamma).log_()
-    values, t, has, slope_t, rate = kernel(_rejection_kernel, plan=plan, m=m, slope=slope)(
-        kappa, gamma, normal, log_u
-    )
+def _rejection(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
+    _, compiled = _bound(_rejection_kernel, m, slope, kappa)
+    shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
+    source = _gamma_variates(m, shape, kappa)
+    normal = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
+    log_u = torch.rand(shape, dtype=kappa.dtype, device=kappa.device).log_()
+    values, t, has, slope_t, rate = compiled(kappa, source, normal, log_u)
     terms = _terms(values)
     if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
         missing = (~has).nonzero(as_tuple=True)
@@ -203,19 +270,12 @@ def _rejection(kappa: Tensor, m: int, n: int, plan: OrderPlan, slope: str) -> Dr
     return Draw(t, slope_t, terms, rate)
 
 
-def _inverse_cdf(kappa: Tensor, m: int, n: int, plan: OrderPlan, slope: str) -> Draw:
+def _inverse_cdf(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
+    _, compiled = _bound(_inversion_kernel, m, slope, kappa)
     u = torch.rand(kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
-    if bool((u > inversion._NEWTON_MAX_U).any()):  # the far right tail needs the bisection first
-        return _eager_inverse_cdf(kappa, m, n, u, slope)
-    values, t, slope_t, last = kernel(_inversion_kernel, plan=plan, m=m, slope=slope)(kappa, u)
+    values, t, slope_t, redo = compiled(kappa, u)
     terms = _terms(values)
-    if last.item() > inversion._STEP_TOL:  # not converged: the eager iteration from the start
+    if redo.item():  # not converged, or the far right tail: the eager iteration from the start
         t = inversion.invert_theta_cdf(kappa, m, u, terms)
         slope_t = _slope(t, kappa, m, terms, slope)
     return Draw(t, slope_t, terms, None)
-
-
-def _eager_inverse_cdf(kappa: Tensor, m: int, n: int, u: Tensor, slope: str) -> Draw:
-    terms = bessel_terms(m / 2 - 1, kappa)
-    t = inversion.invert_theta_cdf(kappa, m, u, terms)
-    return Draw(t, _slope(t, kappa, m, terms, slope), terms, None)

@@ -10,8 +10,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution
 
-from ._compiled import kernel, on_device
-
 __all__ = [
     "broadcast_shapes",
     "check_concentration",
@@ -151,11 +149,6 @@ def _place(
     return z, ((unit, loc_norm, p, a, r, c, radial, one_minus_t) if for_backward else ())
 
 
-def _place_saving(t: Tensor, loc: Tensor, gauss: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """:func:`_place` keeping what the backward pass reads."""
-    return _place(t, loc, gauss, for_backward=True)
-
-
 class _PlaceOnSphere(torch.autograd.Function):
     """``z = (1 - t) l + sqrt(t (2 - t)) p / |p|``: ``l = loc / |loc|``, ``p`` the part of ``g`` orthogonal to ``l``.
 
@@ -200,9 +193,7 @@ class _PlaceOnSphere(torch.autograd.Function):
         kappa: Tensor | None = None,
         slope: Tensor | None = None,
     ) -> Tensor:
-        place = kernel(_place, for_backward=True) if on_device(t.device) else _place_saving
-        z: Tensor
-        z, saved = place(t, loc, gauss)
+        z, saved = _place(t, loc, gauss, for_backward=True)
         ctx.save_for_backward(*saved, slope)
         ctx.kappa_dtype = None if kappa is None else kappa.dtype
         return z
@@ -212,59 +203,30 @@ class _PlaceOnSphere(torch.autograd.Function):
     def backward(
         ctx: Any, grad: Tensor
     ) -> tuple[Tensor | None, Tensor | None, None, Tensor | None, None]:
-        *saved_list, slope = ctx.saved_tensors
-        saved = tuple(saved_list)
-        needs = {
-            "needs_t": ctx.needs_input_grad[0],
-            "needs_loc": ctx.needs_input_grad[1],
-            "needs_kappa": slope is not None and ctx.needs_input_grad[3],
-        }
-        backward = kernel(_place_backward, **needs) if on_device(grad.device) else None
-        grad_t, grad_loc, grad_kappa = (
-            backward(grad, saved, slope)
-            if backward is not None
-            else _place_backward(grad, saved, slope, **needs)
-        )
-        if grad_kappa is not None:
-            grad_kappa = grad_kappa.to(ctx.kappa_dtype)
-        return grad_t, grad_loc, None, grad_kappa, None
-
-
-def _place_backward(
-    grad: Tensor,
-    saved: tuple[Tensor, ...],
-    slope: Tensor | None,
-    needs_t: bool,
-    needs_loc: bool,
-    needs_kappa: bool,
-) -> tuple[Tensor | None, Tensor | None, Tensor | None]:
-    """The gradients ``(dL/dt, dL/dloc, dL/dkappa)`` of :class:`_PlaceOnSphere` (``None`` where not
-    needed) from ``grad = dL/dz`` and the tensors :func:`_place` saved; formulas in its docstring.
-    ``dL/dkappa`` is in the dtype of the samples."""
-    unit, loc_norm, p, a, r, c, radial, one_minus_t = saved
-    grad_l = _dot_last(grad, unit)  # G . l
-    grad_p = _dot_last(grad, p)  # G . p
-    grad_t = grad_loc = grad_kappa = None
-    if needs_t:
-        den = radial * r
-        dc_dt = torch.where(den > 0, one_minus_t / den, 0.0)  # 0 at the poles, see above
-        grad_t = torch.addcmul(-grad_l, dc_dt, grad_p)
-    if needs_loc:
-        ca = c * a
-        coef_g = one_minus_t - ca
-        coef_p = (a * grad_p / (r * r).clamp(min=torch.finfo(r.dtype).tiny) - grad_l) * c
-        per_sample = grad * coef_g.unsqueeze(-1)
-        per_sample.addcmul_(coef_p.unsqueeze(-1), p)
-        d_unit = _sum_samples(per_sample)  # (B, m)
-        radial_part = (d_unit * unit).sum(-1, keepdim=True)
-        grad_loc = torch.addcmul(d_unit, radial_part, unit, value=-1).div_(loc_norm)
-    if needs_kappa:
-        assert slope is not None
-        # dL/dtheta = -s (G . l) + (1 - t) (G . p) / r
-        scale = one_minus_t / r.clamp(min=torch.finfo(r.dtype).tiny)
-        grad_theta = torch.addcmul(grad_p.mul_(scale), grad_l, radial, value=-1)
-        grad_kappa = _sum_samples(grad_theta.mul_(slope))
-    return grad_t, grad_loc, grad_kappa
+        unit, loc_norm, p, a, r, c, radial, one_minus_t, slope = ctx.saved_tensors
+        needs_kappa = slope is not None and ctx.needs_input_grad[3]
+        grad_l = _dot_last(grad, unit)  # G . l
+        grad_p = _dot_last(grad, p)  # G . p
+        grad_t = grad_loc = grad_kappa = None
+        if ctx.needs_input_grad[0]:
+            den = radial * r
+            dc_dt = torch.where(den > 0, one_minus_t / den, 0.0)  # 0 at the poles, see above
+            grad_t = torch.addcmul(-grad_l, dc_dt, grad_p)
+        if ctx.needs_input_grad[1]:
+            ca = c * a
+            coef_g = one_minus_t - ca
+            coef_p = (a * grad_p / (r * r).clamp(min=torch.finfo(r.dtype).tiny) - grad_l) * c
+            per_sample = grad * coef_g.unsqueeze(-1)
+            per_sample.addcmul_(coef_p.unsqueeze(-1), p)
+            d_unit = _sum_samples(per_sample)  # (B, m)
+            radial_part = (d_unit * unit).sum(-1, keepdim=True)
+            grad_loc = torch.addcmul(d_unit, radial_part, unit, value=-1).div_(loc_norm)
+        if needs_kappa:
+            # dL/dtheta = -s (G . l) + (1 - t) (G . p) / r
+            scale = one_minus_t / r.clamp(min=torch.finfo(r.dtype).tiny)
+            grad_theta = torch.addcmul(grad_p.mul_(scale), grad_l, radial, value=-1)
+            grad_kappa = _sum_samples(grad_theta.mul_(slope)).to(ctx.kappa_dtype)
+        return (grad_t if ctx.needs_input_grad[0] else None), grad_loc, None, grad_kappa, None
 
 
 def _sum_samples(x: Tensor) -> Tensor:

@@ -16,7 +16,7 @@ chains of :func:`._vmf_marginal.mh_chains` (step by step), the Newton steps of
 :mod:`._vmf_inversion` and the quadrature of :func:`._vmf_marginal.dtheta_dkappa_direct`. The random
 numbers are drawn outside, by torch's generator, so that seeds work as everywhere else; the draws are
 from the same law as the eager path's but not the same numbers for the same seed (gamma variates of
-small shapes come from uniforms and normals, :func:`_gamma_variates`; the eager path takes Wood's
+small shapes come from uniforms, and normal ones from Box-Muller pairs, :func:`_variates`; the eager path takes Wood's
 proposal for every row of a small draw that straddles the gamma proposal's threshold, and checks for
 convergence after each Newton step). The placement on the sphere stays eager: compiled, its forward
 and backward passes were faster with warm caches (97 against 111 us) but slower inside a training
@@ -58,7 +58,7 @@ __all__ = ["Draw", "applies", "sample"]
 
 MAX_SAMPLES_PER_ROW = marginal._DIRECT_GRADIENT_MAX_SAMPLES
 # gamma shapes (m - 1) / 2 up to this are drawn from uniforms and normals in the kernel
-# (_gamma_variates): m <= 33
+# (_variates): m <= 33
 _GAMMA_BY_UNIFORMS_MAX_SHAPE = 16
 # Newton steps of the compiled inversion before the convergence check (the eager iteration's
 # minimum; measured at training concentrations, m = 11, kappa in [5, 300]: converged after them)
@@ -92,65 +92,64 @@ def _slope(t: Tensor, kappa: Tensor, m: int, terms: BesselTerms, slope: str) -> 
     return marginal.dtheta_dkappa_direct(t, kappa, m, terms.complement, slope == "single")
 
 
-class GammaSource(NamedTuple):
-    """Random numbers for gamma variates: uniforms ``(k, ...)`` and normals, or the variates."""
-
-    uniforms: Tensor | None
-    half: Tensor | None
-    drawn: Tensor | None
-
-
-def _gamma_variates(m: int, shape: tuple[int, ...], like: Tensor) -> GammaSource:
-    """The random numbers of ``Gamma((m - 1) / 2)`` variates of ``shape``, for :func:`_gamma_from`.
-
-    A shape ``a = k + h / 2`` (``h`` 0 or 1) up to ``_GAMMA_BY_UNIFORMS_MAX_SHAPE`` gets ``k``
-    uniforms and ``h`` normal variates per variate: ``Gamma(k)`` is a sum of ``k`` exponential
-    variates, ``-log prod (1 - U_i)``, and ``Gamma(1/2)`` is ``Z^2 / 2``; the compiled kernel turns them
-    into the variates at almost no cost, where ``torch._standard_gamma`` costs several times as much
-    as drawing them (the same law; another stream of numbers than the eager samplers'). Larger shapes
-    are drawn by ``torch._standard_gamma``.
-    """
+def _draw_uniforms(m: int, shape: tuple[int, ...], like: Tensor) -> tuple[Tensor, Tensor | None]:
+    """The random numbers of a round of proposals of ``shape``, for :func:`_variates`: one
+    ``torch.rand`` of ``(k + 3, *shape)`` uniforms, and the ``Gamma((m - 1) / 2)`` variates themselves
+    where their shape is above ``_GAMMA_BY_UNIFORMS_MAX_SHAPE`` (``k = 0`` then)."""
     a = (m - 1) / 2
-    dtype, device = like.dtype, like.device
+    drawn = None
     if a > _GAMMA_BY_UNIFORMS_MAX_SHAPE:
-        full = torch.full(shape, a, dtype=dtype, device=device)
-        return GammaSource(None, None, torch._standard_gamma(full))
-    k = int(a)
-    uniforms = torch.rand((k, *shape), dtype=dtype, device=device) if k > 0 else None
-    half = torch.randn(shape, dtype=dtype, device=device) if 2 * k != m - 1 else None
-    return GammaSource(uniforms, half, None)
+        full = torch.full(shape, a, dtype=like.dtype, device=like.device)
+        drawn = torch._standard_gamma(full)
+    k = 0 if drawn is not None else int(a)
+    return torch.rand((k + 3, *shape), dtype=like.dtype, device=like.device), drawn
 
 
-def _gamma_from(source: GammaSource) -> Tensor:
-    """The ``Gamma((m - 1) / 2)`` variates of :func:`_gamma_variates`' random numbers (in a kernel)."""
-    uniforms, half, drawn = source
-    if drawn is not None:
-        return drawn
-    # 1 - U is in (0, 1]: no log of 0, and a product of at most 16 factors >= 2^-53 stays normal
-    gamma = None if uniforms is None else torch.log(torch.prod(1 - uniforms, dim=0)).neg_()
-    if half is not None:
-        halves = half.square().mul_(0.5)
-        gamma = halves if gamma is None else gamma.add_(halves)
-    assert gamma is not None
-    return gamma
+def _variates(m: int, uniforms: Tensor, drawn: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """``(G, Z, U)``: ``Gamma((m - 1) / 2)``, ``N(0, 1)`` and ``U(0, 1)`` variates from
+    :func:`_draw_uniforms`' numbers (inside a kernel, where these transformations cost almost nothing
+    against drawing the variates with torch's own samplers, several operations each).
+
+    A shape ``a = k + h / 2`` (``h`` 0 or 1) up to ``_GAMMA_BY_UNIFORMS_MAX_SHAPE`` takes ``k`` uniforms:
+    ``Gamma(k)`` is a sum of ``k`` exponential variates, ``-log prod (1 - U_i)`` (``1 - U`` is in ``(0,
+    1]``: no log of 0, and a product of at most 16 factors stays a normal number), and ``Gamma(1/2)``
+    is ``Z'^2 / 2``. The normal variates ``Z`` and ``Z'`` are a Box-Muller pair from two uniforms,
+    ``sqrt(-2 log(1 - U1)) (cos, sin)(2 pi U2)``, independent (its tails end at ``|Z| = 8.6``, where
+    ``1 - U1`` reaches its smallest value ``2^-53``: a probability of ``1e-17`` left out). The last
+    uniforms serve the acceptance tests.
+    """
+    k = uniforms.shape[0] - 3
+    radius = torch.log1p(-uniforms[k]).mul_(-2).sqrt_()
+    angle = uniforms[k + 1] * (2 * math.pi)
+    normal = radius * torch.cos(angle)
+    gamma: Tensor | None = drawn
+    if gamma is None:
+        # Gamma(k) from k exponential variates; 0 when a = 1/2
+        gamma = torch.log(torch.prod(1 - uniforms[:k], dim=0)).neg_() if k > 0 else None
+        if 2 * k != m - 1:  # a half-integer shape: a Gamma(1/2) variate more
+            halves = (radius * torch.sin(angle)).square_().mul_(0.5)
+            gamma = halves if gamma is None else gamma.add_(halves)
+        assert gamma is not None
+    return gamma, normal, uniforms[k + 2]
 
 
 def _rejection_kernel(
     kappa: Tensor,
-    gamma_source: GammaSource,
-    normal: Tensor,
-    log_u: Tensor,
+    uniforms: Tensor,
+    drawn: Tensor | None,
     plan: OrderPlan,
     m: int,
     slope: str,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor]:
     """One round of ``K`` candidates per sample, the Bessel terms and the slopes.
 
-    Shapes: ``kappa`` ``(B,)``, the variates ``(K, B, n)``. Returns the Bessel rows ``(5, B)``, the
-    first accepted candidate ``t`` ``(B, n)`` (any value where there is none), whether there is one
-    ``(B, n)``, the slopes ``(B, n)`` and the round's acceptance rate ``(B,)``.
+    Shapes: ``kappa`` ``(B,)``, the random numbers of :func:`_draw_uniforms` for ``(K, B, n)``
+    candidates. Returns the Bessel rows ``(5, B)``, the first accepted candidate ``t`` ``(B, n)`` (any
+    value where there is none), whether there is one ``(B, n)``, the slopes ``(B, n)`` and the round's
+    acceptance rate ``(B,)``.
     """
-    gamma = _gamma_from(gamma_source)
+    gamma, normal, u = _variates(m, uniforms, drawn)
+    log_u = u.log()
     values = merged_values(kappa, True, plan)
     mode = marginal._WOOD if math.isinf(marginal._gamma_threshold(m)) else marginal._MIXED
     columns = marginal._Proposals.row_constants(kappa.unsqueeze(-1), m, mode)
@@ -170,16 +169,18 @@ def _rejection_kernel(
 
 def _mh_kernel(
     kappa: Tensor,
-    gamma_source: GammaSource,
-    normal: Tensor,
-    log_u: Tensor,
+    uniforms: Tensor,
+    drawn: Tensor | None,
     plan: OrderPlan,
     m: int,
     slope: str,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
     """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
-    and the slopes. Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, the rate ``(B,)``."""
-    gamma = _gamma_from(gamma_source)
+    and the slopes, from the random numbers of :func:`_draw_uniforms` for ``(S + 1, B, n)`` proposals
+    (the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(5, B)``, ``t`` and the
+    slopes ``(B, n)``, the rate ``(B,)``."""
+    gamma, normal, u = _variates(m, uniforms, drawn)
+    log_u = u[:-1].log()
     values = merged_values(kappa, True, plan)
     t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
     return values, t, _slope(t, kappa, m, _terms(values), slope), rate
@@ -237,12 +238,8 @@ def sample(sampler: str, kappa: Tensor, m: int, n: int, mh_steps: int, slope: st
         return _rejection(kappa, m, n, slope)
     if sampler == "mh":
         _, compiled = _bound(_mh_kernel, m, slope, kappa)
-        shape = (mh_steps + 1, kappa.shape[0], n)
-        # in the order of the eager sampler's draws: gamma's numbers, normals, uniforms
-        source = _gamma_variates(m, shape, kappa)
-        normal = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
-        log_u = torch.rand(mh_steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
-        values, t, slope_t, rate = compiled(kappa, source, normal, log_u.log_())
+        uniforms, drawn = _draw_uniforms(m, (mh_steps + 1, kappa.shape[0], n), kappa)
+        values, t, slope_t, rate = compiled(kappa, uniforms, drawn)
         return Draw(t, slope_t, _terms(values), rate)
     return _inverse_cdf(kappa, m, n, slope)
 
@@ -250,10 +247,8 @@ def sample(sampler: str, kappa: Tensor, m: int, n: int, mh_steps: int, slope: st
 def _rejection(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
     _, compiled = _bound(_rejection_kernel, m, slope, kappa)
     shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
-    source = _gamma_variates(m, shape, kappa)
-    normal = torch.randn(shape, dtype=kappa.dtype, device=kappa.device)
-    log_u = torch.rand(shape, dtype=kappa.dtype, device=kappa.device).log_()
-    values, t, has, slope_t, rate = compiled(kappa, source, normal, log_u)
+    uniforms, drawn = _draw_uniforms(m, shape, kappa)
+    values, t, has, slope_t, rate = compiled(kappa, uniforms, drawn)
     terms = _terms(values)
     if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
         missing = (~has).nonzero(as_tuple=True)

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import torch
+from torch.distributions import Distribution
 
 __all__ = [
     "compiled_sampling",
@@ -78,26 +79,48 @@ class _Kernel:
         code = bound.__code__.replace(co_name=f"{fn.__name__}_{len(_KERNELS)}")
         unique = types.FunctionType(code, bound.__globals__, code.co_name, None, bound.__closure__)
         self.eager = bound
-        self.compiled = torch.compile(unique, fullgraph=True)
+        with _keeping_global_state():
+            self.compiled = torch.compile(unique, fullgraph=True)
         self.checked = False
 
     def __call__(self, *args: Any) -> Any:
         if self.checked:
             return self.compiled(*args)
         try:
-            out = self.compiled(*args)
+            # torch's compiler warns about its own internals while it loads (a deprecation in
+            # torch.jit with torch 2.13), which a program that turns warnings into errors (as our
+            # test suite does) would otherwise see as a failure to compile
+            with warnings.catch_warnings(), _keeping_global_state():
+                warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+                out = self.compiled(*args)
         except Exception as err:  # no C++ compiler, an unsupported backend: the eager path serves
             _state["broken"] = True
-            first_line = str(err).splitlines()[0] if str(err) else ""
+            # the cause is often on the message's second line: all of it, on one line, shortened
+            message = " ".join(str(err).split())
+            if len(message) > 400:
+                message = message[:400] + " ..."
             warnings.warn(
                 f"spherevae: compiling the von Mises-Fisher sampling kernels failed "
-                f"({type(err).__name__}: {first_line}); the eager path is used instead",
+                f"({type(err).__name__}: {message}); the eager path is used instead "
+                "(train.compiled_sampling: false turns the attempt off)",
                 RuntimeWarning,
                 stacklevel=3,
             )
             return self.eager(*args)
         self.checked = True
         return out
+
+
+@contextmanager
+def _keeping_global_state() -> Iterator[None]:
+    """Undo what loading torch's compiler changes for the whole process: it turns off the argument
+    validation of every ``torch.distributions.Distribution`` (``torch._dynamo``'s patches, torch
+    2.13), which would silently drop the checks of every distribution the user builds afterwards."""
+    validate = Distribution._validate_args
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(validate)
 
 
 _KERNELS: dict[tuple[Any, ...], _Kernel] = {}

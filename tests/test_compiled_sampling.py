@@ -46,7 +46,8 @@ from __future__ import annotations
 
 import math
 import shutil
-import warnings
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -82,13 +83,6 @@ from test_vmf_sampling import (
     _wood_acceptance,
     theta_law,
 )
-
-# torch imports its inductor backend on the first compile, and that import warns (DeprecationWarning
-# of torch.jit.script_method in torch 2.13), which this project's filterwarnings = error would turn
-# into a failed compile: imported here first, with that warning ignored
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    import torch._inductor.compile_fx
 
 F64, F32 = torch.float64, torch.float32
 ROWS = 64  # a training batch: 64 rows, one sample each
@@ -709,13 +703,12 @@ def test_training_steps_with_compiled_sampling(
 ) -> None:
     """Two epochs of a VAE with an ``S^10`` latent and ``train.compiled_sampling: true`` (6 batches of
     16 an epoch): every training step draws through the kernel (float32 slopes), the validation passes
-    stay eager, the losses are finite, and the switch is off again afterwards. The default is off."""
+    stay eager, the losses are finite, and the switch is off again afterwards."""
     from spherevae.config import config_from_dict
     from spherevae.models import VAE
     from spherevae.training.seed import seed_everything
     from spherevae.training.trainer import Trainer
 
-    assert config_from_dict({}).train.compiled_sampling is False
     seen = _recording_switch(monkeypatch)
     config = config_from_dict(
         {
@@ -745,11 +738,67 @@ def test_training_steps_with_compiled_sampling(
         assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]), row
 
 
+def test_the_default_is_on_for_cpu_devices() -> None:
+    """``train.compiled_sampling`` defaults to ``"auto"``, which the trainer turns on for a CPU; an
+    explicit ``false`` stays off, and a value that is neither a boolean nor ``"auto"`` is an error
+    naming the key."""
+    from spherevae.config import ConfigError, config_from_dict
+    from spherevae.models import VAE
+    from spherevae.training.trainer import Trainer
+
+    def trainer(train: dict[str, object]) -> Trainer:
+        config = config_from_dict(
+            {
+                "model": {"image_shape": [1, 8, 8], "latent": "S10", "hidden_sizes": [16]},
+                "train": train,
+            }
+        )
+        images = _images(8, 0)
+        return Trainer(
+            config,
+            VAE(config.model),
+            images,
+            images,
+            dynamic_binarize=True,
+            device=torch.device("cpu"),
+        )
+
+    assert config_from_dict({}).train.compiled_sampling == "auto"
+    assert trainer({}).compiled_sampling is True
+    assert trainer({"compiled_sampling": False}).compiled_sampling is False
+    with pytest.raises(ConfigError, match="compiled_sampling"):
+        config_from_dict({"train": {"compiled_sampling": "sometimes"}})
+
+
+def test_compiling_in_a_fresh_process() -> None:
+    """The first compile in a process loads torch's compiler, which (torch 2.13) warns about torch's
+    own internals (a deprecation in torch.jit) and turns off the argument validation of every
+    ``torch.distributions.Distribution``. A program that turns warnings into errors still gets its
+    kernels compiled, and validation stays as it was: checked in a fresh interpreter, where nothing
+    has loaded the compiler yet."""
+    code = (
+        "import torch\n"
+        "from torch.distributions import Distribution\n"
+        "from spherevae.distributions import VonMisesFisher, compiled_sampling, "
+        "compiled_sampling_enabled\n"
+        "loc = torch.nn.functional.normalize(torch.randn(8, 11, dtype=torch.float64), dim=-1)\n"
+        "with compiled_sampling():\n"
+        "    VonMisesFisher(loc, torch.full((8,), 10.0, dtype=torch.float64)).rsample()\n"
+        "    print(compiled_sampling_enabled(), Distribution._validate_args)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True"], done.stderr
+
+
 def test_cli_flag_is_recorded_in_the_config(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """``spherevae train --compiled-sampling`` writes ``compiled_sampling: true`` and the trainer runs its
-    epochs with the switch on; without the flag the written config says ``false``."""
+    epochs with the switch on, ``--no-compiled-sampling`` writes ``false`` and runs them with it off;
+    without either flag the written config says ``auto``."""
     from spherevae.cli import main
 
     fast = ["--dataset", "digits", "-hd", "16", "--seed", "7", "--device", "cpu", "--latent", "S2"]
@@ -759,6 +808,10 @@ def test_cli_flag_is_recorded_in_the_config(
     assert main(["train", *fast, "--compiled-sampling", "--out", str(on)]) == 0
     assert seen == [True]
     assert "compiled_sampling: true" in (on / "config.yaml").read_text()
-    assert main(["train", *fast, "--out", str(off)]) == 0
+    assert main(["train", *fast, "--no-compiled-sampling", "--out", str(off)]) == 0
     assert seen == [True, False]
     assert "compiled_sampling: false" in (off / "config.yaml").read_text()
+    default = tmp_path / "default"
+    assert main(["train", *fast, "--out", str(default)]) == 0
+    assert seen == [True, False, True]
+    assert "compiled_sampling: auto" in (default / "config.yaml").read_text()

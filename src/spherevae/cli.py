@@ -80,10 +80,10 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
     g.add_argument(
         "--compiled-sampling",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="draw the vMF latents with kernels compiled by torch.compile (faster steps; needs a "
-        "C++ compiler on a CPU)",
+        help="draw the vMF latents of the training steps with kernels compiled by torch.compile "
+        "(faster steps; needs a C++ compiler on a CPU); default: on for CPU and CUDA devices",
     )
     g.add_argument(
         "--track-latents",

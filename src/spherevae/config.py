@@ -107,8 +107,10 @@ class TrainConfig:
             (for the animation of the latent space over training; 0: none).
         compiled_sampling: draw the von Mises-Fisher latents of the training steps with kernels
             compiled by ``torch.compile`` (:func:`spherevae.distributions.compiled_sampling`): the
-            same law and gradients, less time a step; needs a C++ compiler on a CPU, and compiles for
-            some seconds at the start of a run (the eager path serves if compiling fails).
+            same law and gradients in less time a step. ``auto`` (the default): on for CPU and CUDA
+            devices. The first steps compile the kernels (seconds, cached on disk by torch; about
+            a minute and a half once on a machine whose cache is empty); a CPU needs a C++
+            compiler, without which a warning says so and the eager path serves.
     """
 
     epochs: int = Field(default=200, ge=0)
@@ -131,7 +133,7 @@ class TrainConfig:
     val_log_likelihood: bool = False
     ll_samples: int = Field(default=500, ge=1)
     track_latents: int = Field(default=0, ge=0)
-    compiled_sampling: bool = False
+    compiled_sampling: bool | Literal["auto"] = "auto"
 
 
 @pydantic.dataclasses.dataclass(config=_STRICT_KEYS)

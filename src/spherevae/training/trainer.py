@@ -142,6 +142,11 @@ class Trainer:
         self.val_labels = val_labels if self.conditional else None
         self.dynamic_binarize = dynamic_binarize
         self.device = device
+        setting = config.train.compiled_sampling
+        # "auto": the compiled kernels serve CPU and CUDA devices (spherevae.distributions._fused)
+        self.compiled_sampling = (
+            setting if isinstance(setting, bool) else device.type in ("cpu", "cuda")
+        )
         self.context = context or DistContext()
         self.run_dir = run_dir
         self.track_images = track_images
@@ -237,7 +242,7 @@ class Trainer:
         good_model = copy.deepcopy(self.model.state_dict())
         good_optimizer = copy.deepcopy(self.optimizer.state_dict())
         while True:
-            with compiled_sampling(train.compiled_sampling):
+            with compiled_sampling(self.compiled_sampling):
                 record = self._train_epoch(epoch)
             if record is not None:
                 return record

@@ -154,8 +154,9 @@ def fresh_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 class DrawSpy:
-    """Records every call of ``_fused.sample`` (the compiled path): its arguments, its draw, and the
-    state of torch's generator right after it (from where the placement draws its Gaussian)."""
+    """Records every call of ``_fused.sample`` (the compiled path): its arguments (``(sampler, kappa,
+    m, n, mh_steps, slope, loc, gauss)``), its draw, and the state of torch's generator right after
+    it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[tuple[Any, ...], _fused.Draw, torch.Tensor]] = []
@@ -359,8 +360,9 @@ def test_kernel_slope_for_float32_parameters_full_grid(sampler: str, m: int) -> 
 def _check_rsample_gradients(
     spy: DrawSpy, sampler: str, m: int, rows: int, n: int, dtype: torch.dtype
 ) -> None:
-    """``z``, ``loc.grad`` and ``kappa.grad`` of a loss through a compiled ``rsample`` against the
-    eager placement given the same ``t``, the same Gaussian draw and the eager slope."""
+    """``z``, ``loc.grad`` and ``kappa.grad`` of a loss through a compiled ``rsample`` (whose kernel
+    also places the samples) against the eager placement given the same ``t``, the same Gaussian draw
+    and the eager slope."""
     gen = torch.Generator().manual_seed(_seed("grad", sampler, m, rows, n, str(dtype)))
     loc = torch.nn.functional.normalize(torch.randn(rows, m, generator=gen, dtype=F64), dim=-1)
     loc = loc.to(dtype).requires_grad_()
@@ -371,9 +373,11 @@ def _check_rsample_gradients(
         z = VonMisesFisher(loc, kappa, sampler=sampler).rsample((n,))
         grad_loc, grad_kappa = torch.autograd.grad((z * weights).sum(), (loc, kappa))
     assert len(spy.calls) == 1, "the draw did not take the compiled path"
-    args, draw, rng_after_draw = spy.calls[0]
+    args, draw, _ = spy.calls[0]
     single = dtype != F64
-    assert args[-1] == ("single" if single else "double")
+    assert args[5] == ("single" if single else "double")
+    gauss = args[7]  # the Gaussian the kernel placed the samples with
+    assert gauss.shape == (n, rows, m) and draw.placed is not None
     # the eager reference: the same t and Gaussian, the eager slope and placement
     kappa64 = kappa.detach().to(F64)
     slope = marginal.dtheta_dkappa_direct(
@@ -381,8 +385,7 @@ def _check_rsample_gradients(
     )
     loc_e = loc.detach().clone().requires_grad_()
     kappa_e = kappa.detach().clone().requires_grad_()
-    torch.set_rng_state(rng_after_draw)
-    z_e = place_on_sphere(draw.t.t().to(dtype), loc_e, shape, kappa_e, slope.t())
+    z_e = place_on_sphere(draw.t.t().to(dtype), loc_e, shape, kappa_e, slope.t(), gauss.clone())
     want_loc, want_kappa = torch.autograd.grad((z_e * weights).sum(), (loc_e, kappa_e))
     if single:
         tol: dict[str, float] = {"rtol": 1e-5, "atol": 1e-6}
@@ -520,6 +523,30 @@ def test_rejection_fallback_keeps_the_law_and_the_slopes(monkeypatch: pytest.Mon
         assert p > KS_ALPHA, f"KS test of the kappa = {k:g} rows with the fallback: p = {p:.3g}"
     want = marginal.dtheta_dkappa_direct(t, kappa, m, bessel_terms(m / 2 - 1, kappa).complement)
     torch.testing.assert_close(slope, want, rtol=1e-9, atol=0.0)
+
+
+@pytest.mark.usefixtures("fresh_kernels")
+@pytest.mark.parametrize("sampler", ["rejection", "inverse_cdf"])
+def test_samples_changed_after_the_kernel_are_placed_again(
+    sampler: str, monkeypatch: pytest.MonkeyPatch, draw_spy: DrawSpy
+) -> None:
+    """The kernel places its samples on the sphere; where a fallback changes ``t`` afterwards (rejection
+    without an accepted candidate, or an inversion redone eagerly), ``rsample`` places them again: every
+    row's ``z`` then has ``mu . z = 1 - t`` for the returned ``t`` (float64, to rounding)."""
+    if sampler == "rejection":
+        monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: 1)
+    else:
+        monkeypatch.setattr(_fused, "_NEWTON_STEPS", 1)
+    m = 11
+    kappa = _row_kappas((10.0, 100.0), ROWS).requires_grad_()
+    loc = torch.nn.functional.normalize(torch.randn(ROWS, m, dtype=F64), dim=-1).requires_grad_()
+    torch.manual_seed(_seed("placed again", sampler))
+    with compiled_sampling():
+        z = VonMisesFisher(loc, kappa, sampler=sampler).rsample()
+    (_, draw, _) = draw_spy.calls[0]
+    assert draw.placed is None, "no fallback ran: the test checks nothing"
+    w = (z.detach() * loc.detach()).sum(-1)  # z: (B, m), one sample a row
+    torch.testing.assert_close(1 - w, draw.t[:, 0], rtol=1e-9, atol=1e-12)
 
 
 def _check_inversion_against_eager(
@@ -730,7 +757,7 @@ def test_training_steps_with_compiled_sampling(
     assert seen == [True, True]
     assert len(draw_spy.calls) == 2 * 96 // ROWS_F32
     assert all(
-        args[2] == 11 and args[3] == 1 and args[-1] == "single" for args, _, _ in draw_spy.calls
+        args[2] == 11 and args[3] == 1 and args[5] == "single" for args, _, _ in draw_spy.calls
     )
     assert not compiled_sampling_enabled()
     assert len(state.history) == 2

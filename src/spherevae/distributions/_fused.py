@@ -1,4 +1,7 @@
-r"""Compiled kernels for the von Mises-Fisher draws of training (opt-in, :func:`compiled_sampling`).
+r"""Compiled kernels for the von Mises-Fisher draws of training (:func:`compiled_sampling`).
+
+The trainer turns them on for CPU and CUDA devices (``train.compiled_sampling: auto``); elsewhere they
+are opt-in, with ``spherevae.distributions.compiled_sampling()``.
 
 Why: at training sizes (a batch of 64 rows, one sample each) a tensor operation costs 1 to 2 us of
 dispatch and almost nothing of arithmetic. An eager draw with its gradient takes about 170 such
@@ -53,6 +56,7 @@ from ..special import BesselTerms, OrderPlan, merged_values, order_plan
 from . import _vmf_inversion as inversion
 from . import _vmf_marginal as marginal
 from ._compiled import kernel, on_device
+from ._utils import _place
 
 __all__ = ["Draw", "applies", "sample"]
 
@@ -70,19 +74,37 @@ def applies(device: torch.device, n: int) -> bool:
     return n <= MAX_SAMPLES_PER_ROW and on_device(device)
 
 
+Placed = tuple[Tensor, tuple[Tensor, ...]]
+
+
 class Draw(NamedTuple):
     """A compiled draw: ``t`` ``(B, n)``, the slope ``dtheta/dkappa`` ``(B, n)`` or ``None``, the Bessel
-    terms ``(B,)`` of the concentrations, and the acceptance rate ``(B,)`` (``None`` for the inverse CDF)."""
+    terms ``(B,)`` of the concentrations, the acceptance rate ``(B,)`` (``None`` for the inverse CDF),
+    and the samples placed on the sphere with what the backward pass reads (:func:`._utils._place`),
+    if the caller gave ``loc`` and the Gaussian (``None`` otherwise, or where a fallback changed
+    ``t`` after the kernel)."""
 
     t: Tensor
     slope: Tensor | None
     terms: BesselTerms
     acceptance_rate: Tensor | None
+    placed: Placed | None = None
 
 
 def _terms(values: Tensor) -> BesselTerms:
     ratio, complement, ratio_over_z, _, log_normalized = values.unbind(0)
     return BesselTerms(ratio, complement, ratio_over_z, log_normalized)
+
+
+def _placed(t: Tensor, loc: Tensor | None, gauss: Tensor | None) -> Placed | None:
+    """:func:`._utils._place` of ``t`` ``(B, n)`` at ``loc`` ``(B, m)`` with ``gauss`` ``(n, B, m)``, as
+    :func:`._utils.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[tiny, 2]``);
+    ``None`` without ``loc``. Inside a kernel: the placement's forward pass then costs no call of its
+    own."""
+    if loc is None or gauss is None:
+        return None
+    t = t.transpose(0, 1).to(loc.dtype).clamp(min=torch.finfo(loc.dtype).tiny, max=2.0)
+    return _place(t, loc, gauss, for_backward=True)
 
 
 def _slope(t: Tensor, kappa: Tensor, m: int, terms: BesselTerms, slope: str) -> Tensor | None:
@@ -137,16 +159,18 @@ def _rejection_kernel(
     kappa: Tensor,
     uniforms: Tensor,
     drawn: Tensor | None,
+    loc: Tensor | None,
+    gauss: Tensor | None,
     plan: OrderPlan,
     m: int,
     slope: str,
-) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """One round of ``K`` candidates per sample, the Bessel terms and the slopes.
 
     Shapes: ``kappa`` ``(B,)``, the random numbers of :func:`_draw_uniforms` for ``(K, B, n)``
     candidates. Returns the Bessel rows ``(5, B)``, the first accepted candidate ``t`` ``(B, n)`` (any
-    value where there is none), whether there is one ``(B, n)``, the slopes ``(B, n)`` and the round's
-    acceptance rate ``(B,)``.
+    value where there is none), whether there is one ``(B, n)``, the slopes ``(B, n)``, the round's
+    acceptance rate ``(B,)`` and the placement (:func:`_placed`).
     """
     gamma, normal, u = _variates(m, uniforms, drawn)
     log_u = u.log()
@@ -158,42 +182,46 @@ def _rejection_kernel(
     has, first = accepted.view(torch.uint8).max(0, keepdim=True)
     value = t.gather(0, first).squeeze(0)
     rate = accepted.mean((0, 2), dtype=kappa.dtype)
-    return (
-        values,
-        value,
-        has.squeeze(0).bool(),
-        _slope(value, kappa, m, _terms(values), slope),
-        rate,
-    )
+    slope_t = _slope(value, kappa, m, _terms(values), slope)
+    return values, value, has.squeeze(0).bool(), slope_t, rate, _placed(value, loc, gauss)
 
 
 def _mh_kernel(
     kappa: Tensor,
     uniforms: Tensor,
     drawn: Tensor | None,
+    loc: Tensor | None,
+    gauss: Tensor | None,
     plan: OrderPlan,
     m: int,
     slope: str,
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
     and the slopes, from the random numbers of :func:`_draw_uniforms` for ``(S + 1, B, n)`` proposals
     (the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(5, B)``, ``t`` and the
-    slopes ``(B, n)``, the rate ``(B,)``."""
+    slopes ``(B, n)``, the rate ``(B,)`` and the placement (:func:`_placed`)."""
     gamma, normal, u = _variates(m, uniforms, drawn)
     log_u = u[:-1].log()
     values = merged_values(kappa, True, plan)
     t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
-    return values, t, _slope(t, kappa, m, _terms(values), slope), rate
+    return values, t, _slope(t, kappa, m, _terms(values), slope), rate, _placed(t, loc, gauss)
 
 
 def _inversion_kernel(
-    kappa: Tensor, u: Tensor, plan: OrderPlan, m: int, slope: str
-) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+    kappa: Tensor,
+    u: Tensor,
+    loc: Tensor | None,
+    gauss: Tensor | None,
+    plan: OrderPlan,
+    m: int,
+    slope: str,
+) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """``_NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
 
     Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, and whether the draw must be
     redone eagerly (a 0-dimensional bool: the last step was above the tolerance, or a quantile is in
-    the far right tail, where the iteration needs a bisection first), for one check outside.
+    the far right tail, where the iteration needs a bisection first), for one check outside, and
+    the placement (:func:`_placed`).
     """
     values = merged_values(kappa, True, plan)
     terms = _terms(values)
@@ -204,7 +232,7 @@ def _inversion_kernel(
     assert last is not None
     redo = (last > inversion._STEP_TOL) | (u > inversion._NEWTON_MAX_U).any()
     t = inversion.newton_result(state)
-    return values, t, _slope(t, kappa, m, terms, slope), redo
+    return values, t, _slope(t, kappa, m, terms, slope), redo, _placed(t, loc, gauss)
 
 
 def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
@@ -230,25 +258,37 @@ def _bound(
     return _BOUND[key]
 
 
-def sample(sampler: str, kappa: Tensor, m: int, n: int, mh_steps: int, slope: str) -> Draw:
+def sample(
+    sampler: str,
+    kappa: Tensor,
+    m: int,
+    n: int,
+    mh_steps: int,
+    slope: str,
+    loc: Tensor | None = None,
+    gauss: Tensor | None = None,
+) -> Draw:
     """A compiled draw of ``n`` samples for each of the concentrations ``kappa`` ``(B,)`` (working dtype,
     no grad) on ``S^{m-1}``; ``slope``: ``"none"``, ``"single"`` or ``"double"`` (the precision of the
-    parameters the gradient serves)."""
+    parameters the gradient serves). With ``loc`` ``(B, m)`` (no grad) and ``gauss`` ``(n, B, m)`` (a
+    standard Gaussian in ``loc``'s dtype), the kernel also places the samples (:attr:`Draw.placed`)."""
     if sampler == "rejection":
-        return _rejection(kappa, m, n, slope)
+        return _rejection(kappa, m, n, slope, loc, gauss)
     if sampler == "mh":
         _, compiled = _bound(_mh_kernel, m, slope, kappa)
         uniforms, drawn = _draw_uniforms(m, (mh_steps + 1, kappa.shape[0], n), kappa)
-        values, t, slope_t, rate = compiled(kappa, uniforms, drawn)
-        return Draw(t, slope_t, _terms(values), rate)
-    return _inverse_cdf(kappa, m, n, slope)
+        values, t, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
+        return Draw(t, slope_t, _terms(values), rate, placed)
+    return _inverse_cdf(kappa, m, n, slope, loc, gauss)
 
 
-def _rejection(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
+def _rejection(
+    kappa: Tensor, m: int, n: int, slope: str, loc: Tensor | None, gauss: Tensor | None
+) -> Draw:
     _, compiled = _bound(_rejection_kernel, m, slope, kappa)
     shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
     uniforms, drawn = _draw_uniforms(m, shape, kappa)
-    values, t, has, slope_t, rate = compiled(kappa, uniforms, drawn)
+    values, t, has, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
     terms = _terms(values)
     if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
         missing = (~has).nonzero(as_tuple=True)
@@ -262,15 +302,19 @@ def _rejection(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
                 terms.complement[missing[0]],
                 slope == "single",
             ).view(-1)
-    return Draw(t, slope_t, terms, rate)
+        placed = None  # placed from the former t: the caller places them again
+    return Draw(t, slope_t, terms, rate, placed)
 
 
-def _inverse_cdf(kappa: Tensor, m: int, n: int, slope: str) -> Draw:
+def _inverse_cdf(
+    kappa: Tensor, m: int, n: int, slope: str, loc: Tensor | None, gauss: Tensor | None
+) -> Draw:
     _, compiled = _bound(_inversion_kernel, m, slope, kappa)
     u = torch.rand(kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
-    values, t, slope_t, redo = compiled(kappa, u)
+    values, t, slope_t, redo, placed = compiled(kappa, u, loc, gauss)
     terms = _terms(values)
     if redo.item():  # not converged, or the far right tail: the eager iteration from the start
         t = inversion.invert_theta_cdf(kappa, m, u, terms)
         slope_t = _slope(t, kappa, m, terms, slope)
-    return Draw(t, slope_t, terms, None)
+        placed = None
+    return Draw(t, slope_t, terms, None, placed)

@@ -192,8 +192,9 @@ class _PlaceOnSphere(torch.autograd.Function):
         gauss: Tensor,
         kappa: Tensor | None = None,
         slope: Tensor | None = None,
+        placed: tuple[Tensor, tuple[Tensor, ...]] | None = None,
     ) -> Tensor:
-        z, saved = _place(t, loc, gauss, for_backward=True)
+        z, saved = placed if placed is not None else _place(t, loc, gauss, for_backward=True)
         ctx.save_for_backward(*saved, slope)
         ctx.kappa_dtype = None if kappa is None else kappa.dtype
         return z
@@ -202,7 +203,7 @@ class _PlaceOnSphere(torch.autograd.Function):
     @once_differentiable
     def backward(
         ctx: Any, grad: Tensor
-    ) -> tuple[Tensor | None, Tensor | None, None, Tensor | None, None]:
+    ) -> tuple[Tensor | None, Tensor | None, None, Tensor | None, None, None]:
         unit, loc_norm, p, a, r, c, radial, one_minus_t, slope = ctx.saved_tensors
         needs_kappa = slope is not None and ctx.needs_input_grad[3]
         grad_l = _dot_last(grad, unit)  # G . l
@@ -226,7 +227,7 @@ class _PlaceOnSphere(torch.autograd.Function):
             scale = one_minus_t / r.clamp(min=torch.finfo(r.dtype).tiny)
             grad_theta = torch.addcmul(grad_p.mul_(scale), grad_l, radial, value=-1)
             grad_kappa = _sum_samples(grad_theta.mul_(slope)).to(ctx.kappa_dtype)
-        return (grad_t if ctx.needs_input_grad[0] else None), grad_loc, None, grad_kappa, None
+        return (grad_t if ctx.needs_input_grad[0] else None), grad_loc, None, grad_kappa, None, None
 
 
 def _sum_samples(x: Tensor) -> Tensor:
@@ -240,6 +241,8 @@ def place_on_sphere(
     shape: torch.Size,
     kappa: Tensor | None = None,
     slope: Tensor | None = None,
+    gauss: Tensor | None = None,
+    placed: tuple[Tensor, tuple[Tensor, ...]] | None = None,
 ) -> Tensor:
     """Points ``z = w loc + sqrt(1 - w^2) v`` with ``v`` uniform on the unit sphere of the tangent space.
 
@@ -257,6 +260,11 @@ def place_on_sphere(
             no-grad derivatives ``dtheta/dkappa`` of the angles ``theta = arccos(1 - t)``: ``kappa``
             then receives the gradient ``sum_samples dL/dtheta dtheta/dkappa`` (``t`` itself carries no
             graph in that use).
+        gauss: the standard Gaussian ``(n, B, m)`` in ``loc``'s dtype, if the caller drew it (else
+            drawn here).
+        placed: ``_place(t, loc, gauss, for_backward=True)`` for these ``t`` (clamped to ``[tiny, 2]``
+            in ``loc``'s dtype), ``loc`` and ``gauss``, if the caller computed it (a compiled kernel of
+            :mod:`._fused`): then only the autograd node is added here.
 
     Returns:
         ``shape + (m,)`` unit vectors, ``| ||z|| - 1 |`` a few ulps.
@@ -265,15 +273,22 @@ def place_on_sphere(
     batch = loc.shape[:-1]
     n_batch = batch.numel()
     n_samples = shape.numel() // max(n_batch, 1)
-    t = one_minus_w.clamp(min=torch.finfo(one_minus_w.dtype).tiny, max=2.0)
-    gauss = torch.randn(n_samples, n_batch, m, dtype=loc.dtype, device=loc.device)
+    t = (
+        one_minus_w
+        if placed is not None
+        else one_minus_w.clamp(min=torch.finfo(one_minus_w.dtype).tiny, max=2.0)
+    )
+    if gauss is None:
+        gauss = torch.randn(n_samples, n_batch, m, dtype=loc.dtype, device=loc.device)
     t, loc = _shaped(t, (n_samples, n_batch)), _shaped(loc, (n_batch, m))
     if slope is not None:
         assert kappa is not None
         kappa, slope = _shaped(kappa, (n_batch,)), _shaped(slope, (n_samples, n_batch))
     differentiable = [x for x in (t, loc, kappa) if x is not None and x.requires_grad]
     if torch.is_grad_enabled() and differentiable:
-        z: Tensor = _PlaceOnSphere.apply(t, loc, gauss, kappa, slope)
+        z: Tensor = _PlaceOnSphere.apply(t, loc, gauss, kappa, slope, placed)
+    elif placed is not None:
+        z = placed[0]
     else:  # no graph: no autograd node, and z is written over the Gaussian draw
         z = _place(t, loc, gauss, for_backward=False)[0]
     return _shaped(z, (*shape, m))

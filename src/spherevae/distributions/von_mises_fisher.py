@@ -289,11 +289,45 @@ class VonMisesFisher(Distribution):
         kappa = self.concentration  # (B,)
         if kappa.dim() != 1:
             kappa = kappa.reshape(-1)
+        if _fused.applies(kappa.device, n) and not (self.sampler == "rejection" and self.dim == 3):
+            return self._rsample_compiled(kappa, n, shape)
         t, slope = self._sample_one_minus_w(kappa, n)  # (B, n) each
         t = t.transpose(0, 1).to(self.loc.dtype)  # (n, B)
         if slope is None:
             return place_on_sphere(t, self.loc, shape)
         return place_on_sphere(t, self.loc, shape, kappa, slope.transpose(0, 1))
+
+    def _rsample_compiled(self, kappa: Tensor, n: int, shape: torch.Size) -> Tensor:
+        """:meth:`rsample` by the compiled kernels of :mod:`._fused`: the Bessel terms, ``t``, the slope
+        and the placement's forward pass in one call (``kappa`` flat ``(B,)``)."""
+        m = self.dim
+        needs_grad = torch.is_grad_enabled() and kappa.requires_grad
+        loc = self.loc if self.loc.dim() == 2 else self.loc.reshape(-1, m)
+        gauss = torch.randn(n, loc.shape[0], m, dtype=loc.dtype, device=loc.device)
+        single = loc.dtype != torch.float64  # the slope's precision follows loc's
+        precision = "none" if not needs_grad else "single" if single else "double"
+        with torch.no_grad():
+            draw = _fused.sample(
+                self.sampler,
+                kappa.detach().to(work_dtype(kappa.device)),
+                m,
+                n,
+                self.mh_steps,
+                precision,
+                loc.detach(),
+                gauss,
+            )
+        if self._cached_terms() is None:
+            self._set_terms(_shaped_terms(draw.terms, self.batch_shape))
+        rate = draw.acceptance_rate
+        self.acceptance_rate = None if rate is None else rate.reshape(self.batch_shape)
+        t = draw.t.transpose(0, 1)  # (n, B); only placed again where a fallback changed it
+        if draw.placed is None:
+            t = t.to(loc.dtype)
+        slope = None if draw.slope is None else draw.slope.transpose(0, 1)
+        return place_on_sphere(
+            t, self.loc, shape, kappa if needs_grad else None, slope, gauss, draw.placed
+        )
 
     def _sample_one_minus_w(self, kappa: Tensor, n: int) -> tuple[Tensor, Tensor | None]:
         """``t = 1 - mu . x`` of shape ``(B, n)`` in the working dtype, and its gradient in ``kappa``.
@@ -315,15 +349,6 @@ class VonMisesFisher(Distribution):
         # detached first: a conversion of a tensor that requires grad records an autograd node
         kappa_nograd = kappa.detach().to(work)
         single = self.loc.dtype != torch.float64  # the slope's precision follows loc's
-        if _fused.applies(kappa.device, n):
-            with torch.no_grad():
-                precision = "none" if not needs_grad else "single" if single else "double"
-                draw = _fused.sample(self.sampler, kappa_nograd, m, n, self.mh_steps, precision)
-            if self._cached_terms() is None:
-                self._set_terms(_shaped_terms(draw.terms, self.batch_shape))
-            rate = draw.acceptance_rate
-            self.acceptance_rate = None if rate is None else rate.reshape(self.batch_shape)
-            return draw.t, draw.slope
         slope = None
         # the Bessel terms (shared with the KL divergence) where the inversion or the gradient needs
         # them

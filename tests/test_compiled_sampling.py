@@ -674,15 +674,21 @@ def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
 # 6. a compiler that fails
 # ---------------------------------------------------------------------------------------------------
 @pytest.mark.usefixtures("fresh_kernels")
-def test_compile_failure_warns_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``torch.compile`` giving a callable that raises (as without a C++ compiler): one RuntimeWarning
-    naming the error, the draw is made eagerly (shape, unit norms, finite gradients), and the
-    feature is off from then on (no further warning, no compiled call), even inside the block."""
+@pytest.mark.parametrize("where", ["call", "compile"])
+def test_compile_failure_warns_and_runs_eagerly(
+    where: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``torch.compile`` giving a callable that raises (as without a C++ compiler), or raising itself
+    (as on a Python that its torch version does not support): one RuntimeWarning naming the error, the
+    draw is made eagerly (shape, unit norms, finite gradients), and the feature is off from then on
+    (no further warning, no compiled call), even inside the block."""
 
     def failing_compile(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
         def broken(*a: Any, **k: Any) -> Any:
             raise RuntimeError("simulated compiler failure: no C++ compiler\nsecond line")
 
+        if where == "compile":
+            broken()
         return broken
 
     monkeypatch.setattr(_compiled.torch, "compile", failing_compile)
@@ -705,6 +711,54 @@ def test_compile_failure_warns_and_runs_eagerly(monkeypatch: pytest.MonkeyPatch)
         z2 = VonMisesFisher(loc, kappa, sampler="mh").rsample()  # a warning would be an error here
         assert spy.calls == [] and z2.shape == (8, m)
     assert not compiled_sampling_enabled()
+
+
+@pytest.mark.usefixtures("fresh_kernels")
+def test_a_kernel_failing_later_runs_eagerly_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A compiled kernel that fails on a later call (as when torch gives up recompiling it for new
+    shapes): one RuntimeWarning, that call and the kernel's later ones run eagerly with the right
+    result, and the other kernels stay compiled (the switch stays on)."""
+    calls = {"n": 0}
+    real_compile = torch.compile
+
+    def flaky_compile(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
+        compiled = real_compile(fn, *args, **kwargs)
+
+        def flaky(*a: Any) -> Any:
+            calls["n"] += 1
+            if calls["n"] == 2:
+                raise RuntimeError("simulated recompile limit")
+            return compiled(*a)
+
+        return flaky
+
+    monkeypatch.setattr(_compiled.torch, "compile", flaky_compile)
+    m = 11
+    loc = _unit_vector(m, 3).expand(16, m)
+    kappa = torch.logspace(-1, 3, 16, dtype=F64)
+    with compiled_sampling():
+        VonMisesFisher(loc, kappa).rsample()  # compiles
+        with pytest.warns(RuntimeWarning, match="simulated recompile limit.*runs eagerly"):
+            z = VonMisesFisher(loc, kappa).rsample()
+        assert compiled_sampling_enabled()
+        w = (z * loc).sum(-1)
+        assert bool(((w >= -1) & (w <= 1)).all()) and z.shape == (16, m)
+        n_before = calls["n"]
+        VonMisesFisher(loc, kappa).rsample()  # eager now: the flaky callable is not called again
+        assert calls["n"] == n_before
+
+
+def test_mh_kernels_are_bound_to_their_number_of_steps() -> None:
+    """Metropolis-Hastings draws with different ``mh_steps`` get kernels of their own (torch would
+    otherwise recompile one kernel for every number of steps, up to its limit)."""
+    m = 5
+    loc = _unit_vector(m, 4).expand(8, m)
+    kappa = torch.full((8,), 5.0, dtype=F64)
+    with compiled_sampling():
+        for steps in (5, 6):
+            VonMisesFisher(loc, kappa, sampler="mh", mh_steps=steps).rsample()
+    keys = [key for key in _fused._BOUND if key[0] is _fused._mh_kernel and key[1] == m]
+    assert {dict(key[5:]).get("steps") for key in keys} >= {5, 6}
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -107,8 +107,9 @@ class TrainConfig:
             (for the animation of the latent space over training; 0: none).
         compiled_sampling: draw the von Mises-Fisher latents of the training steps with kernels
             compiled by ``torch.compile`` (:func:`spherevae.distributions.compiled_sampling`): the
-            same law and gradients in less time a step. ``auto`` (the default): on for CPU and CUDA
-            devices. The first steps compile the kernels (seconds, cached on disk by torch; about
+            same law and gradients in less time a step. ``auto`` (the default) and ``true``: on for
+            CPU and CUDA devices (elsewhere, as on Apple's MPS, the eager code serves either way);
+            ``false``: off. The first steps compile the kernels (seconds, cached on disk by torch; about
             a minute and a half once on a machine whose cache is empty); a CPU needs a C++
             compiler, without which a warning says so and the eager path serves.
     """

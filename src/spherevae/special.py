@@ -195,6 +195,17 @@ def _powers(x: Tensor, n: int) -> Tensor:
     return torch.cat([ones, torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n - 1), dim=-1)], dim=-1)
 
 
+# torch.compiler.is_compiling exists from torch 2.3 on; before it the eager forms are traced
+# (the same values, slower kernels)
+_IS_COMPILING = getattr(torch.compiler, "is_compiling", None)
+
+
+def is_compiling() -> bool:
+    """Whether ``torch.compile`` is tracing the caller (``torch.compiler.is_compiling``; ``False`` on a
+    torch without it, where the compiled kernels are not used)."""
+    return bool(_IS_COMPILING()) if _IS_COMPILING is not None else False
+
+
 _POWER_BLOCK = 8
 
 
@@ -244,7 +255,7 @@ def _power_sum(x: Tensor, coef: Tensor, blocked: tuple[Tensor, int] | None = Non
     then added in another order: equal to rounding).
     """
     n = coef.shape[0]
-    if torch.compiler.is_compiling():
+    if is_compiling():
         # traced by torch.compile: Horner's rule, n fused multiply-adds per element in one generated
         # loop, where the cumulative product and the matrix product would be two library calls; the
         # columns lead (c, ...), so that the loop runs along the elements of x, not along the c = 2

@@ -42,9 +42,11 @@ def set_compiled_sampling(enabled: bool) -> bool:
 
 @contextmanager
 def compiled_sampling(enabled: bool = True) -> Iterator[None]:
-    """Within the block, von Mises-Fisher draws of up to 32 samples a row on a CPU or a CUDA device use
-    kernels compiled by ``torch.compile`` (this module's docstring): the same law and gradients as the
-    eager path, at a fraction of its dispatch cost. The setting before the block is restored after it.
+    """Within the block, von Mises-Fisher draws of up to 32 samples a row on a CPU or a CUDA device
+    (except the rejection sampler at ``m = 3``, whose closed form stays) use kernels compiled by
+    ``torch.compile`` (see ``spherevae.distributions._fused``): the same law and gradients as the
+    eager path, at a fraction of its dispatch cost. The setting before the block is restored after
+    it. The setting is one for the whole process (all threads), like torch's own global switches.
 
     Examples:
         >>> with compiled_sampling():  # doctest: +SKIP
@@ -64,11 +66,15 @@ def on_device(device: torch.device) -> bool:
 
 class _Kernel:
     """A function compiled on its first call (``fullgraph``: no graph breaks), with some of its
-    arguments bound as constants (the dimension ``m``, the slope's precision, which gradients are
-    needed): ``torch.compile`` specialises on them rather than treating integers as dynamic. Each
-    binding gets its own code object, so that its compiled variants do not crowd another's in torch's
-    cache. If compiling fails (no C++ compiler, an unsupported backend), a warning says why, the call
-    runs the function eagerly, and the compiled kernels are off from then on.
+    arguments bound as constants (the dimension ``m``, the slope's precision, the number of
+    Metropolis-Hastings steps, which gradients are needed): ``torch.compile`` specialises on them
+    rather than treating integers as dynamic. Each binding gets its own code object, so that its
+    compiled variants do not crowd another's in torch's cache.
+
+    Failures never reach the caller: if the first compile fails (no C++ compiler, a torch or Python
+    version without ``torch.compile``), a warning says why, the call runs the function eagerly, and
+    the compiled kernels are off for the process; if a later call fails (torch gives up recompiling a
+    kernel for new shapes after its limit of 8 variants), that kernel alone runs eagerly from then on.
     """
 
     def __init__(self, fn: Callable[..., Any], constants: dict[str, Any]) -> None:
@@ -77,38 +83,46 @@ class _Kernel:
 
         # torch keeps its compiled variants per code object: a fresh one for each binding
         code = bound.__code__.replace(co_name=f"{fn.__name__}_{len(_KERNELS)}")
-        unique = types.FunctionType(code, bound.__globals__, code.co_name, None, bound.__closure__)
+        self.unique = types.FunctionType(
+            code, bound.__globals__, code.co_name, None, bound.__closure__
+        )
         self.eager = bound
-        with _keeping_global_state():
-            self.compiled = torch.compile(unique, fullgraph=True)
-        self.checked = False
+        self.compiled: Callable[..., Any] | None = None
+        self.failed = False
 
     def __call__(self, *args: Any) -> Any:
-        if self.checked:
-            return self.compiled(*args)
+        if self.failed:
+            return self.eager(*args)
         try:
-            # torch's compiler warns about its own internals while it loads (a deprecation in
-            # torch.jit with torch 2.13), which a program that turns warnings into errors (as our
-            # test suite does) would otherwise see as a failure to compile
+            if self.compiled is not None:
+                return self.compiled(*args)
+            # the first call compiles. torch's compiler warns about its own internals while it loads
+            # (a deprecation in torch.jit with torch 2.13), which a program that turns warnings into
+            # errors (as our test suite does) would otherwise see as a failure to compile
             with warnings.catch_warnings(), _keeping_global_state():
                 warnings.filterwarnings("ignore", module=r"torch(\.|$)")
-                out = self.compiled(*args)
-        except Exception as err:  # no C++ compiler, an unsupported backend: the eager path serves
-            _state["broken"] = True
+                compiled = torch.compile(self.unique, fullgraph=True)
+                out = compiled(*args)
+            self.compiled = compiled
+            return out
+        except Exception as err:
+            first = self.compiled is None
+            self.failed = True
+            if first:  # compiling does not work here: the eager path serves from now on
+                _state["broken"] = True
             # the cause is often on the message's second line: all of it, on one line, shortened
             message = " ".join(str(err).split())
             if len(message) > 400:
                 message = message[:400] + " ..."
+            what = "the eager path is used instead" if first else "this kernel now runs eagerly"
             warnings.warn(
                 f"spherevae: compiling the von Mises-Fisher sampling kernels failed "
-                f"({type(err).__name__}: {message}); the eager path is used instead "
+                f"({type(err).__name__}: {message}); {what} "
                 "(train.compiled_sampling: false turns the attempt off)",
                 RuntimeWarning,
                 stacklevel=3,
             )
             return self.eager(*args)
-        self.checked = True
-        return out
 
 
 @contextmanager

@@ -8,9 +8,10 @@ dispatch and almost nothing of arithmetic. An eager draw with its gradient takes
 operations more than a Gaussian latent (the Bessel terms, a round of proposals and their tests, the
 slope ``dtheta/dkappa`` by quadrature), a fifth of the step of a small MLP VAE on a CPU. The
 operations of the sampler and the slope have no data-dependent branch once a few choices are made for
-the whole batch, so ``torch.compile`` fuses them into one C++ (or GPU) kernel: one call (measured,
-m = 11, 64 rows, one thread: about 50 us against 330 for the eager Bessel terms, sampler and slope,
-with warm caches; 170 against 430 with the caches flushed between calls, as inside a training step).
+the whole batch, so ``torch.compile`` fuses them into one C++ (or GPU) kernel: one call. At m = 11,
+64 rows, one thread, a draw took 72 us against 328 eager with warm caches, 178 against 442 with
+the caches flushed between calls, as inside a training step (rejection; ``python
+benchmarks/compiled_sampling.py`` at commit 1514a4a; the other samplers in ``benchmarks/README.md``).
 
 What is compiled is the math of the eager path itself, not a second implementation: the Bessel terms
 of :func:`spherevae.special.merged_values` (both regions on every element), the proposals and tests
@@ -19,11 +20,13 @@ chains of :func:`._vmf_marginal.mh_chains` (step by step), the Newton steps of
 :mod:`._vmf_inversion` and the quadrature of :func:`._vmf_marginal.dtheta_dkappa_direct`. The random
 numbers are drawn outside, by torch's generator, so that seeds work as everywhere else; the draws are
 from the same law as the eager path's but not the same numbers for the same seed (gamma variates of
-small shapes come from uniforms, and normal ones from Box-Muller pairs, :func:`_variates`; the eager path takes Wood's
-proposal for every row of a small draw that straddles the gamma proposal's threshold, and checks for
-convergence after each Newton step). The placement on the sphere stays eager: compiled, its forward
-and backward passes were faster with warm caches (97 against 111 us) but slower inside a training
-step (234 against 195 us with the caches flushed), two more calls of generated code.
+small shapes come from uniforms, and normal ones from Box-Muller pairs, :func:`_variates`; the eager
+path takes Wood's proposal for every row of a small draw that straddles the gamma proposal's
+threshold, and checks for convergence after each Newton step from the third on). The placement's
+forward pass (:func:`._utils._place`) runs in the same kernel when the caller gives ``loc`` and the
+Gaussian; its backward pass stays eager: compiled as kernels of their own, the two passes were
+faster with warm caches but slower with cold ones, as inside a training step (measured with a
+scratch script, not in the repository).
 
 Exactness is kept where the compiled call cannot decide alone:
 
@@ -64,8 +67,9 @@ MAX_SAMPLES_PER_ROW = marginal._DIRECT_GRADIENT_MAX_SAMPLES
 # gamma shapes (m - 1) / 2 up to this are drawn from uniforms and normals in the kernel
 # (_variates): m <= 33
 _GAMMA_BY_UNIFORMS_MAX_SHAPE = 16
-# Newton steps of the compiled inversion before the convergence check (the eager iteration's
-# minimum; measured at training concentrations, m = 11, kappa in [5, 300]: converged after them)
+# Newton steps of the compiled inversion before its one convergence check (one more than the eager
+# iteration's minimum of 3: at training concentrations, m = 11, kappa in [5, 300], every draw had
+# converged after them; tests/test_compiled_sampling.py checks that no draw there is redone)
 _NEWTON_STEPS = 4
 
 
@@ -195,13 +199,14 @@ def _mh_kernel(
     plan: OrderPlan,
     m: int,
     slope: str,
+    steps: int,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
     and the slopes, from the random numbers of :func:`_draw_uniforms` for ``(S + 1, B, n)`` proposals
-    (the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(5, B)``, ``t`` and the
+    (``S = steps``; the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(5, B)``, ``t`` and the
     slopes ``(B, n)``, the rate ``(B,)`` and the placement (:func:`_placed`)."""
     gamma, normal, u = _variates(m, uniforms, drawn)
-    log_u = u[:-1].log()
+    log_u = u[:steps].log()
     values = merged_values(kappa, True, plan)
     t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
     return values, t, _slope(t, kappa, m, _terms(values), slope), rate, _placed(t, loc, gauss)
@@ -244,17 +249,18 @@ def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
     return order_plan(m / 2 - 1, dtype, device)
 
 
-_BOUND: dict[tuple[Any, ...], tuple[OrderPlan, Callable[..., Any]]] = {}
+_BOUND: dict[tuple[Any, ...], Callable[..., Any]] = {}
 
 
 def _bound(
-    fn: Callable[..., Any], m: int, slope: str, like: Tensor
-) -> tuple[OrderPlan, Callable[..., Any]]:
-    """The Bessel plan of ``m`` and ``fn`` compiled for ``m`` and ``slope`` (one lookup a draw)."""
-    key = (fn, m, slope, like.dtype, like.device)
+    fn: Callable[..., Any], m: int, slope: str, like: Tensor, **constants: Any
+) -> Callable[..., Any]:
+    """``fn`` compiled for ``m``, ``slope``, the Bessel plan of ``m`` in ``like``'s dtype and device and
+    the other ``constants`` (one lookup a draw)."""
+    key = (fn, m, slope, like.dtype, like.device, *constants.items())
     if key not in _BOUND:
         plan = _prime(m, like.dtype, like.device)
-        _BOUND[key] = plan, kernel(fn, plan=plan, m=m, slope=slope)
+        _BOUND[key] = kernel(fn, plan=plan, m=m, slope=slope, **constants)
     return _BOUND[key]
 
 
@@ -275,7 +281,7 @@ def sample(
     if sampler == "rejection":
         return _rejection(kappa, m, n, slope, loc, gauss)
     if sampler == "mh":
-        _, compiled = _bound(_mh_kernel, m, slope, kappa)
+        compiled = _bound(_mh_kernel, m, slope, kappa, steps=mh_steps)
         uniforms, drawn = _draw_uniforms(m, (mh_steps + 1, kappa.shape[0], n), kappa)
         values, t, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
         return Draw(t, slope_t, _terms(values), rate, placed)
@@ -285,7 +291,7 @@ def sample(
 def _rejection(
     kappa: Tensor, m: int, n: int, slope: str, loc: Tensor | None, gauss: Tensor | None
 ) -> Draw:
-    _, compiled = _bound(_rejection_kernel, m, slope, kappa)
+    compiled = _bound(_rejection_kernel, m, slope, kappa)
     shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
     uniforms, drawn = _draw_uniforms(m, shape, kappa)
     values, t, has, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
@@ -309,7 +315,7 @@ def _rejection(
 def _inverse_cdf(
     kappa: Tensor, m: int, n: int, slope: str, loc: Tensor | None, gauss: Tensor | None
 ) -> Draw:
-    _, compiled = _bound(_inversion_kernel, m, slope, kappa)
+    compiled = _bound(_inversion_kernel, m, slope, kappa)
     u = torch.rand(kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
     values, t, slope_t, redo, placed = compiled(kappa, u, loc, gauss)
     terms = _terms(values)

@@ -52,7 +52,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..special import BesselTerms, mean_resultant_terms
+from ..special import BesselTerms, is_compiling, mean_resultant_terms
 
 __all__ = [
     "MarginalGrid",
@@ -189,7 +189,7 @@ def _weighted_sum(values: Tensor, weights: Tensor) -> Tensor:
     """``values @ weights`` for ``values`` ``(..., k)`` and ``weights`` ``(k,)`` or ``(k, c)``: one matrix
     product in eager mode, a product and a sum under ``torch.compile``, which fuses them into the loop
     that forms ``values`` (a matrix product would be a library call of its own)."""
-    if not torch.compiler.is_compiling():
+    if not is_compiling():
         return values @ weights
     if weights.dim() == 1:
         return (values * weights).sum(-1)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import bisect
 import math
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -967,6 +968,24 @@ class BesselTerms(NamedTuple):
         """``dR/dz = (1 - R)(1 + R) - (2v + 1) R / z`` for the order ``v`` of these terms (the variance
         ``A'`` of ``w = mu . x`` for a vMF), from the cancellation-free ``1 - R``."""
         return _ratio_derivative(v, self.ratio, self.complement, self.ratio_over_z)
+
+    def map(self, fn: Callable[[Tensor], Tensor]) -> BesselTerms:
+        """The terms with ``fn`` applied to each (a reshape, an index): ``None`` stays ``None``."""
+        log_normalized = self.log_normalized
+        return BesselTerms(
+            fn(self.ratio),
+            fn(self.complement),
+            fn(self.ratio_over_z),
+            None if log_normalized is None else fn(log_normalized),
+        )
+
+    @staticmethod
+    def from_rows(values: Tensor) -> BesselTerms:
+        """The terms from the stacked rows ``(5, ...)`` of :func:`merged_values` (with the log)."""
+        rows = values.unbind(0)  # one operation for all rows
+        return BesselTerms(
+            rows[_RATIO], rows[_COMPLEMENT], rows[_RATIO_OVER_Z], rows[_LOG_NORMALIZED]
+        )
 
 
 def bessel_terms(v: float, z: Tensor, with_log: bool = True) -> BesselTerms:

@@ -59,7 +59,7 @@ from ..special import BesselTerms, OrderPlan, merged_values, order_plan
 from . import _vmf_inversion as inversion
 from . import _vmf_marginal as marginal
 from ._compiled import kernel, on_device
-from ._utils import _place
+from ._utils import _place, clamp_one_minus_w
 
 __all__ = ["Draw", "applies", "sample"]
 
@@ -95,11 +95,6 @@ class Draw(NamedTuple):
     placed: Placed | None = None
 
 
-def _terms(values: Tensor) -> BesselTerms:
-    ratio, complement, ratio_over_z, _, log_normalized = values.unbind(0)
-    return BesselTerms(ratio, complement, ratio_over_z, log_normalized)
-
-
 def _placed(t: Tensor, loc: Tensor | None, gauss: Tensor | None) -> Placed | None:
     """:func:`._utils._place` of ``t`` ``(B, n)`` at ``loc`` ``(B, m)`` with ``gauss`` ``(n, B, m)``, as
     :func:`._utils.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[tiny, 2]``);
@@ -107,7 +102,7 @@ def _placed(t: Tensor, loc: Tensor | None, gauss: Tensor | None) -> Placed | Non
     own."""
     if loc is None or gauss is None:
         return None
-    t = t.transpose(0, 1).to(loc.dtype).clamp(min=torch.finfo(loc.dtype).tiny, max=2.0)
+    t = clamp_one_minus_w(t.transpose(0, 1).to(loc.dtype))
     return _place(t, loc, gauss, for_backward=True)
 
 
@@ -125,8 +120,7 @@ def _draw_uniforms(m: int, shape: tuple[int, ...], like: Tensor) -> tuple[Tensor
     a = (m - 1) / 2
     drawn = None
     if a > _GAMMA_BY_UNIFORMS_MAX_SHAPE:
-        full = torch.full(shape, a, dtype=like.dtype, device=like.device)
-        drawn = torch._standard_gamma(full)
+        drawn = marginal.gamma_variates(m, shape, like)
     k = 0 if drawn is not None else int(a)
     return torch.rand((k + 3, *shape), dtype=like.dtype, device=like.device), drawn
 
@@ -186,7 +180,7 @@ def _rejection_kernel(
     has, first = accepted.view(torch.uint8).max(0, keepdim=True)
     value = t.gather(0, first).squeeze(0)
     rate = accepted.mean((0, 2), dtype=kappa.dtype)
-    slope_t = _slope(value, kappa, m, _terms(values), slope)
+    slope_t = _slope(value, kappa, m, BesselTerms.from_rows(values), slope)
     return values, value, has.squeeze(0).bool(), slope_t, rate, _placed(value, loc, gauss)
 
 
@@ -209,7 +203,13 @@ def _mh_kernel(
     log_u = u[:steps].log()
     values = merged_values(kappa, True, plan)
     t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
-    return values, t, _slope(t, kappa, m, _terms(values), slope), rate, _placed(t, loc, gauss)
+    return (
+        values,
+        t,
+        _slope(t, kappa, m, BesselTerms.from_rows(values), slope),
+        rate,
+        _placed(t, loc, gauss),
+    )
 
 
 def _inversion_kernel(
@@ -229,7 +229,7 @@ def _inversion_kernel(
     the placement (:func:`_placed`).
     """
     values = merged_values(kappa, True, plan)
-    terms = _terms(values)
+    terms = BesselTerms.from_rows(values)
     state = inversion.newton_start(kappa, m, u, terms)
     for step in range(_NEWTON_STEPS - 1):
         state, _ = inversion.newton_step(state, step, measure=False)
@@ -284,7 +284,7 @@ def sample(
         compiled = _bound(_mh_kernel, m, slope, kappa, steps=mh_steps)
         uniforms, drawn = _draw_uniforms(m, (mh_steps + 1, kappa.shape[0], n), kappa)
         values, t, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
-        return Draw(t, slope_t, _terms(values), rate, placed)
+        return Draw(t, slope_t, BesselTerms.from_rows(values), rate, placed)
     return _inverse_cdf(kappa, m, n, slope, loc, gauss)
 
 
@@ -295,7 +295,7 @@ def _rejection(
     shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
     uniforms, drawn = _draw_uniforms(m, shape, kappa)
     values, t, has, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
-    terms = _terms(values)
+    terms = BesselTerms.from_rows(values)
     if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
         missing = (~has).nonzero(as_tuple=True)
         kappa_missing = kappa[missing[0]]
@@ -318,7 +318,7 @@ def _inverse_cdf(
     compiled = _bound(_inversion_kernel, m, slope, kappa)
     u = torch.rand(kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device)
     values, t, slope_t, redo, placed = compiled(kappa, u, loc, gauss)
-    terms = _terms(values)
+    terms = BesselTerms.from_rows(values)
     if redo.item():  # not converged, or the far right tail: the eager iteration from the start
         t = inversion.invert_theta_cdf(kappa, m, u, terms)
         slope_t = _slope(t, kappa, m, terms, slope)

@@ -273,11 +273,7 @@ def place_on_sphere(
     batch = loc.shape[:-1]
     n_batch = batch.numel()
     n_samples = shape.numel() // max(n_batch, 1)
-    t = (
-        one_minus_w
-        if placed is not None
-        else one_minus_w.clamp(min=torch.finfo(one_minus_w.dtype).tiny, max=2.0)
-    )
+    t = one_minus_w if placed is not None else clamp_one_minus_w(one_minus_w)
     if gauss is None:
         gauss = torch.randn(n_samples, n_batch, m, dtype=loc.dtype, device=loc.device)
     t, loc = _shaped(t, (n_samples, n_batch)), _shaped(loc, (n_batch, m))
@@ -292,6 +288,11 @@ def place_on_sphere(
     else:  # no graph: no autograd node, and z is written over the Gaussian draw
         z = _place(t, loc, gauss, for_backward=False)[0]
     return _shaped(z, (*shape, m))
+
+
+def clamp_one_minus_w(t: Tensor) -> Tensor:
+    """``t = 1 - w`` clamped to ``[tiny, 2]`` in its dtype, as :func:`place_on_sphere` places it."""
+    return t.clamp(min=torch.finfo(t.dtype).tiny, max=2.0)
 
 
 def _shaped(x: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -252,9 +252,16 @@ def _wood_proposal(inv_b: Tensor, m: int, shape: torch.Size) -> Tensor:
     candidate (:func:`_wood_t`) instead of the two gamma variates of ``G1 / (G1 + G2)``: on a CPU a
     gamma variate costs several times a normal one.
     """
-    dtype, device = inv_b.dtype, inv_b.device
-    gamma = torch._standard_gamma(torch.full(shape, (m - 1) / 2, dtype=dtype, device=device))
-    return _wood_t(gamma, torch.randn(shape, dtype=dtype, device=device), inv_b)
+    gamma = gamma_variates(m, shape, inv_b)
+    return _wood_t(gamma, torch.randn_like(gamma), inv_b)
+
+
+def gamma_variates(m: int, shape: tuple[int, ...], like: Tensor) -> Tensor:
+    """``Gamma((m - 1) / 2)`` variates of ``shape`` (``torch._standard_gamma``), in ``like``'s dtype and
+    on its device: the variates of Wood's and of the gamma proposal."""
+    return torch._standard_gamma(
+        torch.full(shape, (m - 1) / 2, dtype=like.dtype, device=like.device)
+    )
 
 
 def _wood_offset(kappa: Tensor, m: int, x0: Tensor, one_minus_x0: Tensor) -> Tensor:
@@ -361,10 +368,7 @@ class _Proposals:
 
     def draw(self, columns: tuple[Tensor, ...], shape: torch.Size) -> tuple[Tensor, Tensor]:
         """Candidates ``t`` of ``shape`` for rows with constants ``columns``, and their acceptance tests."""
-        ref = columns[0]
-        gamma = torch._standard_gamma(
-            torch.full(shape, (self.m - 1) / 2, dtype=ref.dtype, device=ref.device)
-        )
+        gamma = gamma_variates(self.m, shape, columns[0])
         normal = None if self.mode == _GAMMA else torch.randn_like(gamma)
         t, log_bound = candidates(self.mode, columns, self.m, gamma, normal)
         return t, torch.rand_like(t).log_() <= log_bound
@@ -506,9 +510,7 @@ def mh_variates(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tensor, Tens
     """The random numbers of :func:`metropolis_hastings`: ``Gamma((m - 1) / 2)`` and ``N(0, 1)``
     variates ``(steps + 1, B, n)`` for the proposals, and the logs of the tests' uniforms ``(steps, B, n)``."""
     shape = (steps + 1, kappa.shape[0], n)
-    gamma = torch._standard_gamma(
-        torch.full(shape, (m - 1) / 2, dtype=kappa.dtype, device=kappa.device)
-    )
+    gamma = gamma_variates(m, shape, kappa)
     normal = torch.randn_like(gamma)
     log_u = torch.rand(steps, kappa.shape[0], n, dtype=kappa.dtype, device=kappa.device).log_()
     return gamma, normal, log_u

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import Literal
 
@@ -214,14 +215,7 @@ class VonMisesFisher(Distribution):
         flat concentrations, detached, in the working dtype."""
         if len(self.batch_shape) == 1:
             return self._bessel_terms(kappa_work)
-        terms = self._bessel_terms()
-        log_normalized = terms.log_normalized
-        return BesselTerms(
-            terms.ratio.reshape(-1),
-            terms.complement.reshape(-1),
-            terms.ratio_over_z.reshape(-1),
-            None if log_normalized is None else log_normalized.reshape(-1),
-        )
+        return self._bessel_terms().map(lambda x: x.reshape(-1))
 
     @property
     def mean_resultant_length(self) -> Tensor:
@@ -372,15 +366,7 @@ class VonMisesFisher(Distribution):
 
 def _shaped_terms(terms: BesselTerms, shape: torch.Size) -> BesselTerms:
     """Flat ``(B,)`` terms reshaped to ``shape`` (views; none where the shape is already flat)."""
-    if len(shape) == 1:
-        return terms
-    log_normalized = terms.log_normalized
-    return BesselTerms(
-        terms.ratio.view(shape),
-        terms.complement.view(shape),
-        terms.ratio_over_z.view(shape),
-        None if log_normalized is None else log_normalized.view(shape),
-    )
+    return terms if len(shape) == 1 else terms.map(lambda x: x.view(shape))
 
 
 def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFisher) -> None:
@@ -407,11 +393,4 @@ def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFishe
         return
     terms = stacked._bessel_terms()
     for j, c in enumerate(members):
-        c._set_terms(
-            BesselTerms(
-                terms.ratio[j],
-                terms.complement[j],
-                terms.ratio_over_z[j],
-                None if terms.log_normalized is None else terms.log_normalized[j],
-            )
-        )
+        c._set_terms(terms.map(operator.itemgetter(j)))

@@ -31,6 +31,7 @@ from spherevae.distributions import _fused
 from spherevae.distributions import _vmf_marginal as marginal
 from spherevae.distributions._compiled import compiled_sampling
 from spherevae.distributions._vmf_inversion import sample_inverse_cdf
+from spherevae.distributions.von_mises_fisher import DEFAULT_MH_STEPS
 from spherevae.special import bessel_terms
 
 SAMPLERS = ("rejection", "mh", "inverse_cdf")
@@ -42,7 +43,7 @@ def _eager(sampler: str, kappa: torch.Tensor, m: int) -> Callable[[], object]:
         if sampler == "rejection":
             t = marginal.wood_rejection(kappa, m, 1)[0]
         elif sampler == "mh":
-            t = marginal.metropolis_hastings(kappa, m, 1, 25)[0]
+            t = marginal.metropolis_hastings(kappa, m, 1, DEFAULT_MH_STEPS)[0]
         else:
             t = sample_inverse_cdf(kappa, m, 1, terms)
         return marginal.dtheta_dkappa(t, kappa, m, terms, single=True)
@@ -52,7 +53,7 @@ def _eager(sampler: str, kappa: torch.Tensor, m: int) -> Callable[[], object]:
 
 def _compiled(sampler: str, kappa: torch.Tensor, m: int) -> Callable[[], object]:
     def draw() -> object:
-        return _fused.sample(sampler, kappa, m, 1, 25, "single")
+        return _fused.sample(sampler, kappa, m, 1, DEFAULT_MH_STEPS, "single")
 
     return draw
 

@@ -148,7 +148,8 @@ def test_without_a_graph_matches_the_autograd_function() -> None:
     torch.manual_seed(11)
     z_graph = place_on_sphere(t, loc.clone().requires_grad_(), torch.Size((n, n_batch)))
     assert z_graph.requires_grad and not z_plain.requires_grad
-    torch.testing.assert_close(z_plain, z_graph.detach(), rtol=0.0, atol=0.0)
+    # in place and out of place are different kernels: equal to rounding on unit vectors
+    torch.testing.assert_close(z_plain, z_graph.detach(), rtol=0.0, atol=1e-14)
 
 
 def test_gradcheck_off_the_sphere() -> None:

@@ -107,6 +107,22 @@ def test_a_later_call_reuses_the_test_scores(
     assert float(_rows(out / "results.csv")[0]["log_likelihood"]) < 0
 
 
+def test_a_later_call_with_more_epochs_extends_the_runs(tmp_path: Path) -> None:
+    """``results.md`` records the setting of the last call: its runs must have been trained to it."""
+    out = tmp_path / "t1"
+    argv = ["experiment", "table1", "--quick", "--out", str(out), "--models", "S-VAE S2"]
+    assert main([*argv, "--seeds", "1", "--epochs", "1"]) == 0
+    assert main([*argv, "--seeds", "1", "--epochs", "2"]) == 0
+    assert [r["epochs"] for r in _rows(out / "results.csv")] == ["2"]
+    assert "'epochs': 2" in (out / "results.md").read_text()
+    # a run killed in its first epoch has a config but no checkpoint: the next call trains it
+    import shutil
+
+    shutil.rmtree(out / "runs" / "S-VAE_S2-seed0" / "checkpoints")
+    assert main([*argv, "--seeds", "1", "--epochs", "2"]) == 0
+    assert [r["epochs"] for r in _rows(out / "results.csv")] == ["2"]
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [

@@ -9,14 +9,11 @@ results are deterministic. Everything else is exact (shapes, types, norms, formu
 from __future__ import annotations
 
 import math
-import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from torch.distributions import Independent, MultivariateNormal, Normal, kl_divergence
 
-from spherevae.cli import main
 from spherevae.distributions import (
     HypersphericalUniform,
     PowerSpherical,
@@ -25,9 +22,7 @@ from spherevae.distributions import (
     VonMisesFisher,
 )
 from spherevae.models import (
-    VAE,
     GaussianHead,
-    ModelConfig,
     PointHead,
     PosteriorHead,
     PowerSphericalHead,
@@ -37,7 +32,6 @@ from spherevae.models import (
 )
 from spherevae.models.heads import build_factor_head
 from spherevae.models.priors import factor_prior
-from spherevae.training.checkpoint import load_checkpoint, save_checkpoint
 
 SEED = 31337
 F_IN = 16  # feature size
@@ -222,144 +216,6 @@ def test_grouped_head_has_the_parameters_of_one_head_per_factor():
         == sum(p.numel() for h in separate for p in h.parameters())
         == 2 * (5 + 1) * (F_IN + 1)
     )
-
-
-def _per_factor_layout(state: dict, spec, prefix: str = "") -> dict:
-    """A grouped head's state dict rewritten in the former layout, one sub-head per factor."""
-    old = {k: v for k, v in state.items() if not k.startswith(prefix + "factors.")}
-    first = 0
-    for g, (_factor, copies) in enumerate(spec.sphere_runs()):
-        for key, value in state.items():
-            head = f"{prefix}factors.{g}."
-            if not key.startswith(head):
-                continue
-            name = key[len(head) :]
-            blocks = value.chunk(copies) if copies > 1 else [value]
-            for j, block in enumerate(blocks):
-                old[f"{prefix}factors.{first + j}.{name}"] = block.clone()
-        first += copies
-    return old
-
-
-def _perturb(module: torch.nn.Module) -> None:
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.3 * torch.randn_like(p))
-
-
-@pytest.mark.parametrize(
-    ("latent", "posterior", "covariance"),
-    [
-        ("S4xS4", "vmf", "diagonal"),
-        ("S2xS2xS2", "powerspherical", "diagonal"),
-        ("S4xS4xR2xS1xS1", "vmf", "full"),
-        ("R3xS2xS2xR1xS2", "vmf", "single"),
-    ],
-)
-def test_per_factor_state_dict_loads(latent, posterior, covariance):
-    spec = parse_latent(latent)
-    head = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
-    _perturb(head)
-    old = _per_factor_layout(head.state_dict(), spec)
-    assert any(k.startswith(f"factors.{len(spec.factors) - 1}.") for k in old)
-    fresh = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
-    fresh.load_state_dict(old)  # strict
-    for key, value in head.state_dict().items():
-        torch.testing.assert_close(fresh.state_dict()[key], value, rtol=0, atol=0)
-    h = _features()
-    torch.testing.assert_close(fresh(h).mean, head(h).mean, rtol=0, atol=0)
-    # the grouped layout loads as it is
-    again = PosteriorHead(F_IN, spec, posterior, "rejection", covariance)
-    again.load_state_dict(head.state_dict())
-    torch.testing.assert_close(again(h).mean, head(h).mean, rtol=0, atol=0)
-
-
-def test_per_factor_checkpoint_and_pretrained_give_the_same_model(tmp_path):
-    from safetensors.torch import save_file
-
-    config = ModelConfig(image_shape=(1, 8, 8), hidden_sizes=(16,), latent="S2xS2xR3")
-    model = VAE(config)
-    _perturb(model)
-    old = _per_factor_layout(model.state_dict(), model.latent, prefix="head.")
-    assert "head.factors.2.loc.weight" in old and "head.factors.1.direction.weight" in old
-    x = torch.rand(5, 1, 8, 8).round()
-    q = model.encode(x)
-    z = q.sample((3,))
-
-    loaded = VAE(config)
-    loaded.load_state_dict(old)
-    q_old = loaded.encode(x)
-    torch.testing.assert_close(q_old.log_prob(z), q.log_prob(z), rtol=0, atol=0)
-    torch.testing.assert_close(q_old.mean, q.mean, rtol=0, atol=0)
-
-    model.save_pretrained(tmp_path)
-    save_file({k: v.contiguous() for k, v in old.items()}, tmp_path / "model.safetensors")
-    q_pre = VAE.from_pretrained(tmp_path).encode(x)
-    torch.testing.assert_close(q_pre.log_prob(z), q.log_prob(z), rtol=0, atol=0)
-    torch.testing.assert_close(q_pre.mean, q.mean, rtol=0, atol=0)
-
-
-def _former_checkpoint(checkpoint: dict, spec) -> dict:
-    """A checkpoint of the grouped layout rewritten as the former code wrote it: one head per factor,
-    the model's keys and the optimizer's per-parameter state in that model's parameter order."""
-    names = list(checkpoint["model"])
-    runs, first = {}, 0
-    for g, (_factor, copies) in enumerate(spec.sphere_runs()):
-        runs[g] = (first, copies)
-        first += copies
-    order = []  # (former name, grouped name, block, blocks)
-    done = set()
-    for name in names:
-        if not name.startswith("head.factors."):
-            order.append((name, name, 0, 1))
-            continue
-        g = int(name.split(".")[2])
-        if g in done:
-            continue
-        done.add(g)
-        head = f"head.factors.{g}."
-        first, copies = runs[g]
-        keys = [k for k in names if k.startswith(head)]
-        for j in range(copies):
-            order += [(f"head.factors.{first + j}.{k[len(head) :]}", k, j, copies) for k in keys]
-
-    def block(t: torch.Tensor, j: int, copies: int) -> torch.Tensor:
-        return (t.chunk(copies)[j] if copies > 1 and t.dim() > 0 else t).clone()
-
-    former = dict(checkpoint)
-    former["model"] = {o: block(checkpoint["model"][k], j, c) for o, k, j, c in order}
-    optimizer = checkpoint["optimizer"]
-    index = {name: i for i, name in enumerate(names)}
-    former["optimizer"] = {
-        "state": {
-            i: {key: block(v, j, c) for key, v in optimizer["state"][index[k]].items()}
-            for i, (_o, k, j, c) in enumerate(order)
-        },
-        "param_groups": [dict(optimizer["param_groups"][0], params=list(range(len(order))))],
-    }
-    return former
-
-
-def test_a_per_factor_checkpoint_resumes_exactly(tmp_path):
-    """A checkpoint of the former layout (weights and Adam state per factor) resumes to the very
-    weights that the grouped checkpoint of the same run reaches."""
-    grouped, former = tmp_path / "grouped", tmp_path / "former"
-    fast = ["--dataset", "digits", "-hd", "16", "--seed", "7", "--device", "cpu"]
-    args = ["train", *fast, "--latent", "S2xS2xR1", "--epochs", "1", "--out", str(grouped)]
-    assert main(args) == 0
-    shutil.copytree(grouped, former)
-    file = former / "checkpoints" / "last.pt"
-    checkpoint = load_checkpoint(file)
-    rewritten = _former_checkpoint(checkpoint, parse_latent("S2xS2xR1"))
-    assert any(k.startswith("head.factors.2.") for k in rewritten["model"])  # three heads
-    save_checkpoint(file, {k: v for k, v in rewritten.items() if k not in ("format", "version")})
-    for run in (grouped, former):
-        assert main(["train", "--resume", str(run), "--epochs", "3"]) == 0
-    want = load_file(grouped / "model" / "model.safetensors")
-    got = load_file(former / "model" / "model.safetensors")
-    assert want.keys() == got.keys()
-    for key, value in want.items():
-        torch.testing.assert_close(got[key], value, rtol=0, atol=0)
 
 
 def test_gaussian_covariance_modes():

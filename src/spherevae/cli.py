@@ -5,18 +5,25 @@ file (``--config FILE``), then command-line flags. ``train`` also accepts the fl
 reference run-file (Davidson, Tomczak and Gavves 2019) with the same meaning, minus its bugs: ``-zd``
 is never silently ignored, and ``-lls`` is recorded with every log-likelihood.
 
-Errors in what the user gave (unknown data set, malformed latent, bad config key, missing or
-truncated checkpoint, wrong checksum, ...) end with exit status 2 and one line on standard error,
-``spherevae: error: ...``, without a traceback; files already written stay as they were.
+Exit statuses, each with one line on standard error (``spherevae: error: ...``) and no traceback:
+
+- 0: done.
+- 1: training failed (the loss stayed non-finite after the allowed restarts).
+- 2: bad input: unknown data set, malformed latent, bad config key, missing or corrupt checkpoint,
+  a run directory in use by another process, a setting a resume cannot change, ...; files already
+  written stay as they were.
+- 3: the environment failed: disk full, read-only file system, input/output error.
+- 130: interrupted (Ctrl-C); a run records ``"interrupted"`` in its ``run.json``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import shlex
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -24,8 +31,16 @@ from . import __version__
 
 __all__ = ["main"]
 
-EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
+EXIT_ENVIRONMENT = 3
+EXIT_INTERRUPTED = 130
+# errors of the machine rather than of what the user asked
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO}
+# what eval, sample, plot and report read from a run directory, checked against its manifest first
+RUN_FILES_READ = ("config.yaml", "model/config.json", "model/model.safetensors")
+# the most images ``sample`` draws in one call (one figure)
+MAX_SAMPLE_IMAGES = 10_000
 
 # the reference run-file's data set names
 _DATASET_ALIASES = {"f_mnist": "fashion_mnist", "fmnist": "fashion_mnist"}
@@ -42,14 +57,23 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
+def _int_at_least(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer ``>= minimum``, else a one-line error quoting the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_non_negative_int = _int_at_least(0)
+_at_least_one = _int_at_least(1)
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -73,11 +97,13 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--out", type=Path, help="run directory to create")
     g.add_argument("--resume", type=Path, help="run directory or checkpoint file to continue")
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    g.add_argument("--seed", "-rs", "--rs", dest="seed", type=_positive_int)
-    g.add_argument("--epochs", "-e", dest="epochs", type=_positive_int)
+    g.add_argument("--seed", "-rs", "--rs", dest="seed", type=_non_negative_int)
+    g.add_argument("--epochs", "-e", dest="epochs", type=_non_negative_int)
     g.add_argument("--dataset", "-d", dest="dataset")
     g.add_argument("--data-dir", dest="data_dir")
-    g.add_argument("--train-limit", type=_positive_int, help="use only the first N training images")
+    g.add_argument(
+        "--train-limit", type=_non_negative_int, help="use only the first N training images"
+    )
     g.add_argument(
         "--compiled-sampling",
         action=argparse.BooleanOptionalAction,
@@ -87,7 +113,7 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     g.add_argument(
         "--track-latents",
-        type=_positive_int,
+        type=_non_negative_int,
         help="store the latent means of N validation images after every epoch (for 'plot evolution')",
     )
     g = train.add_argument_group("model")
@@ -133,21 +159,23 @@ def _build_parser() -> argparse.ArgumentParser:
     ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
     ev.add_argument("run_dir", type=Path)
     ev.add_argument("--split", choices=["test", "val"], default="test")
-    ev.add_argument("--ll-samples", type=_positive_int, default=500, help="importance samples K")
-    ev.add_argument("--batch-size", type=int, default=100)
-    ev.add_argument("--limit", type=_positive_int, help="evaluate only the first N images")
-    ev.add_argument("--knn-k", type=int, default=5)
-    ev.add_argument("--seed", type=_positive_int, default=0)
+    ev.add_argument("--ll-samples", type=_at_least_one, default=500, help="importance samples K")
+    ev.add_argument("--batch-size", type=_at_least_one, default=100)
+    ev.add_argument("--limit", type=_at_least_one, help="evaluate only the first N images")
+    ev.add_argument("--knn-k", type=_at_least_one, default=5)
+    ev.add_argument("--seed", type=_non_negative_int, default=0)
     ev.add_argument("--data-dir")
 
     sa = commands.add_parser("sample", help="draw images from a trained model's prior")
     sa.add_argument("run_dir", type=Path)
-    sa.add_argument("--n", type=_positive_int, default=64, help="images (per class with --grid)")
+    sa.add_argument(
+        "--n", type=_at_least_one, default=64, help="images (per class with --grid), at least 1"
+    )
     sa.add_argument("--label", type=int, help="class to draw (conditional models)")
     sa.add_argument(
         "--grid", action="store_true", help="one row per class (conditional models; --n per row)"
     )
-    sa.add_argument("--seed", type=_positive_int, default=0)
+    sa.add_argument("--seed", type=_non_negative_int, default=0)
     sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
 
     rp = commands.add_parser(
@@ -307,26 +335,17 @@ def _merge(base: dict[str, Any], overrides: dict[str, dict[str, Any]]) -> dict[s
 
 
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    import yaml
-
-    from .config import config_from_dict
+    from .config import config_from_dict, read_config_file
     from .training.run import train_run
 
     base: dict[str, Any] = {}
     source = "command line"
     if args.config is not None:
-        try:
-            base = yaml.safe_load(args.config.read_text(encoding="utf-8")) or {}
-        except OSError as err:
-            raise UsageError(f"cannot read --config {args.config}: {err.strerror or err}") from None
-        except yaml.YAMLError as err:
-            raise UsageError(f"--config {args.config} is not valid YAML: {err}") from None
-        if not isinstance(base, dict):
-            raise UsageError(
-                f"--config {args.config} must hold a mapping, got {type(base).__name__}"
-            )
+        base = read_config_file(args.config)
         source = str(args.config)
     overrides = _train_overrides(args)
+    if args.resume is not None:
+        return _resume(args, argv, overrides)
     config = config_from_dict(_merge(base, overrides), source=source)
     out = args.out
     if out is None and args.resume is None:
@@ -337,24 +356,47 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     elif out is None and (args.exp_name or args.log_dir):
         out = Path(args.log_dir or "runs") / (args.exp_name or "run")
     command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
-    train_run(
-        config,
-        out,
-        command=command,
-        resume=args.resume,
-        epochs=args.epochs if args.resume is not None else None,
-        conditional=args.conditional,
-    )
+    train_run(config, out, command=command, conditional=args.conditional)
+    return 0
+
+
+def _resume(
+    args: argparse.Namespace, argv: Sequence[str], overrides: dict[str, dict[str, Any]]
+) -> int:
+    """``train --resume``: the run's own settings, changed only where the flags say so (and only
+    in what a resume can change, see :data:`~spherevae.training.run.RESUMABLE_SETTINGS`)."""
+    from .training.run import train_run
+
+    for flag, given in (
+        ("--config", args.config is not None),
+        ("--conditional", args.conditional),
+        ("-en/--exp_name", args.exp_name is not None),
+        ("-ld/--log_dir", args.log_dir is not None),
+    ):
+        if given:
+            raise UsageError(
+                f"{flag} cannot be given with --resume (a resumed run keeps its own settings; "
+                f"use --out NEW_DIR to continue it into another directory)"
+            )
+    settings = {
+        f"{section}.{key}": value
+        for section, values in overrides.items()
+        for key, value in values.items()
+    }
+    command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
+    train_run(None, args.out, command=command, resume=args.resume, settings=settings)
     return 0
 
 
 # -- eval, sample, plot -----------------------------------------------------------------------------
 def _load_run(run_dir: Path, data_dir: str | None = None) -> tuple[Any, Any]:
     from .config import load_config
+    from .training.manifest import verify_files
 
     if not run_dir.is_dir():
         raise UsageError(f"no such run directory: {run_dir}")
-    config = load_config(run_dir / "config.yaml")
+    verify_files(run_dir, RUN_FILES_READ)
+    config = load_config(run_dir / "config.yaml", complete=True)
     if data_dir is not None:
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, data_dir=data_dir)
@@ -412,6 +454,10 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .plots import image_grid, save_figure
 
     _, run_dir = _load_run(args.run_dir)
+    if args.out is not None and args.out.suffix.lower() != ".png":
+        raise UsageError(f"--out must name a .png file (sample writes a PNG image), got {args.out}")
+    if args.n > MAX_SAMPLE_IMAGES:
+        raise UsageError(f"--n must be at most {MAX_SAMPLE_IMAGES} (one figure), got --n {args.n}")
     model = VAE.from_pretrained(run_dir / "model")
     torch.manual_seed(args.seed)
     k = model.n_classes
@@ -420,6 +466,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     if args.label is not None and not 0 <= args.label < k:
         raise UsageError(f"--label must be in 0..{k - 1} for this model, got --label {args.label}")
     if args.grid:
+        if args.n * k > MAX_SAMPLE_IMAGES:
+            raise UsageError(
+                f"--grid draws --n images for each of {k} classes: at most {MAX_SAMPLE_IMAGES} in "
+                f"all, got --n {args.n}"
+            )
         classes = torch.arange(k).repeat_interleave(args.n)
         images = model.generate(len(classes), classes)
         title = f"{args.n} samples per class, one row per class (seed {args.seed})"
@@ -482,7 +533,15 @@ def _cmd_report(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (0 success, 1 failure, 2 bad input)."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    args = _build_parser().parse_args(argv)
+    try:
+        args = _build_parser().parse_args(argv)
+        return _dispatch(args, argv)
+    except KeyboardInterrupt:
+        print("spherevae: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .training.trainer import TrainingError
 
     try:
@@ -500,12 +559,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)
         return EXIT_FAILURE
-    except (ValueError, OSError) as err:
+    except OSError as err:
+        print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT if err.errno in _ENVIRONMENT_ERRNOS else EXIT_USAGE
+    except ValueError as err:
         print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("spherevae: interrupted", file=sys.stderr)
-        return 130
 
 
 def _one_line(err: BaseException) -> str:

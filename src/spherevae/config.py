@@ -34,6 +34,7 @@ __all__ = [
     "config_from_dict",
     "config_to_dict",
     "load_config",
+    "read_config_file",
 ]
 
 _STRICT_KEYS = ConfigDict(extra="forbid")
@@ -115,14 +116,14 @@ class TrainConfig:
     """
 
     epochs: int = Field(default=200, ge=0)
-    lr: float = Field(default=1e-3, gt=0)
-    beta: float = Field(default=1.0, ge=0)
+    lr: float = Field(default=1e-3, gt=0, allow_inf_nan=False)
+    beta: float = Field(default=1.0, ge=0, allow_inf_nan=False)
     kl_warmup: int = Field(default=0, ge=0)
     kl_freeze: int = Field(default=0, ge=0)
-    kl_target: float = Field(default=0.0, ge=0)
+    kl_target: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     burn_in: int = Field(default=0, ge=0)
     patience: int = Field(default=50, ge=1)
-    min_improvement: float = Field(default=0.0, ge=0)
+    min_improvement: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     max_restarts: int = Field(default=20, ge=0)
     restart_lr_factor: float = Field(default=0.5, gt=0, le=1)
     n_samples: int = Field(default=1, ge=1)
@@ -149,16 +150,52 @@ class RunConfig:
 _ADAPTER = TypeAdapter(RunConfig)
 
 
+SECTIONS = ("data", "model", "train")
+
+
+def _field_types(section: str) -> dict[str, str]:
+    """The annotation of every key of a section, as written in its dataclass."""
+    cls = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig}[section]
+    return {f.name: str(f.type) for f in dataclasses.fields(cls)}
+
+
+def _check_shape(raw: dict[str, Any], source: str) -> None:
+    """Refuse what pydantic would coerce or choke on: a section that is empty (``train:`` alone) or
+    not a mapping, and ``true``/``false`` where a number is meant (pydantic reads ``true`` as 1)."""
+    for section in SECTIONS:
+        if section not in raw:
+            continue
+        values = raw[section]
+        if values is None:
+            raise ConfigError(
+                f"{source}: {section}: empty section; give its keys or leave the section out"
+            )
+        if not isinstance(values, dict):
+            raise ConfigError(
+                f"{source}: {section}: expected a mapping of settings, got {type(values).__name__}"
+            )
+        types = _field_types(section)
+        for key, value in values.items():
+            annotation = types.get(str(key), "bool")  # unknown keys are reported by pydantic
+            items = value if isinstance(value, list) else [value]
+            if "bool" not in annotation and any(isinstance(v, bool) for v in items):
+                raise ConfigError(
+                    f"{source}: {section}.{key}: expected {annotation}, got {str(value).lower()}"
+                )
+
+
 def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> RunConfig:
     """Validate a nested dict (missing keys take their defaults).
 
     Raises:
-        ConfigError: one line per problem, ``source: dotted.path: message``.
+        ConfigError: one line per problem, ``source: dotted.path: message``; also for an empty
+            section or one that is not a mapping, and for ``true``/``false`` given for a number.
     """
     if not isinstance(raw, dict):
         raise ConfigError(
             f"{source}: expected a mapping at the top level, got {type(raw).__name__}"
         )
+    _check_shape(raw, source)
     try:
         return _ADAPTER.validate_python(raw)
     except pydantic.ValidationError as err:
@@ -173,23 +210,74 @@ def config_from_dict(raw: dict[str, Any], *, source: str = "config") -> RunConfi
         raise ConfigError(f"{source}: " + "; ".join(problems)) from None
 
 
-def load_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Read and validate a YAML run configuration.
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (YAML leaves it to the reader;
+    PyYAML silently keeps the last, so a second ``epochs:`` further down would win unseen)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                line = key_node.start_mark.line + 1
+                raise ConfigError(f"key {key!r} given twice (line {line})")
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_config_file(path: str | os.PathLike[str], *, complete: bool = False) -> dict[str, Any]:
+    """The mapping of a YAML configuration file, checked but not yet validated.
+
+    ``complete=True`` is for a run directory's ``config.yaml``, which records every setting: a file
+    that lacks a section or a key (empty, truncated, edited by hand) is refused rather than read as
+    defaults, which would describe another run.
 
     Raises:
-        ConfigError: if the file is missing, is not YAML, or does not validate (the message names
-            the file and the dotted path of every bad key).
+        ConfigError: the file cannot be read, is not YAML, has a duplicate key, is not a mapping of
+            sections, or (with ``complete``) lacks a setting; the message names the file.
     """
     file = Path(path)
     try:
         text = file.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read config file {file}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {file} is not UTF-8 text") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds plain data only
+    except ConfigError as err:
+        raise ConfigError(f"config file {file}: {err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {file} is not valid YAML: {err}") from None
-    return config_from_dict(raw if raw is not None else {}, source=str(file))
+        raise ConfigError(
+            f"config file {file} is not valid YAML: {' '.join(str(err).split())}"
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {file} must hold a mapping, got {type(raw).__name__}")
+    _check_shape(raw, str(file))
+    if complete:
+        for section in SECTIONS:
+            values = raw.get(section)
+            missing = [
+                k for k in _field_types(section) if not isinstance(values, dict) or k not in values
+            ]
+            if missing:
+                raise ConfigError(
+                    f"config file {file} is incomplete (a run's config records every setting): "
+                    f"{section}.{missing[0]} is missing"
+                )
+    return raw
+
+
+def load_config(path: str | os.PathLike[str], *, complete: bool = False) -> RunConfig:
+    """Read and validate a YAML run configuration (see :func:`read_config_file` for ``complete``).
+
+    Raises:
+        ConfigError: if the file is missing, is not YAML, or does not validate (the message names
+            the file and the dotted path of every bad key).
+    """
+    return config_from_dict(read_config_file(path, complete=complete), source=str(Path(path)))
 
 
 def config_to_dict(config: RunConfig) -> dict[str, Any]:

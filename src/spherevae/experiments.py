@@ -144,17 +144,15 @@ def _train_and_evaluate(
     from .data.files import sha256_file
     from .evaluation import evaluate
     from .models import VAE
-    from .training.run import read_metrics, train_run
+    from .training.run import holds_run, read_metrics, train_run
 
     rows = []
     for spec in specs:
         for seed in range(setting.seeds):
             run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
             config = _run_config(spec, seed, setting, data_dir)
-            if (
-                run_dir / "checkpoints" / "last.pt"
-            ).exists():  # an earlier, maybe interrupted, call
-                train_run(config, None, resume=run_dir, log=log)
+            if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
+                train_run(None, None, resume=run_dir, epochs=setting.epochs, log=log)
             else:
                 train_run(config, run_dir, log=log)
             splits = load_dataset(spec.dataset, data_dir=data_dir)

@@ -95,7 +95,7 @@ def write_report(run_dir: Path, *, data_dir: str | None = None) -> Path:
     from .plots import image_grid, training_curves
     from .training.run import prepare_data, read_metrics
 
-    config = load_config(run_dir / "config.yaml")
+    config = load_config(run_dir / "config.yaml", complete=True)
     if data_dir is not None:
         import dataclasses
 

@@ -13,6 +13,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
@@ -22,6 +24,9 @@ __all__ = [
     "COVARIANCES",
     "LIKELIHOODS",
     "LIKELIHOOD_FLAGS",
+    "MAX_IMAGE_VALUES",
+    "MAX_MLP_WEIGHTS",
+    "MAX_WIDTH",
     "MODEL_KINDS",
     "NETWORKS",
     "POSTERIORS",
@@ -42,6 +47,15 @@ COVARIANCES: tuple[str, ...] = get_args(Covariance)
 NETWORKS: tuple[str, ...] = get_args(Network)
 LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
+
+# Sizes beyond which a config is refused before anything is allocated (a mistyped ``-hd 1e8`` or
+# ``--latent S100000000``, or a crafted config.json, would otherwise ask for gigabytes to terabytes)
+#: the largest latent ambient dimension (all factors together) and the widest hidden layer
+MAX_WIDTH = 65_536
+#: the most values in one input image (an 8192 x 8192 grey image)
+MAX_IMAGE_VALUES = 2**26
+#: the most weights of an MLP encoder and decoder together (4 GiB of float32)
+MAX_MLP_WEIGHTS = 2**30
 
 #: The reference run-file's ``-lf {bce,mse}`` flag in terms of likelihood names.
 LIKELIHOOD_FLAGS: dict[str, str] = {"bce": "bernoulli", "mse": "gaussian"}
@@ -104,6 +118,7 @@ class ModelConfig:
             )
         if not self.hidden_sizes:
             raise ValueError("hidden_sizes must hold at least one layer width, got hidden_sizes=()")
+        _check_sizes(self.image_shape, self.hidden_sizes, spec, self.latent, self.network)
         if self.gaussian_std is not None and (
             isinstance(self.gaussian_std, bool)
             or not isinstance(self.gaussian_std, int | float)
@@ -153,6 +168,40 @@ class ModelConfig:
                 f"known keys: {', '.join(sorted(known))}"
             )
         return cls(**data)
+
+
+def _check_sizes(
+    image_shape: tuple[int, ...],
+    hidden_sizes: tuple[int, ...],
+    spec: LatentSpec,
+    latent: str,
+    network: str,
+) -> None:
+    """Refuse sizes that no machine holds, naming the setting (see :data:`MAX_WIDTH` and others)."""
+    if spec.ambient_dim > MAX_WIDTH:
+        raise ValueError(
+            f"latent={latent!r} has {spec.ambient_dim} coordinates; at most {MAX_WIDTH} are supported"
+        )
+    if max(hidden_sizes) > MAX_WIDTH:
+        raise ValueError(
+            f"hidden_sizes must be at most {MAX_WIDTH} wide, got hidden_sizes={hidden_sizes!r}"
+        )
+    values = math.prod(image_shape)
+    if values > MAX_IMAGE_VALUES:
+        raise ValueError(
+            f"image_shape={image_shape!r} has {values} values; at most {MAX_IMAGE_VALUES} are supported"
+        )
+    if network == "mlp":
+        widths = (values, *hidden_sizes)
+        weights = 2 * sum(a * b for a, b in itertools.pairwise(widths))
+        weights += (
+            2 * hidden_sizes[-1] * spec.ambient_dim
+        )  # the posterior head and the decoder's input
+        if weights > MAX_MLP_WEIGHTS:
+            raise ValueError(
+                f"an MLP for image_shape={image_shape!r} with hidden_sizes={hidden_sizes!r} has "
+                f"about {weights:.3g} weights; at most {MAX_MLP_WEIGHTS} are supported"
+            )
 
 
 def _choice(name: str, value: object, allowed: tuple[str, ...]) -> None:

@@ -15,8 +15,7 @@ with ``copies=k``: one linear map for the ``k`` directions, one for the ``k`` co
 distribution with batch ``(B, k)`` wrapped in a :class:`~spherevae.distributions.StackedProduct`. It is
 the same model as ``k`` separate heads (the same parameters, stacked), sampled with one sampler call
 and one Bessel evaluation for the run and one KL call against the prior's matching group: fewer tensor
-operations per step, the cost that dominates at small batches. State dicts written with one head per
-factor are converted when loaded (:func:`_regroup_per_factor_keys`).
+operations per step, the cost that dominates at small batches.
 
 Sphere heads use ``mu = W_mu h / |W_mu h|`` and ``kappa = softplus(w_k . h + b_k) + 1``. The ``+ 1`` is
 Davidson et al.'s (2018) choice: it keeps ``kappa >= 1``, away from ``kappa = 0`` where the posterior
@@ -245,8 +244,7 @@ class PosteriorHead(nn.Module):
     :class:`~spherevae.distributions.StackedProduct` for a single run of equal spheres (``S4xS4``), else
     a :class:`~spherevae.distributions.ProductDistribution` of the groups in coordinate order.
 
-    ``factors[g]`` is group ``g``'s head. State dicts of the former layout, one head per factor
-    (``factors.{i}`` for factor ``i``), are converted on loading.
+    ``factors[g]`` is group ``g``'s head.
 
     Args:
         in_features: feature size ``F``.
@@ -271,62 +269,10 @@ class PosteriorHead(nn.Module):
             build_factor_head(f, in_features, posterior, sampler, covariance, copies)
             for f, copies in self.runs
         )
-        self.register_load_state_dict_pre_hook(_regroup_per_factor_keys)
 
     def forward(self, h: Tensor) -> Distribution:
         parts: list[Distribution] = [head(h) for head in self.factors]
         return parts[0] if len(parts) == 1 else ProductDistribution(parts)
-
-
-# the parameters of a sphere head, whose rows stack when factors are grouped
-_SPHERE_KEYS = ("direction.weight", "direction.bias", "concentration.weight", "concentration.bias")
-
-
-def _regroup_per_factor_keys(
-    module: nn.Module, state_dict: dict[str, Tensor], prefix: str, *_: object
-) -> None:
-    """Load-state-dict pre-hook of :class:`PosteriorHead`: per-factor keys to the grouped layout.
-
-    Heads used to have one sub-head per factor, ``factors.{i}``. A state dict of that layout is
-    recognised by a key of the last factor, ``factors.{n - 1}.``, where the grouped layout has fewer
-    than ``n`` sub-heads. For each group, in order, the rows of its factors' sphere-head parameters are
-    concatenated (factor order, the layout of ``copies > 1``), and a group of one factor is renamed,
-    ``factors.{i}.*`` to ``factors.{g}.*``. Rewrites ``state_dict`` in place; anything missing is left
-    for the strict loader to report.
-    """
-    assert isinstance(module, PosteriorHead)
-    n = len(module.latent.factors)
-    last = f"{prefix}factors.{n - 1}."
-    if len(module.runs) == n or not any(key.startswith(last) for key in state_dict):
-        return
-    first = 0  # index of the group's first factor in the old layout
-    for g, (_factor, copies) in enumerate(module.runs):
-        # old factors before `first` are already consumed, and g <= first: writing factors.{g}
-        # never overwrites a key that is still to be read
-        old = [f"{prefix}factors.{first + j}." for j in range(copies)]
-        new = f"{prefix}factors.{g}."
-        if copies == 1:
-            for key in [k for k in state_dict if k.startswith(old[0])]:
-                state_dict[new + key[len(old[0]) :]] = state_dict.pop(key)
-        else:
-            for name in _SPHERE_KEYS:
-                if all(o + name in state_dict for o in old):
-                    state_dict[new + name] = torch.cat([state_dict.pop(o + name) for o in old])
-        first += copies
-
-
-def regroup_former_layout(model: nn.Module, tensors: dict[str, Tensor]) -> dict[str, Tensor]:
-    """Tensors keyed by ``model``'s parameter names in the per-factor head layout, regrouped.
-
-    The same conversion as the load-state-dict hook of every :class:`PosteriorHead` in ``model``, for
-    other per-parameter tensors of a former checkpoint (the optimizer's moments). Tensors are
-    concatenated along their first axis, so a per-parameter scalar must be given with shape ``(1,)``.
-    """
-    out = dict(tensors)
-    for name, module in model.named_modules():
-        if isinstance(module, PosteriorHead):
-            _regroup_per_factor_keys(module, out, f"{name}." if name else "")
-    return out
 
 
 class PointHead(nn.Module):

@@ -15,11 +15,12 @@ from typing import TYPE_CHECKING
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 from torch import Tensor, nn
 
 from .. import __version__
-from ..io import atomic_path, atomic_write_text
+from ..io import atomic_path
 from .config import ModelConfig
 
 if TYPE_CHECKING:
@@ -32,11 +33,40 @@ __all__ = [
     "from_pretrained",
     "load_config",
     "load_weights",
+    "pretrained_files",
     "save_pretrained",
+    "write_pretrained_files",
 ]
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
+
+
+def pretrained_files(model: nn.Module, config: ModelConfig) -> dict[str, bytes]:
+    """The content of the model folder, ``{file name: bytes}``: ``config.json`` and
+    ``model.safetensors`` (the state dict, with the spherevae version in its metadata).
+
+    Serialised once, so that a caller can record the exact bytes (a run's integrity manifest) before
+    writing them: safetensors orders its metadata differently from one serialisation to the next.
+    """
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    # safetensors refuses non-contiguous tensors (and shared storage, which these models do not use)
+    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    metadata = {"format": "pt", "spherevae_version": __version__}
+    return {
+        CONFIG_NAME: text.encode("utf-8"),
+        WEIGHTS_NAME: safetensors_bytes(tensors, metadata=metadata),
+    }
+
+
+def write_pretrained_files(directory: str | os.PathLike[str], files: dict[str, bytes]) -> Path:
+    """Write the files of :func:`pretrained_files` into ``directory``, each atomically."""
+    folder = Path(directory)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, data in files.items():
+        with atomic_path(folder / name) as tmp:
+            tmp.write_bytes(data)
+    return folder
 
 
 def save_pretrained(
@@ -47,16 +77,7 @@ def save_pretrained(
     Returns:
         The folder as a :class:`~pathlib.Path`.
     """
-    folder = Path(directory)
-    folder.mkdir(parents=True, exist_ok=True)
-    text = json.dumps(config.to_dict(), indent=2) + "\n"
-    atomic_write_text(folder / CONFIG_NAME, text)
-    # safetensors refuses non-contiguous tensors (and shared storage, which these models do not use)
-    tensors = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
-    metadata = {"format": "pt", "spherevae_version": __version__}
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(tensors, tmp, metadata=metadata)
-    return folder
+    return write_pretrained_files(directory, pretrained_files(model, config))
 
 
 def load_config(directory: str | os.PathLike[str]) -> ModelConfig:

@@ -26,7 +26,13 @@ import torch
 from .. import __version__
 from ..io import atomic_write
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointError", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT_FORMAT",
+    "CheckpointError",
+    "checkpoint_bytes",
+    "load_checkpoint",
+    "save_checkpoint",
+]
 
 CHECKPOINT_FORMAT = "spherevae-checkpoint-1"
 _REQUIRED = ("format", "config", "epoch", "model", "optimizer", "trainer", "rng")
@@ -36,15 +42,21 @@ class CheckpointError(ValueError):
     """A checkpoint is missing, truncated, corrupt, or not a spherevae checkpoint."""
 
 
-def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
-    """Write ``state`` (with the keys listed in the module docstring) to ``path`` atomically."""
+def checkpoint_bytes(state: dict[str, Any]) -> bytes:
+    """The content of a checkpoint of ``state`` (with the keys listed in the module docstring)."""
     missing = [k for k in _REQUIRED if k not in state and k != "format"]
     if missing:
         raise ValueError(f"checkpoint state is missing {missing}")
     payload = {"format": CHECKPOINT_FORMAT, "version": __version__, **state}
     buffer = io.BytesIO()
     torch.save(payload, buffer)
-    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
+    return buffer.getvalue()
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write ``state`` (with the keys listed in the module docstring) to ``path`` atomically."""
+    data = checkpoint_bytes(state)
+    atomic_write(path, lambda f: f.write(data))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:

@@ -35,14 +35,23 @@ import yaml
 from .. import __version__
 from ..config import RunConfig, config_from_dict, config_to_dict
 from ..data import DatasetSplits, load_dataset
-from ..io import atomic_write, atomic_write_json, atomic_write_text
+from ..io import atomic_write, atomic_write_json, atomic_write_text, remove_partial_files
 from ..models import VAE, AutoEncoder
 from .checkpoint import load_checkpoint
 from .distributed import DistContext, init_distributed, shutdown_distributed
+from .lock import run_lock
+from .manifest import record_sums, verify_files
 from .seed import seed_everything
 from .trainer import EpochRecord, Trainer, print_line
 
-__all__ = ["RunError", "find_checkpoint", "resolve_device", "train_run"]
+__all__ = [
+    "RESUMABLE_SETTINGS",
+    "RunError",
+    "find_checkpoint",
+    "holds_run",
+    "resolve_device",
+    "train_run",
+]
 
 _METRIC_FIELDS = [f.name for f in dataclasses.fields(EpochRecord)]
 
@@ -68,17 +77,64 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def find_checkpoint(path: Path) -> tuple[Path, Path]:
-    """``(checkpoint file, run directory)`` for ``--resume PATH`` (a run directory or a checkpoint)."""
+def holds_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a run (its configuration or a checkpoint), finished or not."""
+    return (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists()
+
+
+def find_checkpoint(path: Path) -> tuple[Path | None, Path | None]:
+    """``(checkpoint file, run directory)`` for ``--resume PATH``.
+
+    ``PATH`` is a run directory or a checkpoint file. A run stopped before its first checkpoint has
+    none: the file is then ``None`` and the run starts again from its recorded configuration. A
+    checkpoint file outside a run's ``checkpoints/`` folder belongs to no run directory (``None``):
+    it can only be continued into a new one.
+
+    Raises:
+        RunError: nothing to resume at ``PATH``.
+    """
     if path.is_dir():
         file = path / "checkpoints" / "last.pt"
-        if not file.is_file():
-            raise RunError(f"--resume {path}: no checkpoint at {file}")
-        return file, path
+        if file.is_file():
+            return file, path
+        if (path / "config.yaml").is_file():
+            return None, path
+        raise RunError(
+            f"--resume {path}: not a run directory (no config.yaml and no checkpoints/last.pt)"
+        )
     if not path.exists():
         raise RunError(f"--resume {path}: no such run directory or checkpoint file")
-    run_dir = path.parent.parent if path.parent.name == "checkpoints" else path.parent
-    return path, run_dir
+    if path.parent.name != "checkpoints" or not holds_run(path.parent.parent):
+        return path, None
+    return path, path.parent.parent
+
+
+# Settings that ``--resume`` may change, applied from the next epoch on and recorded in config.yaml.
+# Every other setting describes the run itself (data, model, seed, schedule): changing it would make
+# the resumed run another one, so it is refused.
+RESUMABLE_SETTINGS = (
+    "train.epochs",
+    "train.lr",
+    "train.beta",
+    "train.patience",
+    "train.device",
+    "train.compiled_sampling",
+    "data.data_dir",
+)
+
+
+def _apply_resume_settings(config: RunConfig, settings: dict[str, Any]) -> RunConfig:
+    refused = [key for key in settings if key not in RESUMABLE_SETTINGS]
+    if refused:
+        raise RunError(
+            f"--resume cannot change {refused[0]} (it would make another run); settings a resume "
+            f"can change: {', '.join(RESUMABLE_SETTINGS)}"
+        )
+    raw = config_to_dict(config)
+    for key, value in settings.items():
+        section, name = key.split(".")
+        raw[section][name] = value
+    return config_from_dict(raw, source="--resume settings")
 
 
 def prepare_data(config: RunConfig) -> tuple[DatasetSplits, bool]:
@@ -99,61 +155,107 @@ def build_model(config: RunConfig) -> VAE | AutoEncoder:
 
 
 def train_run(
-    config: RunConfig,
+    config: RunConfig | None,
     out: Path | None,
     *,
     command: str = "",
     resume: Path | None = None,
     epochs: int | None = None,
+    settings: dict[str, Any] | None = None,
     conditional: bool = False,
     log: Callable[[str], None] = print_line,
 ) -> Path:
     """Train (or resume) a run and write its run directory; returns the run directory.
 
+    The run directory is locked while the run writes to it (:func:`.lock.run_lock`): a second
+    writer is refused. Every check (configuration, data, checkpoint) happens before the first write,
+    and ``run.json`` ends with the status ``finished``, ``failed`` or ``interrupted``.
+
     Args:
-        config: the run's configuration (ignored when resuming: the checkpoint's is used, with
-            ``epochs`` overriding its epoch count if given).
-        out: the run directory for a new run; must not hold a run already.
+        config: the run's configuration (``None`` when resuming: the run's own is used).
+        out: the run directory for a new run; must not hold a run already. With ``resume``: a new
+            directory to continue the run into (``None``: the resumed run's own).
         command: the command line, recorded in ``command.txt``.
-        resume: a run directory or checkpoint file to continue.
-        epochs: with ``resume``, a new total number of epochs.
+        resume: a run directory, or a checkpoint file in a run's ``checkpoints/``, to continue; a
+            run stopped before its first checkpoint starts again from its ``config.yaml``.
+        epochs: with ``resume``, a new total number of epochs (same as ``settings={"train.epochs":
+            epochs}``).
+        settings: with ``resume``, dotted settings to change (only :data:`RESUMABLE_SETTINGS`).
         conditional: make the model class-conditional on the data set's labels (sets
             ``model.n_classes`` to the number of classes).
         log: prints one line.
 
     Raises:
-        RunError: a run directory in the way, or a resume target that is not there.
+        RunError: a run directory in the way or in use, a resume target that is not there, or a
+            setting that a resume cannot change.
         CheckpointError: a missing, truncated or corrupt checkpoint.
         DataError: data that cannot be loaded.
         TrainingError: training that diverged beyond the allowed restarts.
     """
+    changes = dict(settings or {})
+    if epochs is not None:
+        changes["train.epochs"] = epochs
+    if changes and resume is None:
+        raise RunError("settings to change apply to a resumed run only (--resume RUN_DIR)")
     checkpoint: dict[str, Any] | None = None
     if resume is not None:
-        file, run_dir = find_checkpoint(resume)
-        if out is not None and out.resolve() != run_dir.resolve():
-            run_dir = out
-        checkpoint = load_checkpoint(file)
-        config = config_from_dict(checkpoint["config"], source=f"checkpoint {file}")
-        if epochs is not None:
-            config = dataclasses.replace(
-                config, train=dataclasses.replace(config.train, epochs=epochs)
+        file, source_dir = find_checkpoint(resume)
+        if source_dir is not None:  # the files it resumes from are as the run wrote them
+            used = ["config.yaml"]
+            if file is not None:
+                used.append(file.resolve().relative_to(source_dir.resolve()).as_posix())
+            verify_files(source_dir, used)
+        if file is not None:
+            checkpoint = load_checkpoint(file)  # a corrupt file is the first thing to report
+        if source_dir is None and out is None:
+            raise RunError(
+                f"--resume {resume}: a checkpoint file outside a run's checkpoints/ folder; give "
+                f"--out NEW_DIR to continue it into a new run directory"
             )
+        run_dir = out if out is not None else source_dir
+        assert run_dir is not None
+        elsewhere = source_dir is None or run_dir.resolve() != source_dir.resolve()
+        if elsewhere and holds_run(run_dir):
+            raise RunError(
+                f"--out {run_dir} holds another run; continue {resume} in place (--resume "
+                f"alone) or into a new directory"
+            )
+        if checkpoint is not None:
+            config = config_from_dict(checkpoint["config"], source=f"checkpoint {file}")
+        else:
+            assert source_dir is not None  # a run directory without a checkpoint
+            config = read_run_config(source_dir)
+            log(f"{resume} has no checkpoint yet: training starts at epoch 1 from its config.yaml")
+        config = _apply_resume_settings(config, changes)
     else:
         if out is None:
             raise RunError("a new run needs an output directory (--out RUN_DIR)")
+        if config is None:
+            raise RunError("a new run needs a configuration")
         run_dir = out
-        if (run_dir / "checkpoints").exists() or (run_dir / "config.yaml").exists():
+        if holds_run(run_dir):
             raise RunError(
                 f"--out {run_dir} already holds a run; continue it with --resume {run_dir} "
                 f"or choose another --out"
             )
 
+    new_lr = changes.get("train.lr")
     device = resolve_device(config.train.device)
     context = init_distributed(device)
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
     try:
-        return _train(config, run_dir, device, context, command, checkpoint, log, conditional)
+        if not context.is_main:
+            return _train(
+                config, run_dir, device, context, command, checkpoint, log, conditional, new_lr
+            )
+        with run_lock(run_dir, log):
+            # a second writer may have created the run between our check above and our lock
+            if resume is None and holds_run(run_dir):
+                raise RunError(f"--out {run_dir} already holds a run (created meanwhile)")
+            return _train(
+                config, run_dir, device, context, command, checkpoint, log, conditional, new_lr
+            )
     finally:
         shutdown_distributed(context)
 
@@ -167,6 +269,7 @@ def _train(
     checkpoint: dict[str, Any] | None,
     log: Callable[[str], None],
     conditional: bool = False,
+    new_lr: float | None = None,
 ) -> Path:
     splits, dynamic = prepare_data(config)
     info = splits.info
@@ -207,17 +310,23 @@ def _train(
         val_labels=splits.val.labels,
     )
     if checkpoint is not None:
-        trainer.load_state_dict(checkpoint)
-        trainer.state.finished = (
-            trainer.state.finished and trainer.state.epoch >= config.train.epochs
-        )
-        log(f"resuming {run_dir} after epoch {trainer.state.epoch}")
+        trainer.load_state_dict(checkpoint, source=f"checkpoint of {run_dir}")
+        if new_lr is not None:  # else the checkpoint's (lowered by any restarts so far)
+            trainer.set_learning_rate(new_lr)
+        state = trainer.state
+        # a run that reached its epoch limit goes on when given more epochs; one that stopped early
+        # (no improvement for `patience` epochs) or failed stays as it ended
+        if state.finished and state.stop_reason.startswith("reached "):
+            state.finished = state.epoch >= config.train.epochs
+        log(f"resuming {run_dir} after epoch {state.epoch}")
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(
-            run_dir / "config.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        )
+        for path in remove_partial_files(run_dir):  # left by a writer that was killed mid-write
+            log(f"removed {path}, a partial file of an interrupted write")
+        config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
+        record_sums(run_dir, {"config.yaml": config_text.encode("utf-8")})
+        atomic_write_text(run_dir / "config.yaml", config_text)
         # a resumed run keeps the original command and adds the one that resumed it
         command_file = run_dir / "command.txt"
         resumed = checkpoint is not None and command_file.exists()
@@ -250,6 +359,13 @@ def _train(
 
     try:
         state = trainer.fit(on_epoch_end=write_metrics)
+    except BaseException as err:
+        if context.is_main:
+            status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            _write_run_info(
+                run_dir, config, splits, status=status, dynamic=dynamic, stop_reason=str(err)
+            )
+        raise
     finally:
         if board is not None:
             board.close()
@@ -339,14 +455,24 @@ def _csv_value(value: float) -> str:
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    """The rows of ``RUN_DIR/metrics.csv`` (empty cells as nan; no file: no rows).
+
+    Raises:
+        ValueError: naming the file and line, for a row that is cut short or not numbers.
+    """
     path = run_dir / "metrics.csv"
     if not path.exists():
         return []
+    rows = []
     with path.open(encoding="utf-8") as f:
-        return [
-            {k: float(v) if v != "" else math.nan for k, v in row.items()}
-            for row in csv.DictReader(f)
-        ]
+        for line, row in enumerate(csv.DictReader(f), start=2):
+            try:
+                if None in row or None in row.values():
+                    raise ValueError("wrong number of columns")
+                rows.append({k: float(v) if v != "" else math.nan for k, v in row.items()})
+            except ValueError as err:
+                raise ValueError(f"{path}, line {line}: not a metrics row ({err})") from None
+    return rows
 
 
 def _append_timing(run_dir: Path, epoch: int, seconds: float) -> None:
@@ -361,4 +487,4 @@ def read_run_config(run_dir: Path) -> RunConfig:
     """The resolved configuration of a run directory."""
     from ..config import load_config
 
-    return load_config(run_dir / "config.yaml")
+    return load_config(run_dir / "config.yaml", complete=True)

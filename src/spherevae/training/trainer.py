@@ -33,9 +33,12 @@ from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
 from ..distributions import compiled_sampling
+from ..io import atomic_write
 from ..models import VAE, AutoEncoder
-from .checkpoint import CheckpointError, save_checkpoint
+from ..models.pretrained import pretrained_files, write_pretrained_files
+from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
+from .manifest import record_sums
 from .seed import capture_rng_state, restore_rng_state
 
 __all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_weight"]
@@ -172,30 +175,48 @@ class Trainer:
             "rng": capture_rng_state(),
         }
 
-    def load_state_dict(self, checkpoint: dict[str, Any]) -> None:
+    def load_state_dict(self, checkpoint: dict[str, Any], source: str = "checkpoint") -> None:
         """Restore from a checkpoint written by :meth:`save`.
 
-        A checkpoint written before the posterior head grouped runs of equal spheres (``S4xS4``: one
-        sub-head per factor) loads too: the head's load hook regroups its weights, and the optimizer's
-        per-parameter state is regrouped the same way (:func:`_regroup_optimizer_state`), so the run
-        continues exactly as it would have.
+        Raises:
+            CheckpointError: naming ``source``, for non-finite weights or a state that does not fit
+                this model, optimizer or version (wrong shapes, unknown or malformed entries).
         """
+        try:
+            self._load_state_dict(checkpoint)
+        except CheckpointError as err:
+            raise CheckpointError(f"{source}: {err}") from None
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as err:
+            detail = " ".join(str(err).split())[:300]
+            raise CheckpointError(
+                f"{source} does not fit this model or spherevae version: {type(err).__name__}: "
+                f"{detail}"
+            ) from None
+
+    def _load_state_dict(self, checkpoint: dict[str, Any]) -> None:
         saved = checkpoint["model"]
+        bad = [
+            name
+            for name, value in saved.items()
+            if value.is_floating_point() and not bool(torch.isfinite(value).all())
+        ]
+        if bad:
+            raise CheckpointError(
+                f"the checkpoint holds non-finite weights ({bad[0]}); a checkpoint is written only "
+                f"after a finite epoch, so the file was changed since"
+            )
         self.model.load_state_dict(saved)
-        optimizer_state = checkpoint["optimizer"]
-        # the keys differ only where a load-state-dict hook converted a former layout (a state dict
-        # that does not fit at all fails in load_state_dict above)
-        if list(saved.keys()) != list(self.model.state_dict().keys()):
-            optimizer_state = _regroup_optimizer_state(self.model, saved, optimizer_state)
-        self.optimizer.load_state_dict(optimizer_state)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
         self.state = TrainState(**checkpoint["trainer"])
         self._set_lr(self.state.lr)
         restore_rng_state(checkpoint["rng"])
 
     def save(self) -> None:
-        """Write ``checkpoints/last.pt`` (main process only)."""
+        """Write ``checkpoints/last.pt`` (main process only), its sum first in the run's manifest."""
         if self.run_dir is not None and self.context.is_main:
-            save_checkpoint(self.run_dir / "checkpoints" / "last.pt", self.state_dict())
+            data = checkpoint_bytes(self.state_dict())
+            record_sums(self.run_dir, {"checkpoints/last.pt": data})
+            atomic_write(self.run_dir / "checkpoints" / "last.pt", lambda f: f.write(data))
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainState:
@@ -285,7 +306,14 @@ class Trainer:
             x = x[share_slice].to(self.device, non_blocking=True)
             if y is not None:
                 y = y[share_slice].to(self.device, non_blocking=True)
-            reconstruction, kl = self._terms(x, y)
+            try:
+                reconstruction, kl = self._terms(x, y)
+            except ValueError:
+                # a step that made the weights non-finite gives the posterior invalid parameters,
+                # which the distributions refuse: the same restart as a non-finite loss
+                if not _finite_parameters(self.model):
+                    return None
+                raise
             # |weight * KL - target| of the global batch: its gradient is sign(global - target) times
             # the gradient of this process's share, so only the sign needs the other processes
             kl_share = weight * kl.sum() / n_global
@@ -392,7 +420,9 @@ class Trainer:
     def export_model(self) -> None:
         """Write the current model to ``RUN_DIR/model`` (``config.json`` + ``model.safetensors``)."""
         if self.run_dir is not None and self.context.is_main:
-            self.model.save_pretrained(self.run_dir / "model")
+            files = pretrained_files(self.model, self.model.config)
+            record_sums(self.run_dir, {f"model/{name}": data for name, data in files.items()})
+            write_pretrained_files(self.run_dir / "model", files)
 
     @torch.no_grad()
     def latent_means(self, images: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -402,6 +432,11 @@ class Trainer:
 
         self.model.eval()
         return latent_modes(self.model, images, labels, self.config.data.eval_batch_size)
+
+    def set_learning_rate(self, lr: float) -> None:
+        """Train on at learning rate ``lr`` (a resumed run given a new one)."""
+        self.state.lr = lr
+        self._set_lr(lr)
 
     # -- helpers -----------------------------------------------------------------------------------
     def _set_lr(self, lr: float) -> None:
@@ -427,44 +462,8 @@ class Trainer:
         return packed[:-1] / max(packed[-1].item(), 1.0)
 
 
-def _regroup_optimizer_state(
-    model: nn.Module, saved_model: dict[str, Tensor], optimizer_state: dict[str, Any]
-) -> dict[str, Any]:
-    """An optimizer state of a former-layout checkpoint (one head per sphere factor), regrouped.
-
-    The state is indexed by the position of each parameter in the former model (the order of its
-    state dict, less buffers); every per-parameter tensor (Adam's moments) is regrouped as the weights
-    are (:func:`~spherevae.models.heads.regroup_former_layout`), and a per-parameter scalar (the step
-    count, equal for the factors of one group) is taken from the group's first factor.
-
-    Raises:
-        CheckpointError: if the state has several parameter groups (spherevae writes one).
-    """
-    from ..models.heads import regroup_former_layout
-
-    groups = optimizer_state["param_groups"]
-    if len(groups) != 1:
-        raise CheckpointError(
-            f"cannot regroup an optimizer state with {len(groups)} parameter groups (expected 1)"
-        )
-    buffers = {name for name, _ in model.named_buffers()}
-    former = [name for name in saved_model if name not in buffers]
-    names = [name for name, _ in model.named_parameters()]
-    per_parameter: dict[int, dict[str, Any]] = optimizer_state["state"]
-    keys = {key for entry in per_parameter.values() for key in entry}
-    state: dict[int, dict[str, Any]] = {}
-    for key in sorted(keys):
-        values = {former[i]: entry[key] for i, entry in per_parameter.items() if key in entry}
-        scalar = all(value.dim() == 0 for value in values.values())
-        regrouped = regroup_former_layout(
-            model, {name: value.reshape(-1) if scalar else value for name, value in values.items()}
-        )
-        for j, name in enumerate(names):
-            if name in regrouped:
-                value = regrouped[name]
-                state.setdefault(j, {})[key] = value[0].clone() if scalar else value
-    group = dict(groups[0], params=list(range(len(names))))
-    return {"state": state, "param_groups": [group]}
+def _finite_parameters(model: nn.Module) -> bool:
+    return all(bool(torch.isfinite(p).all()) for p in model.parameters())
 
 
 def _finite_gradients(model: nn.Module) -> bool:

@@ -123,9 +123,45 @@ def test_a_later_call_with_more_epochs_extends_the_runs(tmp_path: Path) -> None:
     assert [r["epochs"] for r in _rows(out / "results.csv")] == ["2"]
 
 
+# the columns that depend on the run's numbers (not on when or where it ran)
+_NUMBERS = ("epochs", "best_val_negative_elbo", "log_likelihood", "negative_elbo", "kl")
+
+
+def test_the_same_numbers_whatever_the_split(tmp_path: Path) -> None:
+    """One call, two shards and a gathering call, and two jobs at once give the same rows: each run
+    depends on its seed and its number of torch threads only (one here, in every process)."""
+    argv = ["experiment", "table1", "--quick", "--models", "S-VAE S2", "--seeds", "2"]
+    argv += ["--epochs", "1"]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert main([*argv, "--out", str(tmp_path / "one")]) == 0
+        sharded = tmp_path / "sharded"
+        for shard in ("1/2", "2/2"):
+            assert main([*argv, "--out", str(sharded), "--shard", shard]) == 0
+        assert [r["seed"] for r in _rows(sharded / "shards" / "results-2-of-2.csv")] == ["1"]
+        for seed in (0, 1):  # both slices trained and scored before the gathering call
+            assert (sharded / "runs" / f"S-VAE_S2-seed{seed}" / "test_evaluation.json").exists()
+        assert not (sharded / "results.md").exists()
+        assert main([*argv, "--out", str(sharded)]) == 0  # finds both runs done: gathers
+        torch.set_num_threads(2)  # two jobs: one thread each
+        assert main([*argv, "--out", str(tmp_path / "jobs"), "--jobs", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    one = _rows(tmp_path / "one" / "results.csv")
+    assert [r["seed"] for r in one] == ["0", "1"]
+    for other in ("sharded", "jobs"):
+        rows = _rows(tmp_path / other / "results.csv")
+        assert [{k: r[k] for k in _NUMBERS} for r in rows] == [
+            {k: r[k] for k in _NUMBERS} for r in one
+        ], other
+    assert all(r["experiment"] == "table1" and r["stopped_early"] == "False" for r in one)
+
+
 @pytest.mark.parametrize(
     ("flags", "named"),
     [
+        (["--shard", "3/2"], "shard"),
         (["--models", "S-VAE S3"], "S-VAE S3"),  # not a model of table1 --quick
         (["--epochs", "0"], "epochs=0"),
         (["--seeds", "-1"], "seeds=-1"),

@@ -200,6 +200,18 @@ def _build_parser() -> argparse.ArgumentParser:
         help="comma list of the models to train, by their names in the results table "
         "(e.g. 'N-VAE R10,S-VAE S10'; default all)",
     )
+    ex.add_argument(
+        "--jobs",
+        type=_at_least_one,
+        default=1,
+        help="train this many runs at once, each in its own process with a share of the threads "
+        "(default 1)",
+    )
+    ex.add_argument(
+        "--shard",
+        help="i/n: train only the i-th of n disjoint slices of the runs (a cluster's array job) and "
+        "write OUT/shards/results-i-of-n.csv; a later call without --shard gathers the report",
+    )
 
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
@@ -503,8 +515,9 @@ def _cmd_plot(args: argparse.Namespace) -> int:
 
 
 def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .experiments import run_experiment
+    from .experiments import parse_shard, run_experiment
 
+    shard = parse_shard(args.shard) if args.shard is not None else None
     out = args.out or Path("experiments") / (args.name + ("-quick" if args.quick else ""))
     command = "spherevae " + " ".join(shlex.quote(a) for a in argv)
     models = [name.strip() for name in args.models.split(",")] if args.models else None
@@ -517,6 +530,8 @@ def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
         epochs=args.epochs,
         seeds=args.seeds,
         models=models,
+        jobs=args.jobs,
+        shard=shard,
     )
     print(report)
     return 0

@@ -1,9 +1,10 @@
 """``spherevae experiment NAME``: the classic hyperspherical-VAE experiments, run correctly.
 
 Each experiment trains what it needs with the same code as ``spherevae train`` (one run directory per
-model and seed under ``OUT/runs``), evaluates on the test set, and writes ``OUT/results.csv``,
-``OUT/results.md`` (mean and standard deviation over seeds, with the number of importance samples of
-every log-likelihood) and figures. ``--quick`` shrinks everything to minutes on 2 CPU cores (few
+model and seed under ``OUT/runs``), evaluates on the test set, and writes ``OUT/results.csv`` (one
+row per run, with the commits that trained it), ``OUT/results.md`` (mean and standard deviation over
+seeds, with the number of importance samples of every log-likelihood) and figures. The runs can be
+spread over processes (``jobs``) and machines (``shard``): see :func:`run_experiment`. ``--quick`` shrinks everything to minutes on 2 CPU cores (few
 training images and epochs, small ``K``): its numbers say that the pipeline works, not how the
 models compare.
 
@@ -132,77 +133,132 @@ def _selected(specs: list[ModelSpec], setting: Setting) -> list[ModelSpec]:
     return [spec for spec in specs if spec.name in setting.models]
 
 
-def _train_and_evaluate(
-    specs: Sequence[ModelSpec],
+def _run_task(
+    experiment: str,
+    spec: ModelSpec,
+    seed: int,
     setting: Setting,
     out: Path,
     data_dir: str | None,
     log: Callable[[str], None],
-) -> list[dict[str, Any]]:
-    """Train every (model, seed) not already done, evaluate it on the test set; one row each."""
+) -> dict[str, Any]:
+    """Train one (model, seed) if not already done (resuming an interrupted run, extending one
+    given more epochs), evaluate it on the test set unless its scores are stored; its row."""
     from .data import evaluation_images, load_dataset
     from .data.files import sha256_file
     from .evaluation import evaluate
     from .models import VAE
     from .training.run import holds_run, read_metrics, train_run
 
-    rows = []
-    for spec in specs:
-        for seed in range(setting.seeds):
-            run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
-            config = _run_config(spec, seed, setting, data_dir)
-            if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
-                train_run(None, None, resume=run_dir, epochs=setting.epochs, log=log)
-            else:
-                train_run(config, run_dir, log=log)
-            splits = load_dataset(spec.dataset, data_dir=data_dir)
-            test = splits.test
-            n = setting.eval_images or len(test.images)
-            key = {
-                "model_sha256": sha256_file(run_dir / "model" / "model.safetensors"),
-                "dataset": spec.dataset,
-                "test_images": n,
-                "ll_samples": setting.ll_samples,
-                "seed": seed,
-            }
-            result = _cached_evaluation(run_dir, key)
-            if result is None:
-                images = evaluation_images(test.images[:n], dynamic=True)
-                torch.manual_seed(seed)
-                result = evaluate(
-                    VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
-                )
-                atomic_write_json(
-                    run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()}
-                )
-            else:
-                log(
-                    f"{spec.name} seed {seed}: test scores of this model read from {_EVALUATION_FILE}"
-                )
-            history = read_metrics(run_dir)
-            rows.append(
-                {
-                    "model": spec.name,
-                    "dataset": spec.dataset,
-                    "latent": spec.latent,
-                    "posterior": spec.posterior,
-                    "sampler": spec.sampler,
-                    "seed": seed,
-                    "epochs": len(history),
-                    "log_likelihood": result.log_likelihood,
-                    "ll_samples": result.ll_samples,
-                    "negative_elbo": result.negative_elbo,
-                    "reconstruction": result.reconstruction,
-                    "kl": result.kl,
-                    "active_units": result.active_units,
-                    "test_images": result.n_images,
-                    **spec.group,
-                }
+    run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
+    if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
+        train_run(None, None, resume=run_dir, epochs=setting.epochs, log=log)
+    else:
+        train_run(_run_config(spec, seed, setting, data_dir), run_dir, log=log)
+    splits = load_dataset(spec.dataset, data_dir=data_dir)
+    test = splits.test
+    n = setting.eval_images or len(test.images)
+    key = {
+        "model_sha256": sha256_file(run_dir / "model" / "model.safetensors"),
+        "dataset": spec.dataset,
+        "test_images": n,
+        "ll_samples": setting.ll_samples,
+        "seed": seed,
+    }
+    result = _cached_evaluation(run_dir, key)
+    if result is None:
+        images = evaluation_images(test.images[:n], dynamic=True)
+        torch.manual_seed(seed)
+        result = evaluate(
+            VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
+        )
+        atomic_write_json(run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()})
+    else:
+        log(f"{spec.name} seed {seed}: test scores of this model read from {_EVALUATION_FILE}")
+    history = read_metrics(run_dir)
+    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    val = [row["val_loss"] for row in history if not math.isnan(row["val_loss"])]
+    log(f"{spec.name} seed {seed}: log p(x) {result.log_likelihood:.2f} (K={result.ll_samples})")
+    return {
+        "experiment": experiment,
+        "model": spec.name,
+        "dataset": spec.dataset,
+        "latent": spec.latent,
+        "posterior": spec.posterior,
+        "sampler": spec.sampler,
+        "seed": seed,
+        "epochs": len(history),
+        "stopped_early": str(info.get("stop_reason", "")).startswith("early stopping"),
+        "best_val_negative_elbo": min(val) if val else math.nan,
+        "log_likelihood": result.log_likelihood,
+        "ll_samples": result.ll_samples,
+        "negative_elbo": result.negative_elbo,
+        "reconstruction": result.reconstruction,
+        "kl": result.kl,
+        "active_units": result.active_units,
+        "test_images": result.n_images,
+        **spec.group,
+        "commits": " ".join(info.get("commits", [])),
+    }
+
+
+def _run_task_in_worker(
+    experiment: str,
+    spec: ModelSpec,
+    seed: int,
+    setting: Setting,
+    out: Path,
+    data_dir: str | None,
+    threads: int,
+) -> dict[str, Any]:
+    """:func:`_run_task` in a process of its own, with ``threads`` torch threads, its lines prefixed."""
+    torch.set_num_threads(threads)
+    prefix = f"[{spec.name} seed {seed}] "
+    return _run_task(
+        experiment,
+        spec,
+        seed,
+        setting,
+        out,
+        data_dir,
+        lambda line: print(prefix + line, flush=True),
+    )
+
+
+def _train_and_evaluate(
+    experiment: str,
+    tasks: Sequence[tuple[ModelSpec, int]],
+    setting: Setting,
+    out: Path,
+    data_dir: str | None,
+    log: Callable[[str], None],
+    jobs: int = 1,
+) -> list[dict[str, Any]]:
+    """Every (model, seed) of ``tasks``, trained and evaluated; their rows in the order of ``tasks``.
+
+    ``jobs > 1`` runs that many tasks at once, each in a process of its own with an equal share of
+    this process's torch threads (at least one). A run's numbers depend on its seed and on its
+    number of threads (which orders the sums of matrix products), not on the process it ran in.
+    """
+    if jobs == 1 or len(tasks) <= 1:
+        return [
+            _run_task(experiment, spec, seed, setting, out, data_dir, log) for spec, seed in tasks
+        ]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    threads = max(1, torch.get_num_threads() // jobs)
+    log(f"{len(tasks)} runs, {jobs} at a time, {threads} torch thread(s) each")
+    # spawn, not fork: a forked copy of a process that has started torch's thread pools can hang
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        futures = [
+            pool.submit(
+                _run_task_in_worker, experiment, spec, seed, setting, out, data_dir, threads
             )
-            log(
-                f"{spec.name} seed {seed}: log p(x) {result.log_likelihood:.2f} (K={result.ll_samples})"
-            )
-    return rows
+            for spec, seed in tasks
+        ]
+        return [future.result() for future in futures]
 
 
 # a run's test scores, kept so that a later call (more seeds, more models) does not score it again:
@@ -335,8 +391,19 @@ def _sampler_statistics(setting: Setting, log: Callable[[str], None]) -> list[di
     return rows
 
 
-def _experiment_samplers(
-    setting: Setting, out: Path, data_dir: str | None, log: Callable[[str], None]
+def _samplers_specs(setting: Setting) -> list[ModelSpec]:
+    return [
+        ModelSpec(f"S-VAE S2 {s}", "S2", "vmf", sampler=s)
+        for s in ("rejection", "inverse_cdf", "mh")
+    ]
+
+
+def _samplers_report(
+    setting: Setting,
+    out: Path,
+    rows: list[dict[str, Any]],
+    specs: list[ModelSpec],
+    log: Callable[[str], None],
 ) -> str:
     from scipy import stats
 
@@ -346,13 +413,6 @@ def _experiment_samplers(
 
     statistics_rows = _sampler_statistics(setting, log)
     _write_csv(out / "sampler_statistics.csv", statistics_rows)
-    specs = [
-        ModelSpec(f"S-VAE S2 {s}", "S2", "vmf", sampler=s)
-        for s in ("rejection", "inverse_cdf", "mh")
-    ]
-    specs = _selected(specs, setting)
-    rows = _train_and_evaluate(specs, setting, out, data_dir, log)
-    _write_csv(out / "results.csv", rows)
     summary = _summary(rows, _METRICS)
     groups = {
         spec.sampler: [
@@ -456,12 +516,13 @@ def _save_result_figure(
     save_figure(figure, path)
 
 
-def _experiment_table1(
-    setting: Setting, out: Path, data_dir: str | None, log: Callable[[str], None]
-) -> str:
-    dims = (2, 5) if setting.quick else (2, 5, 10, 20, 40)
+def _table1_dims(setting: Setting) -> tuple[int, ...]:
+    return (2, 5) if setting.quick else (2, 5, 10, 20, 40)
+
+
+def _table1_specs(setting: Setting) -> list[ModelSpec]:
     specs: list[ModelSpec] = []
-    for d in dims:
+    for d in _table1_dims(setting):
         half, rest = d // 2, d - d // 2
         product = f"S{half}xS{rest}" if half >= 1 else f"S{d}"
         specs += [
@@ -470,9 +531,17 @@ def _experiment_table1(
             ModelSpec(f"PS S{d}", f"S{d}", "powerspherical", group={"d": d}),
             ModelSpec(f"product {product}", product, "vmf", group={"d": d}),
         ]
-    specs = _selected(specs, setting)
-    rows = _train_and_evaluate(specs, setting, out, data_dir, log)
-    _write_csv(out / "results.csv", rows)
+    return specs
+
+
+def _table1_report(
+    setting: Setting,
+    out: Path,
+    rows: list[dict[str, Any]],
+    specs: list[ModelSpec],
+    log: Callable[[str], None],
+) -> str:
+    dims = _table1_dims(setting)
     summary = _summary(rows, _METRICS)
     _save_result_figure(
         out / "log_likelihood.png",
@@ -516,24 +585,28 @@ def _experiment_table1(
     )
 
 
-def _experiment_productspace(
-    setting: Setting, out: Path, data_dir: str | None, log: Callable[[str], None]
-) -> str:
+def _productspace_specs(setting: Setting) -> list[ModelSpec]:
     latents = {
         10: ["S9", "S4xS4", "S2xS2xS2", "x".join(["S1"] * 5)],
         40: ["S39", "S19xS19", "S9xS9xS9xS9"],
     }
     datasets = ("mnist",) if setting.quick else ("mnist", "fashion_mnist")
     ambients = (10,) if setting.quick else (10, 40)
-    specs = [
+    return [
         ModelSpec(f"{ds} {lat}", lat, "vmf", dataset=ds, group={"ambient": a})
         for ds in datasets
         for a in ambients
         for lat in latents[a]
     ]
-    specs = _selected(specs, setting)
-    rows = _train_and_evaluate(specs, setting, out, data_dir, log)
-    _write_csv(out / "results.csv", rows)
+
+
+def _productspace_report(
+    setting: Setting,
+    out: Path,
+    rows: list[dict[str, Any]],
+    specs: list[ModelSpec],
+    log: Callable[[str], None],
+) -> str:
     summary = _summary(rows, _METRICS)
     _save_result_figure(
         out / "log_likelihood.png",
@@ -563,11 +636,40 @@ def _experiment_productspace(
     )
 
 
-EXPERIMENTS: dict[str, Callable[[Setting, Path, str | None, Callable[[str], None]], str]] = {
-    "samplers": _experiment_samplers,
-    "table1": _experiment_table1,
-    "productspace": _experiment_productspace,
+@dataclass(frozen=True)
+class Experiment:
+    """An experiment: the models it trains (for a setting) and the report it writes from their rows.
+
+    ``report(setting, out, rows, specs, log)`` draws the figures into ``out`` and returns the body
+    of ``results.md``; ``rows`` holds one row per (model, seed), in the order of ``specs``.
+    """
+
+    specs: Callable[[Setting], list[ModelSpec]]
+    report: Callable[
+        [Setting, Path, list[dict[str, Any]], list[ModelSpec], Callable[[str], None]], str
+    ]
+
+
+EXPERIMENTS: dict[str, Experiment] = {
+    "samplers": Experiment(_samplers_specs, _samplers_report),
+    "table1": Experiment(_table1_specs, _table1_report),
+    "productspace": Experiment(_productspace_specs, _productspace_report),
 }
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"i/n"`` (the i-th of n slices, 1 <= i <= n) as ``(i, n)``.
+
+    Raises:
+        ValueError: naming the value, for anything else.
+    """
+    try:
+        i, n = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise ValueError(f"shard must be written i/n, e.g. 2/4, got shard={text!r}") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"shard i/n needs 1 <= i <= n, got shard={text!r}")
+    return i, n
 
 
 def run_experiment(
@@ -581,20 +683,30 @@ def run_experiment(
     epochs: int | None = None,
     seeds: int | None = None,
     models: Sequence[str] | None = None,
+    jobs: int = 1,
+    shard: tuple[int, int] | None = None,
 ) -> Path:
     """Run experiment ``name`` into ``out`` (resuming the runs already there); returns ``results.md``.
 
     ``epochs``, ``seeds`` and ``models`` (names as in the results table, e.g. ``"S-VAE S10"``) shrink
     the full (or quick) setting to what a machine can afford; ``results.md`` records the setting used.
 
+    The grid of (model, seed) runs can be spread: ``jobs`` trains that many at once on this machine,
+    and ``shard=(i, n)`` trains only the i-th of n disjoint slices (runs ``i - 1, i - 1 + n, ...`` of
+    the grid in its order), for the array jobs of a cluster, and writes that slice's rows to
+    ``OUT/shards/results-i-of-n.csv`` (returned) instead of the report. A later call without
+    ``shard`` on the same ``OUT`` finds every run done and only gathers the rows and draws the report.
+    The numbers do not depend on the split.
+
     Raises:
-        ValueError: for an unknown experiment name or model, or a non-positive ``epochs`` or ``seeds``.
+        ValueError: for an unknown experiment name or model, a non-positive ``epochs``, ``seeds``
+            or ``jobs``, or a shard outside ``1 <= i <= n``.
     """
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     setting = Setting.of(quick)
     # an intermediate setting: the full models and data with fewer epochs or seeds, or some models
-    for key, value in (("epochs", epochs), ("seeds", seeds)):
+    for key, value in (("epochs", epochs), ("seeds", seeds), ("jobs", jobs)):
         if value is not None and (
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
@@ -605,8 +717,21 @@ def run_experiment(
         seeds=seeds or setting.seeds,
         models=tuple(models) if models else None,
     )
+    if shard is not None and not 1 <= shard[0] <= shard[1]:
+        raise ValueError(f"shard i/n needs 1 <= i <= n, got shard={shard[0]}/{shard[1]}")
+    experiment = EXPERIMENTS[name]
+    specs = _selected(experiment.specs(setting), setting)
+    tasks = [(spec, seed) for spec in specs for seed in range(setting.seeds)]
     out.mkdir(parents=True, exist_ok=True)
-    body = EXPERIMENTS[name](setting, out, data_dir, log)
+    if shard is not None:
+        i, n = shard
+        rows = _train_and_evaluate(name, tasks[i - 1 :: n], setting, out, data_dir, log, jobs)
+        path = out / "shards" / f"results-{i}-of-{n}.csv"
+        _write_csv(path, rows)
+        return path
+    rows = _train_and_evaluate(name, tasks, setting, out, data_dir, log, jobs)
+    _write_csv(out / "results.csv", rows)
+    body = experiment.report(setting, out, rows, specs, log)
     header = [
         f"# Experiment `{name}`{' (quick setting: checks the pipeline, not the science)' if quick else ''}",
         "",

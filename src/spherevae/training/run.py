@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import io
+import json
 import math
 import platform
+import subprocess
 import time
 from collections.abc import Callable
 from datetime import datetime, timezone
@@ -423,8 +426,20 @@ def _write_run_info(
     dynamic: bool,
     stop_reason: str = "",
 ) -> None:
+    # every source version that trained the run: a resumed run adds the one that resumed it
+    commits: list[str] = []
+    try:
+        earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("commits")
+        if isinstance(earlier, list):
+            commits = [str(c) for c in earlier]
+    except (OSError, ValueError):
+        pass
+    current = source_commit()
+    if current and current not in commits:
+        commits.append(current)
     info = {
         "spherevae": __version__,
+        "commits": commits,
         "torch": torch.__version__,
         "python": platform.python_version(),
         "written": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -437,6 +452,24 @@ def _write_run_info(
         "latent": config.model.latent,
     }
     atomic_write_json(run_dir / "run.json", info)
+
+
+@functools.cache
+def source_commit() -> str:
+    """The git commit of the spherevae source that runs (``git describe --always --dirty``), or
+    ``""`` when it is not a git checkout (an installed wheel) or git is missing."""
+    package = Path(__file__).resolve().parent.parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(package), "describe", "--always", "--dirty", "--abbrev=12"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return done.stdout.strip() if done.returncode == 0 else ""
 
 
 def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:

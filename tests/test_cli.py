@@ -273,3 +273,29 @@ def test_plot_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
         assert path.is_file() and path.stat().st_size > 1000, name
         assert str(path) in printed
     _assert_usage_error(_run_cli("plot", str(run_dir), "pie_chart"), "unknown figure 'pie_chart'")
+
+
+def test_help_lists_the_real_names() -> None:
+    from spherevae import cli
+    from spherevae.data import DATASET_NAMES
+    from spherevae.plots.run_figures import RUN_FIGURES
+
+    assert cli.DATASET_NAMES == DATASET_NAMES
+    assert tuple(RUN_FIGURES) == cli.FIGURE_NAMES
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["plot"], ["eval"], ["experiment"]])
+def test_help_imports_neither_torch_nor_matplotlib(command: list[str]) -> None:
+    code = (
+        "import sys\n"
+        "from spherevae.cli import main\n"
+        "try:\n"
+        f"    main({[*command, '--help']!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = sorted(m for m in ('torch', 'matplotlib', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout, done.stdout[-300:]

@@ -42,6 +42,35 @@ RUN_FILES_READ = ("config.yaml", "model/config.json", "model/model.safetensors")
 # the most images ``sample`` draws in one call (one figure)
 MAX_SAMPLE_IMAGES = 10_000
 
+# The names the help lists, written here so that ``--help`` imports neither torch nor matplotlib
+# (seconds); tests/test_cli.py checks them against spherevae.data.DATASET_NAMES and
+# spherevae.plots.run_figures.RUN_FIGURES.
+DATASET_NAMES = (
+    "mnist",
+    "fashion_mnist",
+    "static_mnist",
+    "omniglot",
+    "caltech",
+    "digits",
+    "synthetic",
+)
+FIGURE_NAMES = (
+    "reconstructions",
+    "prior_samples",
+    "latent_means",
+    "curves",
+    "latent_maps",
+    "latent_tsne",
+    "decoded_grid",
+    "interpolation",
+    "samplers",
+    "sampler_histograms",
+    "why_sphere",
+    "rotation",
+    "spiral",
+    "evolution",
+)
+
 # the reference run-file's data set names
 _DATASET_ALIASES = {"f_mnist": "fashion_mnist", "fmnist": "fashion_mnist"}
 
@@ -99,7 +128,12 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
     g.add_argument("--seed", "-rs", "--rs", dest="seed", type=_non_negative_int)
     g.add_argument("--epochs", "-e", dest="epochs", type=_non_negative_int)
-    g.add_argument("--dataset", "-d", dest="dataset")
+    g.add_argument(
+        "--dataset",
+        "-d",
+        dest="dataset",
+        help=f"data set: {', '.join(DATASET_NAMES)} (default mnist)",
+    )
     g.add_argument("--data-dir", dest="data_dir")
     g.add_argument(
         "--train-limit", type=_non_negative_int, help="use only the first N training images"
@@ -218,16 +252,10 @@ def _build_parser() -> argparse.ArgumentParser:
     pl.add_argument(
         "what",
         nargs="*",
-        help="figures to draw (default: all): " + ", ".join(_figure_names()),
+        help="figures to draw (default: all): " + ", ".join(FIGURE_NAMES),
     )
     pl.add_argument("--data-dir")
     return parser
-
-
-def _figure_names() -> list[str]:
-    from .plots.run_figures import RUN_FIGURES
-
-    return list(RUN_FIGURES)
 
 
 # -- train ------------------------------------------------------------------------------------------

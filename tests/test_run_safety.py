@@ -505,3 +505,55 @@ def test_uniform_samples_stay_on_the_sphere_in_many_dimensions(dim: int) -> None
     assert z.dtype == torch.float32
     error = (torch.linalg.vector_norm(z.double(), dim=-1) - 1).abs().max().item()
     assert error <= 4 * torch.finfo(torch.float32).eps, error
+
+
+# -- the first hour: what the CLI says ---------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("flags", "warning"),
+    [
+        (["--latent", "S2", "-cvm", "full"], "-cvm/--covariance_matrix full has no effect"),
+        (["--latent", "S2", "--posterior", "powerspherical", "--sampler", "mh"], "--sampler mh"),
+        (["--latent", "R2", "--posterior", "normal", "--sampler", "mh"], "--sampler mh"),
+    ],
+)
+def test_settings_that_do_not_apply_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], warning: str
+) -> None:
+    argv = ["train", "--dataset", "digits", "-hd", "8", "--epochs", "0", *flags]
+    assert main([*argv, "--out", str(tmp_path / "r")]) == 0
+    assert f"spherevae: warning: {warning}" in capsys.readouterr().err
+
+
+def test_no_warning_for_settings_that_apply(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--dataset", "digits", "-hd", "8", "--epochs", "0", "--latent", "S2xR2"]
+    argv += ["-cvm", "full", "--sampler", "mh", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_resuming_a_finished_run_says_how_to_extend_it(
+    finished_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = _copy(finished_run, tmp_path / "r")
+    assert main(["train", "--resume", str(run_dir)]) == 0
+    assert "give --epochs N with N > 2 to train on" in capsys.readouterr().out
+
+
+def test_compiling_the_kernels_is_announced(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", "--dataset", "digits", "-hd", "8", "--epochs", "0", "--latent", "S3"]
+    assert main([*argv, "--compiled-sampling", "--out", str(tmp_path / "r")]) == 0
+    assert "the first epoch is slower" in capsys.readouterr().out
+
+
+def test_sample_of_a_conditional_model_asks_for_a_label(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "c"
+    argv = ["train", *FAST, "--conditional", "--epochs", "1", "--out", str(run_dir)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    _usage_error(capsys, main(["sample", str(run_dir), "--n", "2"]), "--label", "--grid")

@@ -188,7 +188,6 @@ def _build_parser() -> argparse.ArgumentParser:
     g.add_argument("-en", "--exp_name", help="run name (run directory LOG_DIR/NAME)")
     g.add_argument("-ld", "--log_dir", help="parent of the run directory")
     g.add_argument("-bnz", "--binarize", action="store_true", default=None)
-    g.add_argument("-v", "--verbosity", type=int, default=0)
 
     ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
     ev.add_argument("run_dir", type=Path)
@@ -336,6 +335,23 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     return {"data": data, "model": model, "train": train}
 
 
+def _settings_that_do_not_apply(config: Any, given: dict[str, dict[str, Any]]) -> list[str]:
+    """A sentence for each setting given on the command line that the model will not use."""
+    model, spec = config.model, config.model.latent_spec
+    warnings = []
+    if "covariance" in given["model"] and not any(not f.is_sphere for f in spec.factors):
+        warnings.append(
+            f"-cvm/--covariance_matrix {model.covariance} has no effect: latent {model.latent} has "
+            f"no Euclidean factor"
+        )
+    if "sampler" in given["model"] and (model.posterior != "vmf" or not spec.has_sphere):
+        warnings.append(
+            f"--sampler {model.sampler} has no effect: only von Mises-Fisher posteriors sample with "
+            f"it (posterior {model.posterior}, latent {model.latent})"
+        )
+    return warnings
+
+
 def _latent_from_flags(args: argparse.Namespace) -> str | None:
     """The latent name meant by the reference flags ``-n``, ``-dis``, ``-z``, ``-zd``."""
     flat = "R" if (args.distribution or args.name) == "normal" else "S"
@@ -387,6 +403,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.resume is not None:
         return _resume(args, argv, overrides)
     config = config_from_dict(_merge(base, overrides), source=source)
+    for warning in _settings_that_do_not_apply(config, overrides):
+        print(f"spherevae: warning: {warning}", file=sys.stderr)
     out = args.out
     if out is None and args.resume is None:
         name = (
@@ -503,6 +521,11 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     k = model.n_classes
     if (args.label is not None or args.grid) and k == 0:
         raise UsageError(f"--label and --grid need a conditional model; {run_dir} is not one")
+    if k > 0 and args.label is None and not args.grid:
+        raise UsageError(
+            f"{run_dir} holds a conditional model ({k} classes): give --label CLASS (0..{k - 1}) "
+            f"or --grid"
+        )
     if args.label is not None and not 0 <= args.label < k:
         raise UsageError(f"--label must be in 0..{k - 1} for this model, got --label {args.label}")
     if args.grid:

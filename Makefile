@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 # lint only the folders that exist (benchmarks/ may not be there yet)
-LINT_PATHS := $(wildcard src tests benchmarks)
+LINT_PATHS := $(wildcard src tests benchmarks examples)
 
 # pytest exits 5 when it ran no test: say so and fail, never pass silently.
 define run_pytest

@@ -8,7 +8,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from spherevae.models import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_networks
+from spherevae.models import (
+    ConvDecoder,
+    ConvEncoder,
+    MLPDecoder,
+    MLPEncoder,
+    ModelConfig,
+    build_networks,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -53,22 +60,26 @@ def test_cnn_rejects_other_sizes(shape):
     with pytest.raises(ValueError, match=r"28x28.*image_shape"):
         ConvDecoder(3, shape)
     with pytest.raises(ValueError, match="28x28"):
-        build_networks("cnn", shape, 3, (64,))
+        build_networks(ModelConfig(image_shape=shape, network="cnn", hidden_sizes=(64,)), 3)
+
+
+def _config(network: str, shape: tuple[int, ...], hidden: tuple[int, ...]) -> ModelConfig:
+    return ModelConfig(image_shape=shape, network=network, hidden_sizes=hidden)
 
 
 def test_build_networks():
-    enc, dec = build_networks("mlp", (1, 8, 8), 3, (32, 16))
-    assert isinstance(enc, MLPEncoder) and isinstance(dec, MLPDecoder)
-    enc, dec = build_networks("cnn", (1, 28, 28), 3, (32, 16))
+    enc, dec, features = build_networks(_config("mlp", (1, 8, 8), (32, 16)), 3)
+    assert isinstance(enc, MLPEncoder) and isinstance(dec, MLPDecoder) and features == 16
+    enc, dec, features = build_networks(_config("cnn", (1, 28, 28), (32, 16)), 3)
     assert isinstance(enc, ConvEncoder) and isinstance(dec, ConvDecoder)
-    assert enc.out_features == 32
-    with pytest.raises(ValueError, match="network='rnn'"):
-        build_networks("rnn", (1, 8, 8), 3, (32,))
+    assert enc.out_features == features == 32
+    with pytest.raises(ValueError, match=r"network='rnn'.*register_network"):
+        _config("rnn", (1, 8, 8), (32,))
 
 
 def test_gradients_reach_every_parameter():
     for network, shape in [("mlp", (1, 8, 8)), ("cnn", (1, 28, 28))]:
-        enc, dec = build_networks(network, shape, 3, (16,))
+        enc, dec, _ = build_networks(_config(network, shape, (16,)), 3)
         z = torch.randn(2, 3)
         (enc(torch.rand(2, *shape)).sum() + dec(z).sum()).backward()
         for p in [*enc.parameters(), *dec.parameters()]:

@@ -34,6 +34,7 @@ from .likelihoods import (
 from .networks import ConvDecoder, ConvEncoder, MLPDecoder, MLPEncoder, build_networks
 from .pretrained import from_pretrained, load_config
 from .priors import build_prior
+from .registry import register_network
 from .vae import VAE, ElboResult
 
 __all__ = [
@@ -64,4 +65,5 @@ __all__ = [
     "from_pretrained",
     "load_config",
     "parse_latent",
+    "register_network",
 ]

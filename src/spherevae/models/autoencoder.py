@@ -52,11 +52,12 @@ class AutoEncoder(nn.Module):
             )
         self.config = config
         self.latent = config.latent_spec
-        self.encoder, self.decoder = build_networks(
-            config.network, config.image_shape, self.latent.ambient_dim, config.hidden_sizes
+        networks = build_networks(config, self.latent.ambient_dim)
+        self.encoder, self.decoder = networks.encoder, networks.decoder
+        self.head = PointHead(networks.features, self.latent)
+        self.likelihood = build_likelihood(
+            config.likelihood, config.gaussian_std, event_dims=len(config.image_shape)
         )
-        self.head = PointHead(self.encoder.out_features, self.latent)
-        self.likelihood = build_likelihood(config.likelihood, config.gaussian_std)
 
     @property
     def latent_dim(self) -> int:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 from .latent import LatentSpec, parse_latent
+from .registry import BUILT_IN_NETWORKS, is_known_network, unknown_network_message
 
 __all__ = [
     "COVARIANCES",
@@ -37,14 +38,13 @@ __all__ = [
 Posterior = Literal["vmf", "powerspherical", "normal"]
 Sampler = Literal["rejection", "inverse_cdf", "mh"]
 Covariance = Literal["diagonal", "single", "full"]
-Network = Literal["mlp", "cnn"]
 Likelihood = Literal["bernoulli", "gaussian", "continuous_bernoulli"]
 ModelKind = Literal["vae", "autoencoder"]
 
 POSTERIORS: tuple[str, ...] = get_args(Posterior)
 SAMPLERS: tuple[str, ...] = get_args(Sampler)
 COVARIANCES: tuple[str, ...] = get_args(Covariance)
-NETWORKS: tuple[str, ...] = get_args(Network)
+NETWORKS: tuple[str, ...] = BUILT_IN_NETWORKS
 LIKELIHOODS: tuple[str, ...] = get_args(Likelihood)
 MODEL_KINDS: tuple[str, ...] = get_args(ModelKind)
 
@@ -66,7 +66,8 @@ class ModelConfig:
     """Description of a whole model (VAE or plain auto-encoder).
 
     Attributes:
-        image_shape: ``(C, H, W)`` of one input image.
+        image_shape: ``(C, H, W)`` of one input image, or ``(D,)`` for vectors (MLP or a
+            registered network).
         latent: latent space name (see :func:`~spherevae.models.latent.parse_latent`), e.g. ``"S10"``.
         posterior: family of ``q(z|x)`` on the sphere factors: ``"vmf"`` (von Mises-Fisher,
             Davidson et al. 2018), ``"powerspherical"`` (De Cao and Aziz 2020) or ``"normal"`` (only
@@ -76,7 +77,8 @@ class ModelConfig:
         covariance: Gaussian posterior covariance on Euclidean factors: ``"diagonal"``, ``"single"``
             (one variance per example, shared by all coordinates) or ``"full"`` (learned Cholesky factor),
             as the reference run-file's ``-cvm``.
-        network: ``"mlp"`` (any image size) or ``"cnn"`` (28x28 images only).
+        network: ``"mlp"`` (any image size, and vectors), ``"cnn"`` (28x28 images only), or the
+            name of a network registered with :func:`~spherevae.models.register_network`.
         hidden_sizes: MLP hidden layer widths from the input side; the decoder mirrors them. The CNN
             uses ``hidden_sizes[0]`` as the width of its dense layer.
         likelihood: ``"bernoulli"``, ``"gaussian"`` or ``"continuous_bernoulli"``
@@ -88,12 +90,12 @@ class ModelConfig:
             al. 2015) whose encoder head and decoder also receive the one-hot label in ``0..k-1``.
     """
 
-    image_shape: tuple[int, int, int] = (1, 28, 28)
+    image_shape: tuple[int, ...] = (1, 28, 28)
     latent: str = "S10"
     posterior: Posterior = "vmf"
     sampler: Sampler = "rejection"
     covariance: Covariance = "diagonal"
-    network: Network = "mlp"
+    network: str = "mlp"
     hidden_sizes: tuple[int, ...] = field(default=(256, 128))
     likelihood: Likelihood = "bernoulli"
     gaussian_std: float | None = None
@@ -102,13 +104,24 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         # JSON gives lists: store tuples so that configs compare (and hash) by value
-        object.__setattr__(self, "image_shape", _int_tuple("image_shape", self.image_shape, 3))
+        object.__setattr__(self, "image_shape", _int_tuple("image_shape", self.image_shape))
+        if len(self.image_shape) not in (1, 3):
+            raise ValueError(
+                f"image_shape must be (C, H, W) for images or (D,) for vectors, got "
+                f"image_shape={self.image_shape!r}"
+            )
         object.__setattr__(self, "hidden_sizes", _int_tuple("hidden_sizes", self.hidden_sizes))
         spec = parse_latent(self.latent)
         _choice("posterior", self.posterior, POSTERIORS)
         _choice("sampler", self.sampler, SAMPLERS)
         _choice("covariance", self.covariance, COVARIANCES)
-        _choice("network", self.network, NETWORKS)
+        if not is_known_network(self.network):
+            raise ValueError(unknown_network_message(self.network))
+        if self.network == "cnn" and len(self.image_shape) != 3:
+            raise ValueError(
+                f"network='cnn' needs images (C, H, W), got image_shape={self.image_shape!r}; use "
+                f"network='mlp' for vectors"
+            )
         _choice("likelihood", self.likelihood, LIKELIHOODS)
         _choice("kind", self.kind, MODEL_KINDS)
         if self.posterior == "normal" and spec.has_sphere:

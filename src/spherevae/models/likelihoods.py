@@ -43,16 +43,27 @@ __all__ = [
 
 
 class Likelihood(nn.Module):
-    """Base class: ``distribution(params)``, ``log_prob(x, params)`` and ``mean(params)``."""
+    """Base class: ``distribution(params)``, ``log_prob(x, params)`` and ``mean(params)``.
+
+    Args:
+        event_dims: the number of trailing axes of one observation, over which ``log_prob`` sums:
+            3 for images ``(C, H, W)``, 1 for vectors ``(D,)``.
+    """
 
     name = ""
 
+    def __init__(self, event_dims: int = 3) -> None:
+        super().__init__()
+        self.event_dims = event_dims
+
     def distribution(self, params: Tensor) -> Distribution:
-        """``p(x|z)`` with ``batch_shape params.shape[:-3]`` and ``event_shape (C, H, W)``."""
+        """``p(x|z)`` with the last ``event_dims`` axes of ``params`` as its event (an image
+        ``(C, H, W)`` or a vector ``(D,)``) and the others as its batch."""
         raise NotImplementedError
 
     def log_prob(self, x: Tensor, params: Tensor) -> Tensor:
-        """``log p(x|z)`` summed over pixels: ``broadcast(x, params).shape[:-3]``."""
+        """``log p(x|z)`` summed over the observation's values: ``broadcast(x, params).shape``
+        less its last ``event_dims`` axes."""
         return self.distribution(params).log_prob(x)
 
     def mean(self, params: Tensor) -> Tensor:
@@ -67,7 +78,7 @@ class BernoulliLikelihood(Likelihood):
 
     def distribution(self, params: Tensor) -> Distribution:
         # validate_args=False accepts grey-level x (the BCE); see the module docstring
-        return Independent(Bernoulli(logits=params, validate_args=False), 3)
+        return Independent(Bernoulli(logits=params, validate_args=False), self.event_dims)
 
     def mean(self, params: Tensor) -> Tensor:
         return torch.sigmoid(params)
@@ -83,8 +94,8 @@ class GaussianLikelihood(Likelihood):
     name = "gaussian"
     MIN_STD = 1e-3
 
-    def __init__(self, std: float | None = None) -> None:
-        super().__init__()
+    def __init__(self, std: float | None = None, event_dims: int = 3) -> None:
+        super().__init__(event_dims)
         self.fixed_std = std
         if std is None:
             start = 1.0 - self.MIN_STD  # softplus(raw) at the start, so that sigma starts at 1
@@ -99,7 +110,7 @@ class GaussianLikelihood(Likelihood):
 
     def distribution(self, params: Tensor) -> Distribution:
         std = self.std.to(dtype=params.dtype, device=params.device)
-        return Independent(Normal(params, std.expand_as(params)), 3)
+        return Independent(Normal(params, std.expand_as(params)), self.event_dims)
 
     def mean(self, params: Tensor) -> Tensor:
         return params
@@ -111,21 +122,24 @@ class ContinuousBernoulliLikelihood(Likelihood):
     name = "continuous_bernoulli"
 
     def distribution(self, params: Tensor) -> Distribution:
-        return Independent(ContinuousBernoulli(logits=params), 3)
+        return Independent(ContinuousBernoulli(logits=params), self.event_dims)
 
 
-def build_likelihood(name: str, gaussian_std: float | None = None) -> Likelihood:
-    """The likelihood called ``name``: ``"bernoulli"``, ``"gaussian"`` or ``"continuous_bernoulli"``.
+def build_likelihood(
+    name: str, gaussian_std: float | None = None, event_dims: int = 3
+) -> Likelihood:
+    """The likelihood called ``name``: ``"bernoulli"``, ``"gaussian"`` or ``"continuous_bernoulli"``,
+    over observations of ``event_dims`` axes (3: images, 1: vectors).
 
     Raises:
         ValueError: for another name (``-lf`` flags map through ``ModelConfig``'s ``LIKELIHOOD_FLAGS``).
     """
     if name == "bernoulli":
-        return BernoulliLikelihood()
+        return BernoulliLikelihood(event_dims)
     if name == "gaussian":
-        return GaussianLikelihood(gaussian_std)
+        return GaussianLikelihood(gaussian_std, event_dims)
     if name == "continuous_bernoulli":
-        return ContinuousBernoulliLikelihood()
+        return ContinuousBernoulliLikelihood(event_dims)
     raise ValueError(
         f"likelihood must be 'bernoulli', 'gaussian' or 'continuous_bernoulli', got likelihood={name!r}"
     )

@@ -1,4 +1,4 @@
-"""Encoder and decoder networks for images of shape ``(C, H, W)``.
+"""Encoder and decoder networks for images of shape ``(C, H, W)`` (and vectors ``(D,)``).
 
 An encoder maps ``(B, C, H, W)`` images to ``(B, out_features)`` features (a posterior head then turns
 them into a distribution); a decoder maps latent vectors ``(..., latent_dim)`` to the likelihood's
@@ -6,9 +6,10 @@ parameters ``(..., C, H, W)`` (e.g. Bernoulli logits), with any leading shape, s
 draws of ``z`` for a batch decode in one call.
 
 - MLP (:class:`MLPEncoder`, :class:`MLPDecoder`): ReLU layers of widths ``hidden_sizes``, default
-  ``(256, 128)`` as in Davidson et al. (2018); the decoder mirrors them. Any image size.
+  ``(256, 128)`` as in Davidson et al. (2018); the decoder mirrors them. Any image size, and vectors.
 - CNN (:class:`ConvEncoder`, :class:`ConvDecoder`): two stride-2 convolutions (28 -> 14 -> 7) and a
   dense layer, and the transpose. 28x28 images only.
+- Your own, registered by name (:func:`~spherevae.models.register_network`).
 """
 
 from __future__ import annotations
@@ -16,12 +17,25 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
 
 from torch import Tensor, nn
 
-__all__ = ["ConvDecoder", "ConvEncoder", "MLPDecoder", "MLPEncoder", "build_networks"]
+from .registry import network_factories
 
-ImageShape = tuple[int, int, int]
+if TYPE_CHECKING:
+    from .config import ModelConfig
+
+__all__ = [
+    "ConvDecoder",
+    "ConvEncoder",
+    "MLPDecoder",
+    "MLPEncoder",
+    "Networks",
+    "build_networks",
+]
+
+ImageShape = tuple[int, ...]  # (C, H, W) for images, (D,) for vectors
 
 
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
@@ -33,7 +47,7 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then ReLU layers of widths ``hidden_sizes``: ``(B, C, H, W) -> (B, hidden_sizes[-1])``."""
+    """Flatten, then ReLU layers of widths ``hidden_sizes``: ``(B, *image_shape) -> (B, hidden_sizes[-1])``."""
 
     def __init__(self, image_shape: ImageShape, hidden_sizes: Sequence[int] = (256, 128)) -> None:
         super().__init__()
@@ -42,14 +56,14 @@ class MLPEncoder(nn.Module):
         self.net = _mlp([math.prod(image_shape), *hidden_sizes])
 
     def forward(self, x: Tensor) -> Tensor:
-        out: Tensor = self.net(x.flatten(-3))
+        out: Tensor = self.net(x.flatten(-len(self.image_shape)))
         return out
 
 
 class MLPDecoder(nn.Module):
     """ReLU layers of widths ``reversed(hidden_sizes)``, then a linear map to ``C*H*W`` parameters.
 
-    Shapes: ``(..., latent_dim) -> (..., C, H, W)``.
+    Shapes: ``(..., latent_dim) -> (..., *image_shape)``.
     """
 
     def __init__(
@@ -127,20 +141,35 @@ class ConvDecoder(nn.Module):
         return out.reshape(*lead, *self.image_shape)
 
 
-def build_networks(
-    network: str, image_shape: ImageShape, latent_dim: int, hidden_sizes: Sequence[int]
-) -> tuple[MLPEncoder | ConvEncoder, MLPDecoder | ConvDecoder]:
-    """The encoder and decoder named by ``network`` (``"mlp"`` or ``"cnn"``).
+class Networks(NamedTuple):
+    """A model's encoder and decoder, and the width of the encoder's features."""
+
+    encoder: nn.Module
+    decoder: nn.Module
+    features: int
+
+
+def build_networks(config: ModelConfig, latent_dim: int) -> Networks:
+    """The encoder and decoder named by ``config.network``, for ``config.image_shape`` and a decoder
+    input of ``latent_dim`` coordinates.
 
     Raises:
-        ValueError: for an unknown ``network``, or ``"cnn"`` with an image that is not 28x28.
+        ValueError: for an unknown network, ``"cnn"`` with an image that is not 28x28, or a
+            registered encoder without an integer ``out_features``.
     """
-    if network == "mlp":
-        return MLPEncoder(image_shape, hidden_sizes), MLPDecoder(
-            latent_dim, image_shape, hidden_sizes
+    shape, hidden = config.image_shape, config.hidden_sizes
+    if config.network == "mlp":
+        mlp = MLPEncoder(shape, hidden)
+        return Networks(mlp, MLPDecoder(latent_dim, shape, hidden), mlp.out_features)
+    if config.network == "cnn":
+        conv = ConvEncoder(shape, hidden[0])
+        return Networks(conv, ConvDecoder(latent_dim, shape, hidden[0]), conv.out_features)
+    factories = network_factories(config.network)
+    encoder, decoder = factories.encoder(config), factories.decoder(config, latent_dim)
+    features = getattr(encoder, "out_features", None)
+    if not isinstance(features, int) or isinstance(features, bool) or features < 1:
+        raise ValueError(
+            f"the encoder of network={config.network!r} must expose out_features, the width of "
+            f"its features (an integer >= 1), got {features!r}"
         )
-    if network == "cnn":
-        return ConvEncoder(image_shape, hidden_sizes[0]), ConvDecoder(
-            latent_dim, image_shape, hidden_sizes[0]
-        )
-    raise ValueError(f"network must be 'mlp' or 'cnn', got network={network!r}")
+    return Networks(encoder, decoder, features)

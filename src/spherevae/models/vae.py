@@ -97,20 +97,18 @@ class VAE(nn.Module):
         self.latent = config.latent_spec
         self.n_classes = config.n_classes
         # the decoder reads [z, one-hot y]; the head reads [features, one-hot y]
-        self.encoder, self.decoder = build_networks(
-            config.network,
-            config.image_shape,
-            self.latent.ambient_dim + self.n_classes,
-            config.hidden_sizes,
-        )
+        networks = build_networks(config, self.latent.ambient_dim + self.n_classes)
+        self.encoder, self.decoder = networks.encoder, networks.decoder
         self.head = PosteriorHead(
-            self.encoder.out_features + self.n_classes,
+            networks.features + self.n_classes,
             self.latent,
             config.posterior,
             config.sampler,
             config.covariance,
         )
-        self.likelihood = build_likelihood(config.likelihood, config.gaussian_std)
+        self.likelihood = build_likelihood(
+            config.likelihood, config.gaussian_std, event_dims=len(config.image_shape)
+        )
 
     @property
     def latent_dim(self) -> int:

@@ -216,6 +216,13 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     rp.add_argument("run_dir", type=Path)
     rp.add_argument("--data-dir")
+    rp.add_argument(
+        "--plotlyjs",
+        choices=["inline", "directory"],
+        default="inline",
+        help="embed plotly.js in the page (default: one offline file) or write plotly.min.js "
+        "beside report.html and reference it (a small page)",
+    )
 
     ex = commands.add_parser(
         "experiment",
@@ -592,7 +599,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
     _, run_dir = _load_run(args.run_dir, args.data_dir)
-    print(write_report(run_dir, data_dir=args.data_dir))
+    print(write_report(run_dir, data_dir=args.data_dir, plotlyjs=args.plotlyjs))
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.distributions import Distribution
@@ -92,7 +94,8 @@ class HypersphericalUniform(Distribution):
         # the norm in float64: a float32 sum of squares over a million coordinates is off by 1e-5
         # (4e-4 at ten million), which puts the samples visibly off the sphere
         norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True, dtype=torch.float64)
-        return x / norm.to(x.dtype)
+        out: Tensor = x / norm.to(x.dtype)
+        return out
 
     def log_prob(self, value: Tensor) -> Tensor:
         if self._validate_args:
@@ -109,6 +112,13 @@ class HypersphericalUniform(Distribution):
     def mean(self) -> Tensor:
         return torch.zeros(
             self.batch_shape + self.event_shape, dtype=self._dtype, device=self._device
+        )
+
+    @property
+    def mode(self) -> Tensor:
+        """``nan``: every point of the sphere is a mode (as torch's ``Uniform.mode``)."""
+        return torch.full(
+            self.batch_shape + self.event_shape, math.nan, dtype=self._dtype, device=self._device
         )
 
     @property

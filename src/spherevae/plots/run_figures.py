@@ -109,6 +109,11 @@ class _RunContext:
             raise _Skip("needs a VAE, this run is an auto-encoder")
         return self.model
 
+    def images_drawn(self) -> None:
+        """Skip a figure that draws decoded images when the data are vectors."""
+        if len(self.splits.info.image_shape) != 3:
+            raise _Skip("draws images, and this data set holds vectors")
+
     def unconditional(self) -> VAE:
         model = self.vae()
         if self.conditional:
@@ -133,6 +138,7 @@ class _RunContext:
 
 
 def _reconstructions(c: _RunContext, path: Path) -> None:
+    c.images_drawn()
     x = c.images[:10]
     if isinstance(c.model, VAE):
         recon = c.model.reconstruct(x, c.labels[:10] if c.conditional else None)
@@ -143,6 +149,7 @@ def _reconstructions(c: _RunContext, path: Path) -> None:
 
 
 def _prior_samples(c: _RunContext, path: Path) -> None:
+    c.images_drawn()
     model = c.vae()
     if c.conditional:
         classes = torch.arange(model.n_classes).repeat_interleave(10)
@@ -182,6 +189,7 @@ def _latent_tsne(c: _RunContext, path: Path) -> None:
 
 
 def _decoded_grid(c: _RunContext, path: Path) -> None:
+    c.images_drawn()
     model = c.unconditional()
     first = model.latent.factors[0]
     if str(first) not in ("S1", "S2", "R2"):
@@ -190,6 +198,7 @@ def _decoded_grid(c: _RunContext, path: Path) -> None:
 
 
 def _interpolation(c: _RunContext, path: Path) -> None:
+    c.images_drawn()
     model = c.unconditional()
     a = 0
     others = (c.labels != c.labels[a]).nonzero()
@@ -218,6 +227,7 @@ def _rotation(c: _RunContext, path: Path) -> None:
 
 
 def _spiral(c: _RunContext, path: Path) -> None:
+    c.images_drawn()
     model = c.unconditional()
     first = model.latent.factors[0]
     if str(first) not in ("S2", "R2"):

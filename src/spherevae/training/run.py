@@ -141,16 +141,21 @@ def _apply_resume_settings(config: RunConfig, settings: dict[str, Any]) -> RunCo
     return config_from_dict(raw, source="--resume settings")
 
 
+def in_unit_interval(splits: DatasetSplits) -> bool:
+    """Whether every training value lies in ``[0, 1]`` (grey levels; what a Bernoulli can model)."""
+    values = splits.train.images
+    return bool((values.min() >= 0) & (values.max() <= 1))
+
+
 def prepare_data(config: RunConfig) -> tuple[DatasetSplits, bool]:
-    """Load the data set and decide whether training batches are binarised dynamically."""
+    """Load the data set and decide whether training batches are binarised dynamically: with
+    ``binarize: auto``, grey levels in ``[0, 1]`` that are not already binary, under a Bernoulli
+    likelihood."""
     splits = load_dataset(config.data.dataset, data_dir=config.data.data_dir)
     binarize = config.data.binarize
     if binarize == "auto":
-        binarize = (
-            "dynamic"
-            if config.model.likelihood == "bernoulli" and not splits.info.binary
-            else "none"
-        )
+        grey = not splits.info.binary and in_unit_interval(splits)
+        binarize = "dynamic" if config.model.likelihood == "bernoulli" and grey else "none"
     return splits, binarize == "dynamic"
 
 
@@ -285,8 +290,13 @@ def _train(
             f"a conditional model needs a labelled data set with n_classes={n_classes} classes; "
             f"{info.name} has {info.num_classes if info.labelled else 'no'} labels"
         )
+    likelihood = config.model.likelihood
+    if likelihood != "gaussian" and not in_unit_interval(splits):
+        # a Bernoulli-type likelihood needs values in [0, 1]: real-valued data follow a Gaussian
+        log(f"the data take values outside [0, 1]: likelihood gaussian instead of {likelihood}")
+        likelihood = "gaussian"
     model_config = dataclasses.replace(
-        config.model, image_shape=info.image_shape, n_classes=n_classes
+        config.model, image_shape=info.image_shape, n_classes=n_classes, likelihood=likelihood
     )
     config = dataclasses.replace(config, model=model_config)
     train_images, train_labels = splits.train.images, splits.train.labels

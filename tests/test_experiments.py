@@ -123,6 +123,21 @@ def test_a_later_call_with_more_epochs_extends_the_runs(tmp_path: Path) -> None:
     assert [r["epochs"] for r in _rows(out / "results.csv")] == ["2"]
 
 
+def test_finished_only_gathers_without_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "t1"
+    argv = ["experiment", "table1", "--quick", "--out", str(out), "--models", "S-VAE S2"]
+    assert main([*argv, "--epochs", "1", "--finished-only"]) == 2  # nothing finished yet
+    assert "no run of this experiment has finished" in capsys.readouterr().err
+    assert main([*argv, "--epochs", "1", "--seeds", "1"]) == 0
+    first = _rows(out / "results.csv")
+    assert main([*argv, "--epochs", "1", "--seeds", "2", "--finished-only"]) == 0
+    assert _rows(out / "results.csv") == first  # seed 1 neither trained nor listed
+    assert not (out / "runs" / "S-VAE_S2-seed1").exists()
+    assert "finished runs only: 1 of the grid's 2" in (out / "results.md").read_text()
+
+
 # the columns that depend on the run's numbers (not on when or where it ran)
 _NUMBERS = ("epochs", "best_val_negative_elbo", "log_likelihood", "negative_elbo", "kl")
 

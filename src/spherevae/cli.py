@@ -250,6 +250,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "(default 1)",
     )
     ex.add_argument(
+        "--finished-only",
+        action="store_true",
+        help="train and score nothing: write results.csv and results.md from the runs that have "
+        "finished and been scored so far",
+    )
+    ex.add_argument(
         "--shard",
         help="i/n: train only the i-th of n disjoint slices of the runs (a cluster's array job) and "
         "write OUT/shards/results-i-of-n.csv; a later call without --shard gathers the report",
@@ -606,6 +612,7 @@ def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
         models=models,
         jobs=args.jobs,
         shard=shard,
+        finished_only=args.finished_only,
     )
     print(report)
     return 0

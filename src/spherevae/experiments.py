@@ -148,7 +148,7 @@ def _run_task(
     from .data.files import sha256_file
     from .evaluation import evaluate
     from .models import VAE
-    from .training.run import holds_run, read_metrics, train_run
+    from .training.run import holds_run, train_run
 
     run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
     if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
@@ -175,10 +175,44 @@ def _run_task(
         atomic_write_json(run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()})
     else:
         log(f"{spec.name} seed {seed}: test scores of this model read from {_EVALUATION_FILE}")
+    log(f"{spec.name} seed {seed}: log p(x) {result.log_likelihood:.2f} (K={result.ll_samples})")
+    return _row(experiment, spec, seed, run_dir, result)
+
+
+def _finished_row(
+    experiment: str, spec: ModelSpec, seed: int, setting: Setting, out: Path
+) -> dict[str, Any] | None:
+    """The row of a run that has finished training and been scored for this setting (its stored
+    scores are for its current model and ``K``), without training or scoring anything; else ``None``."""
+    from .data.files import sha256_file
+
+    run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        stored = json.loads((run_dir / _EVALUATION_FILE).read_text(encoding="utf-8"))
+        model_sha = sha256_file(run_dir / "model" / "model.safetensors")
+    except (OSError, ValueError):
+        return None
+    key = stored.get("key", {})
+    if (
+        info.get("status") != "finished"
+        or key.get("model_sha256") != model_sha
+        or key.get("ll_samples") != setting.ll_samples
+    ):
+        return None
+    result = _cached_evaluation(run_dir, key)
+    return None if result is None else _row(experiment, spec, seed, run_dir, result)
+
+
+def _row(
+    experiment: str, spec: ModelSpec, seed: int, run_dir: Path, result: EvaluationResult
+) -> dict[str, Any]:
+    """One row of results.csv: the run, how its training ended, its test scores."""
+    from .training.run import read_metrics
+
     history = read_metrics(run_dir)
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     val = [row["val_loss"] for row in history if not math.isnan(row["val_loss"])]
-    log(f"{spec.name} seed {seed}: log p(x) {result.log_likelihood:.2f} (K={result.ll_samples})")
     return {
         "experiment": experiment,
         "model": spec.name,
@@ -685,6 +719,7 @@ def run_experiment(
     models: Sequence[str] | None = None,
     jobs: int = 1,
     shard: tuple[int, int] | None = None,
+    finished_only: bool = False,
 ) -> Path:
     """Run experiment ``name`` into ``out`` (resuming the runs already there); returns ``results.md``.
 
@@ -697,6 +732,10 @@ def run_experiment(
     ``OUT/shards/results-i-of-n.csv`` (returned) instead of the report. A later call without
     ``shard`` on the same ``OUT`` finds every run done and only gathers the rows and draws the report.
     The numbers do not depend on the split.
+
+    ``finished_only`` trains and scores nothing: ``results.csv`` and ``results.md`` then hold the
+    runs that have finished and been scored so far (for committing results while others still
+    train); ``results.md`` says how many of the grid's runs it holds.
 
     Raises:
         ValueError: for an unknown experiment name or model, a non-positive ``epochs``, ``seeds``
@@ -729,7 +768,17 @@ def run_experiment(
         path = out / "shards" / f"results-{i}-of-{n}.csv"
         _write_csv(path, rows)
         return path
-    rows = _train_and_evaluate(name, tasks, setting, out, data_dir, log, jobs)
+    if finished_only:
+        found = [_finished_row(name, spec, seed, setting, out) for spec, seed in tasks]
+        rows = [row for row in found if row is not None]
+        if not rows:
+            raise ValueError(f"{out}: no run of this experiment has finished and been scored yet")
+        done = {row["model"] for row in rows}
+        specs = [spec for spec in specs if spec.name in done]
+        partial = f"finished runs only: {len(rows)} of the grid's {len(tasks)}"
+    else:
+        rows = _train_and_evaluate(name, tasks, setting, out, data_dir, log, jobs)
+        partial = ""
     _write_csv(out / "results.csv", rows)
     body = experiment.report(setting, out, rows, specs, log)
     header = [
@@ -737,6 +786,7 @@ def run_experiment(
         "",
         f"- command: `{command}`",
         f"- setting: {dataclasses.asdict(setting)}",
+        *([f"- {partial}"] if partial else []),
         "",
         "",  # a blank line between the list above and the body's first heading
     ]

@@ -191,13 +191,13 @@ EXAMPLES: list[Example] = [
     ),  # closed-form m = 3 path
     Example("vmf2-inverse_cdf", _vmf_ctor("inverse_cdf"), _directional_params(2), 2),
     Example("power_spherical4", PowerSpherical, _directional_params(4), 4),
-    Example("uniform6", HypersphericalUniform, _uniform_params(6), 6, has_mode=False),
+    Example("uniform6", HypersphericalUniform, _uniform_params(6), 6),  # mode: nan
     Example("product-vmf5xvmf5", _product_vmf_vmf, _product_vmf_vmf_params, 10),
     Example("product-vmf3xps4xnormal2", _product_mixed, _product_mixed_params, 9),
-    Example("product-vmf4xuniform3", _product_uniform, _product_uniform_params, 7, has_mode=False),
+    Example("product-vmf4xuniform3", _product_uniform, _product_uniform_params, 7),
     Example("stacked-3xvmf4", _stacked_vmf, _stacked_vmf_params, 12),
     Example("stacked-3xps4", _stacked_ps, _stacked_vmf_params, 12),
-    Example("stacked-2xuniform3", _stacked_uniform, _stacked_uniform_params, 6, has_mode=False),
+    Example("stacked-2xuniform3", _stacked_uniform, _stacked_uniform_params, 6),
 ]
 EXAMPLE_IDS = [e.name for e in EXAMPLES]
 

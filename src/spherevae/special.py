@@ -9,9 +9,14 @@ Public functions (all pure torch, batched and broadcasting, differentiable twice
   ``0F1(; v+1; z^2/4)``; it is 0 at ``z = 0``, about ``z^2 / (4(v+1))`` for small ``z``, and its
   derivative is exactly ``ive_ratio(v, z)``. The vMF log-normaliser, entropy and KL are written with it,
   so that they keep every digit at small concentration, where the textbook formula subtracts two
-  large numbers.
+  large numbers;
+- :func:`log_ive_normalized` ``(v, z) = log_iv_normalized(v, z) - z`` and :func:`ive_ratio_complement`
+  ``(v, z) = 1 - ive_ratio(v, z)``, formed without those subtractions: at large ``z`` they are about
+  ``-(v + 1/2) log z`` and ``(v + 1/2) / z``, and the subtraction keeps no digit of them from ``z`` of
+  about ``1e16`` on. The vMF log-density near its mode and the KL divergences at large concentration
+  are written with them.
 
-Method (chosen for accuracy over the whole range ``v in [0, 1e4]``, ``z in [0, 1e7]``):
+Method (chosen for accuracy over ``v in [0, 1e4]`` and every ``z`` from 0 to the largest float):
 
 1. Series region, ``z^2 / (4 (v + 1)) <= 8`` or ``sqrt(v^2 + z^2) < 18``: the power series
    ``I_v(z) = (z/2)^v / Gamma(v+1) * sum_j (z^2/4)^j / (j! (v+1)_j)`` has positive terms only, so it is
@@ -29,25 +34,28 @@ Method (chosen for accuracy over the whole range ``v in [0, 1e4]``, ``z in [0, 1
    comes from the same expansion at order ``v + 1``: ``log I_v = log I_{v+1} - log R``.
 
 One evaluation gives every quantity of one ``(v, z)`` pair at once (:func:`bessel_terms`); the
-von Mises-Fisher distribution shares it between its sampler's gradient and its KL divergence
-(:func:`kl_to_uniform`, value ``z R - log 0F1`` and derivative ``z R'`` from the same terms). At the
+von Mises-Fisher distribution shares it between its sampler's gradient, its log-density and its KL
+divergences (:func:`kl_to_uniform`, value ``z R - log 0F1`` and derivative ``z R' = R N`` from the same
+terms; :func:`term_of` for the others). At the
 batch sizes of training every tensor operation costs microseconds of dispatch, more than its
 arithmetic, so the evaluation is written in few operations: cached coefficients for an order given as a
 number, both regions merged in one operation, power sums formed directly where that is cheaper.
 
 All arithmetic runs in float64 (float32 on Apple MPS, which has no float64) and the result is cast back
 to the input dtype. Results: ``log_ive(v, 0) = 0`` for ``v = 0`` and ``-inf`` for ``v > 0`` (the exact
-value, ``I_v(0) = 0``); ``ive_ratio(v, 0) = 0``; ``log_iv_normalized(v, 0) = 0``.
+value, ``I_v(0) = 0``); ``ive_ratio(v, 0) = 0``; ``log_iv_normalized(v, 0) = 0``. Values too small for
+the dtype (``R'`` of about ``(v + 1/2) / z^2`` from ``z`` of about ``1e154`` on in float64) underflow to
+subnormal numbers or 0, no earlier: products are formed in the order that keeps them representable.
 
-Derivatives (custom autograd; the first derivatives below are evaluated without cancellation, and
-second derivatives come from differentiating them, so they are finite and consistent but can lose
-relative accuracy where a second derivative is tiny next to its terms, e.g. ``d^2R/dz^2`` at large ``z``):
-``d/dz log_ive = R + v/z - 1``, ``d/dz log_iv_normalized = R``,
-``d/dz R = (1 - R)(1 + R) - (2v + 1) R / z`` with ``R / z -> 1 / (2(v+1))`` at ``z = 0``.
-Derivatives in ``v`` are not provided (``v`` is a fixed order in every use here).
+Derivatives (custom autograd; every first derivative is evaluated without cancellation):
+``d/dz log_ive = v/z - (1 - R)``, ``d/dz log_iv_normalized = R``, ``d/dz log_ive_normalized = -(1 -
+R)``, ``d/dz R = (1 - R)(1 + R) - (2v + 1) R / z = (R / z) N``, with ``R / z -> 1 / (2(v+1))`` and ``N ->
+1`` at ``z = 0``; the second derivative ``R''`` from the Riccati equation, ``(R / z)((2v + 1)(1 - N) / z -
+2 R N)``, and at large ``z`` from the asymptotic series (step 3), whose terms do not cancel. Third
+derivatives are not provided, nor derivatives in ``v`` (a fixed order in every use here).
 
 References:
-    NIST Digital Library of Mathematical Functions, sections 10.25, 10.29, 10.41.
+    NIST Digital Library of Mathematical Functions, sections 10.25, 10.29, 10.40, 10.41.
     D. E. Amos (1974), Computation of modified Bessel functions and their ratios, Math. Comp. 28.
     F. W. J. Olver (1997), Asymptotics and Special Functions, chapter 10.
 """
@@ -57,13 +65,21 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-__all__ = ["ive_ratio", "log_iv_normalized", "log_ive"]
+__all__ = [
+    "ive_ratio",
+    "ive_ratio_complement",
+    "log_iv_normalized",
+    "log_ive",
+    "log_ive_normalized",
+]
 
 _SERIES_MAX_C = 8.0  # the series is also used wherever c = z^2 / (4 (v + 1)) <= 8 ...
 _DEBYE_MIN_RHO = 18.0  # ... and wherever sqrt(v^2 + z^2) < 18; there c < 18^2 / 4 = 81
@@ -154,37 +170,46 @@ def _divide_by_p_power(a: _Poly, k: int) -> _Poly:
 
 
 @lru_cache(maxsize=1)
-def _debye_coefficient_tables() -> tuple[list[list[float]], list[list[float]]]:
-    """Coefficient tables ``[power of p][k]`` for ``u_k / p^k`` and ``(v_k - u_k) / p^k``.
+def _debye_coefficient_tables() -> tuple[list[list[float]], list[list[float]], list[list[float]]]:
+    """Coefficient tables ``[power of p][k]`` for ``u_k / p^k``, ``d_k / p^k`` and ``x_k``.
 
-    Each entry is the exact rational coefficient rounded once to float64 (an integer true division is
-    correctly rounded).
+    With ``d_k = v_k - u_k``, ``x_k = u_k / p^k + 2 d_(k+1) / p^(k+1)``: the coefficients of
+    ``S_u + 2 rho S_d = sum_k x_k(p) / rho^k``, whose constant term ``1 + 2 d_1 / p = p^2`` is formed
+    exactly here (``d_1 = -p (1 - p^2) / 2``), not by subtracting ``1`` from a sum of order one at run
+    time (see :func:`_debye`). Each entry is the exact rational coefficient rounded once to float64 (an
+    integer true division is correctly rounded).
     """
-    us, vs = _debye_polynomials(_DEBYE_TERMS)
-    degree = 2 * (_DEBYE_TERMS - 1) + 1
+    us, vs = _debye_polynomials(_DEBYE_TERMS + 1)
+    ds = [_poly_add(vs[k], _poly_mul(([-1], 1), us[k])) for k in range(_DEBYE_TERMS + 1)]
+    degree = 2 * _DEBYE_TERMS + 1  # x_k / p^0 .. p^(2k + 2)
     u_table = [[0.0] * _DEBYE_TERMS for _ in range(degree)]
     d_table = [[0.0] * _DEBYE_TERMS for _ in range(degree)]
+    x_table = [[0.0] * _DEBYE_TERMS for _ in range(degree)]
     for k in range(_DEBYE_TERMS):
         u_num, u_den = _divide_by_p_power(us[k], k)
-        d_num, d_den = _divide_by_p_power(_poly_add(vs[k], _poly_mul(([-1], 1), us[k])), k)
+        d_num, d_den = _divide_by_p_power(ds[k], k)
+        x_num, x_den = _poly_add(
+            (u_num, u_den), _poly_mul(([2], 1), _divide_by_p_power(ds[k + 1], k + 1))
+        )
         for j, c in enumerate(u_num):
             u_table[j][k] = c / u_den
         for j, c in enumerate(d_num):
             d_table[j][k] = c / d_den
-    return u_table, d_table
+        for j, c in enumerate(x_num):
+            x_table[j][k] = c / x_den
+    return u_table, d_table, x_table
 
 
-_TABLE_CACHE: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
+_TABLE_CACHE: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
 
-def _tables(dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+def _tables(dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The three tables of :func:`_debye_coefficient_tables` stacked ``(power of p, k, 3)`` (cached)."""
     key = (dtype, device)
     if key not in _TABLE_CACHE:
-        u_table, d_table = _debye_coefficient_tables()
-        _TABLE_CACHE[key] = (
-            torch.tensor(u_table, dtype=dtype, device=device),
-            torch.tensor(d_table, dtype=dtype, device=device),
-        )
+        _TABLE_CACHE[key] = torch.tensor(
+            _debye_coefficient_tables(), dtype=dtype, device=device
+        ).permute(1, 2, 0)
     return _TABLE_CACHE[key]
 
 
@@ -297,28 +322,28 @@ def _debye_collapsed(
 
     For one order ``nu``, ``p^j / rho^k = nu^j / rho^(j + k)`` (``p = nu / rho``), so both double sums
     of :func:`_debye_sums` are single power series in ``1 / rho``: the same terms, summed in another
-    order. ``T`` stacks the ``u`` and ``v - u`` tables. Returns the constant terms ``C[0]`` ``(2,)``,
-    the others ``C[1:]`` (only the first ``n_terms`` of them, if given) and ``nu`` as a 0-dimensional
-    tensor.
+    order. ``T`` stacks the ``u``, ``v - u`` and ``x`` tables (:func:`_debye_coefficient_tables`).
+    Returns the constant terms ``C[0]`` ``(3,)`` (``(1, 0, 0)``), the others ``C[1:]`` (only the first
+    ``n_terms`` of them, if given) and ``nu`` as a 0-dimensional tensor.
     """
     if n_terms is not None:
         constant, coef, nu_tensor = _debye_collapsed(nu, dtype, device)
         return constant, _column_major(coef[:n_terms]), nu_tensor
-    u_table, d_table = _tables(torch.float64, torch.device("cpu"))
-    table = torch.stack([u_table, d_table], dim=-1)  # (power of p, k, 2)
+    table = _tables(torch.float64, torch.device("cpu"))  # (power of p, k, 3)
     n_p, n_k = table.shape[:2]
     weighted = table * torch.tensor(float(nu), dtype=torch.float64).pow(
         torch.arange(n_p, dtype=torch.float64)
     ).reshape(n_p, 1, 1)
     index = (torch.arange(n_p).unsqueeze(-1) + torch.arange(n_k)).reshape(-1)
-    collapsed = torch.zeros(n_p + n_k - 1, 2, dtype=torch.float64)
-    collapsed.index_add_(0, index, weighted.reshape(-1, 2))
+    collapsed = torch.zeros(n_p + n_k - 1, 3, dtype=torch.float64)
+    collapsed.index_add_(0, index, weighted.reshape(-1, 3))
     collapsed = collapsed.to(dtype=dtype, device=device)
     return collapsed[0], _column_major(collapsed[1:]), torch.tensor(nu, dtype=dtype, device=device)
 
 
 # the collapsed Debye sums drop their terms beyond the n-th where, from the smallest rho of the batch
-# on, the left-out terms add less than this to S_u and to rho S_d (both of order 1 in the results)
+# on, the left-out terms add less than this to S_u, to rho S_d (both of order 1 in the results) and to
+# rho (S_u + 2 rho S_d), whose terms enter the elasticity of the ratio, of order 1 / rho at large rho
 _DEBYE_TAIL = 1e-17
 
 
@@ -335,7 +360,8 @@ def _debye_radii(nu: float) -> tuple[float, ...]:
     sums of order ``nu`` suffice (:func:`_debye_terms`); non-increasing in ``n``.
 
     With ``C[k]`` the coefficients of :func:`_debye_collapsed`, the left-out terms are bounded by
-    ``sum_(k > n) |C_u[k]| rho^-k`` in ``S_u`` and ``sum_(k > n) |C_d[k]| rho^(1-k)`` in ``rho S_d``, both
+    ``sum_(k > n) |C_u[k]| rho^-k`` in ``S_u``, ``sum_(k > n) |C_d[k]| rho^(1-k)`` in ``rho S_d`` and
+    ``sum_(k > n) |C_x[k]| rho^(1-k)`` in ``rho X``, ``X = S_u + 2 rho S_d`` (see :func:`_debye`), all
     falling with ``rho`` (``k >= 2``). They are evaluated for every ``n`` at once on a grid of ``rho``
     (``_DEBYE_RADIUS_GRID``, 4.5% apart: a grid point is at most 4.5% beyond the exact radius), and
     the radius is the first grid point from which the larger stays below ``_DEBYE_TAIL``. The last
@@ -345,10 +371,11 @@ def _debye_radii(nu: float) -> tuple[float, ...]:
     n_coef = coef.shape[0]
     rho = torch.tensor(_DEBYE_RADIUS_GRID, dtype=torch.float64)
     power = torch.arange(1, n_coef + 1, dtype=torch.float64)  # row k - 1: the power rho^-k
-    # (grid, k, 2): |C_u[k]| rho^-k and |C_d[k]| rho^(1-k), from logarithms (no overflow of rho^k)
+    # (grid, k, 3): |C_u[k]| rho^-k, |C_d[k]| rho^(1-k) and |C_x[k]| rho^(1-k), from logarithms (no
+    # overflow of rho^k)
     log_terms = (
         coef.abs().log()
-        - (power.unsqueeze(-1) - torch.tensor([0.0, 1.0])) * rho.log()[:, None, None]
+        - (power.unsqueeze(-1) - torch.tensor([0.0, 1.0, 1.0])) * rho.log()[:, None, None]
     )
     terms = log_terms.exp()
     # tails[:, n - 1]: the terms beyond the n-th, summed from the smallest up
@@ -379,11 +406,14 @@ def _debye_terms(nu: float, rho_min: float) -> int:
 
 def _debye_sums(
     nu: Tensor | float, z: Tensor, rho_min: float | None = None, plan: OrderPlan | None = None
-) -> tuple[Tensor, Tensor, Tensor]:
-    """``rho = sqrt(nu^2 + z^2)``, ``S_u = sum_k u_k(p) / nu^k`` and ``S_d = sum_k (v_k - u_k)(p) / nu^k``.
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``rho = sqrt(nu^2 + z^2)``, ``S_u = sum_k u_k(p) / nu^k``, ``S_d = sum_k (v_k - u_k)(p) / nu^k`` and
+    ``X = S_u + 2 rho S_d``.
 
     Written as series in ``1/rho`` with ``p = nu / rho`` (``u_k(p) / nu^k = (u_k(p) / p^k) / rho^k``);
-    for one order given as a Python number, as one power series in ``1 / rho``
+    ``X`` from the coefficients ``x_k`` of :func:`_debye_coefficient_tables`, whose constant term ``p^2``
+    is exact (the ``1`` of ``S_u`` and the ``-1`` of ``2 rho S_d`` cancel in the coefficients, not in the
+    sums). For one order given as a Python number, as one power series in ``1 / rho``
     (:func:`_debye_collapsed`), of which only the terms that matter from ``rho_min`` on (a lower bound
     of ``rho`` over ``z``, if given) are summed (:func:`_debye_terms`); or those of ``plan``
     (:func:`order_plan`, whose ``v + 1`` is ``nu``).
@@ -396,15 +426,16 @@ def _debye_sums(
             constant, coef, nu_tensor = _debye_collapsed(nu, z.dtype, z.device, n_terms)
         rho = torch.hypot(z, nu_tensor)
         sums = _power_sum(rho.reciprocal(), coef) + constant
-        return rho, sums[..., 0], sums[..., 1]
-    u_table, d_table = _tables(z.dtype, z.device)
+        s_u, s_d, s_x = sums.unbind(-1)  # one operation for the three
+        return rho, s_u, s_d, s_x
+    table = _tables(z.dtype, z.device)  # (power of p, k, 3)
+    n_p, n_k = table.shape[:2]
     rho = torch.hypot(nu, z)
     p = nu / rho
-    p_pows = _powers(p, u_table.shape[0])
-    r_pows = _powers(1.0 / rho, _DEBYE_TERMS)
-    s_u = ((p_pows @ u_table) * r_pows).sum(-1)
-    s_d = ((p_pows @ d_table) * r_pows).sum(-1)
-    return rho, s_u, s_d
+    by_k = (_powers(p, n_p) @ table.reshape(n_p, -1)).unflatten(-1, (n_k, 3))
+    sums = (by_k * _powers(1.0 / rho, n_k).unsqueeze(-1)).sum(-2)
+    s_u, s_d, s_x = sums.unbind(-1)
+    return rho, s_u, s_d, s_x
 
 
 _SERIES_SCALE = 81.0  # largest c = z^2 / (4 (v + 1)) in the series region
@@ -506,8 +537,11 @@ def _series_threshold(v: float) -> float:
 # evaluating each region on every element.
 _MERGE_BY_WHERE_MAX_ELEMENTS = 512
 
-# Rows of the stacked values that the region functions return, in this order
-_RATIO, _COMPLEMENT, _RATIO_OVER_Z, _LOG_IVE, _LOG_NORMALIZED = range(5)
+# Rows of the stacked values that the region functions return, in this order (the first four always,
+# the last four with the logarithms)
+_RATIO, _COMPLEMENT, _RATIO_OVER_Z, _ELASTICITY = range(4)
+_LOG_IVE, _LOG_NORMALIZED, _LOG_SCALED, _KL = range(4, 8)
+_ROWS_WITHOUT_LOG, _ROWS_WITH_LOG = 4, 8
 
 
 def _series(
@@ -517,9 +551,11 @@ def _series(
     n_terms: int = _SERIES_TERMS,
     plan: OrderPlan | None = None,
 ) -> Tensor:
-    """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``), stacked ``(3 or 5, *z.shape)``.
+    """Power-series values (valid for ``c = z^2 / (4(v+1)) <= 81``), stacked ``(4 or 8, *z.shape)``.
 
-    Rows: ``R``, ``1 - R``, ``R / z`` and, ``with_log``, ``log_ive``, ``log_normalized``.
+    Rows: ``R``, ``1 - R``, ``R / z``, the elasticity ``N = z R' / R`` and, ``with_log``, ``log_ive``,
+    ``g = log_normalized``, ``g - z`` and ``KL = z R - g`` (see :class:`BesselTerms`); ``N = (1 - R)(1 +
+    R) / (R / z) - (2v + 1)`` from ``R' = (1 - R)(1 + R) - (2v + 1) R / z``, 1 at ``z = 0``.
     ``0F1(; v+1; z^2/4) - 1 = sum_{j >= 1} (c / 81)^j d_j``, with powers of ``c / 81 <= 1``; ``v`` is
     one order as a Python number (the usual case: the coefficients are cached), one order as a
     0-dimensional tensor (the sums are then one power sum, :func:`_power_sum`), or one order per
@@ -546,12 +582,20 @@ def _series(
     tail_v, tail_v1 = tails[..., 0], tails[..., 1]
     ratio_over_z = (1 + tail_v1) / ((2 * (v + 1)) * (1 + tail_v))
     ratio = z * ratio_over_z
-    rows = [ratio, 1 - ratio, ratio_over_z]
+    complement = 1 - ratio
+    # (1 - R)(1 + R) / (R / z) - (2v + 1), in three operations
+    elasticity = torch.addcmul(complement, complement, ratio).div_(ratio_over_z).sub_(2 * v + 1)
+    rows = [ratio, complement, ratio_over_z, elasticity]
     if with_log:
         log_normalized = torch.log1p(tail_v)
         # xlogy(v, z) - v log 2 rather than xlogy(v, z / 2): z / 2 underflows for subnormal z
         log_half_z_pow = torch.xlogy(v, z) - v * math.log(2)
-        rows += [log_normalized + log_half_z_pow - lgamma - z, log_normalized]
+        rows += [
+            log_normalized + log_half_z_pow - lgamma - z,
+            log_normalized,
+            log_normalized - z,
+            z * ratio - log_normalized,
+        ]
     return torch.stack(rows)
 
 
@@ -565,24 +609,47 @@ def _debye(
     """Uniform-expansion values (valid for ``sqrt(v^2 + z^2) >= 18``, so ``z > 0``), stacked like :func:`_series`.
 
     ``v`` is one order per element of ``z``, or one order as a Python number. Everything comes from
-    the expansions of ``I_mu`` and ``I'_mu`` at ``mu = v + 1`` (one evaluation of the Debye sums):
-    ``I_v / I_mu = I'_mu / I_mu + mu / z = (rho S + mu) / z`` with ``S = S_v / S_u = 1 + S_d / S_u``, so
-    ``R = z / (rho S + mu)`` and ``1 - R = (mu^2 / (rho + z) + mu + rho S_d / S_u) / (rho S + mu)``
-    (``rho - z = mu^2 / (rho + z)``, no cancellation); ``log I_mu(z) e^-z`` is DLMF 10.41.3,
-    ``mu eta - z - log(2 pi rho) / 2 + log S_u`` with ``mu eta - z = mu^2 / (rho + z) - mu asinh(mu / z)``,
-    and ``log I_v = log I_mu - log R``. ``rho_min``: a lower bound of ``sqrt(mu^2 + z^2)`` over ``z``, if
-    known (fewer terms of the sums, :func:`_debye_terms`). ``plan``: the constants of the order ``v`` (a
-    number) from :func:`order_plan`, whose Debye terms then replace ``rho_min``'s.
+    the expansions of ``I_mu`` and ``I'_mu`` at ``mu = v + 1`` (one evaluation of the Debye sums,
+    DLMF 10.41.3 and 10.41.4):
+    ``I_v / I_mu = I'_mu / I_mu + mu / z = (rho S + mu) / z`` with ``S = S_v / S_u = 1 + delta``,
+    ``delta = S_d / S_u``, so ``R = z / (rho S + mu)`` and ``1 - R = (mu^2 / (rho + z) + mu + rho delta) /
+    (rho S + mu)`` (``rho - z = mu^2 / (rho + z)``, no cancellation); ``log I_mu(z) e^-z`` is DLMF
+    10.41.3, ``mu eta - z - log(2 pi rho) / 2 + log S_u`` with ``mu eta - z = mu^2 / (rho + z) - mu
+    asinh(mu / z)``, and ``log I_v = log I_mu - log R``.
+
+    The elasticity ``N = z R' / R``: with ``R' = (1 - R)(1 + R) - (2 mu - 1) R / z`` and ``z / R = rho S +
+    mu``, ``N = (rho - z)(1 + R) + (1 + 2 rho delta) - (1 - R)(mu + rho delta)``. At large ``rho`` the
+    first three terms of ``R'`` are each of order ``1 / z`` and ``R'`` of order ``1 / z^2``; here the
+    part that cancels, ``1 + 2 rho delta = X / S_u``, comes from ``X = S_u + 2 rho S_d`` whose constant
+    term cancels exactly in its coefficients (:func:`_debye_sums`), and what is left loses at most a
+    factor of about ``mu`` (terms of order ``mu^2 / rho``, a result of order ``mu / rho``), not ``rho``.
+
+    ``g - z = log_ive - v log z + v log 2 + lgamma(v + 1)`` (``g`` the log of ``0F1``) is formed without
+    adding ``z``, and ``KL = z R - g = -(g - z) - z (1 - R)`` with ``z (1 - R) = R (mu^2 / (rho + z) + mu +
+    rho delta)``: both keep their relative accuracy at any ``z``, where ``z R`` and ``g`` agree to every
+    digit from ``z`` of about ``1e16`` on. ``rho_min``: a lower bound of ``sqrt(mu^2 + z^2)`` over
+    ``z``, if known (fewer terms of the sums, :func:`_debye_terms`). ``plan``: the constants of the
+    order ``v`` (a number) from :func:`order_plan`, whose Debye terms then replace ``rho_min``'s.
     """
     mu = v + 1
-    rho, s_u, s_d = _debye_sums(mu, z, rho_min, plan)
+    rho, s_u, s_d, s_x = _debye_sums(mu, z, rho_min, plan)
     delta = s_d / s_u
     denom = rho * (1 + delta) + mu
-    rho_minus_z = mu * mu / (rho + z)
+    # rho - z = mu^2 / (rho + z), with (rho + z) / 2 as lerp(rho, z, 1/2): rho + z overflows from z of
+    # about 9e307 on, and the elasticity needs rho - z (of order mu^2 / z) there too
+    rho_minus_z = (0.5 * mu * mu) / torch.lerp(rho, z, 0.5)
     ratio = z / denom
-    complement = (rho_minus_z + mu + rho * delta) / denom
+    rho_delta = rho * delta
+    numerator = rho_minus_z + mu + rho_delta  # z (1 - R) / R
+    complement = numerator / denom
+    # (rho - z)(1 + R) + X / S_u - (1 - R)(mu + rho delta), in four operations
+    elasticity = (
+        torch.addcmul(rho_minus_z, rho_minus_z, ratio)
+        .addcdiv_(s_x, s_u)
+        .addcmul_(complement, rho_delta + mu, value=-1)
+    )
     inv_z = z.reciprocal()
-    rows = [ratio, complement, ratio * inv_z]
+    rows = [ratio, complement, ratio * inv_z, elasticity]
     if with_log:
         # log I_v e^-z = (mu eta - z) + log(S_u / (R sqrt(rho))) - log(2 pi) / 2: one logarithm of a
         # product of positive factors in place of three
@@ -592,12 +659,14 @@ def _debye(
             + torch.log(s_u / (ratio * rho.sqrt()))
             - 0.5 * math.log(2 * math.pi)
         )
-        # log 0F1 = log I_v e^-z + z - v log z + (v log 2 + lgamma(v + 1))
+        # log 0F1 - z = log I_v e^-z - v log z + (v log 2 + lgamma(v + 1))
         if isinstance(v, Tensor):
             constant: Tensor | float = v * math.log(2) + torch.lgamma(v + 1)
         else:
             constant = v * math.log(2) + (_lgamma(v + 1) if plan is None else plan.lgamma)
-        rows += [log_ive, (log_ive + z) - v * torch.log(z) + constant]
+        log_scaled = log_ive - v * torch.log(z) + constant
+        kl = torch.addcmul(log_scaled, ratio, numerator).neg_()
+        rows += [log_ive, log_scaled + z, log_scaled, kl]
     return torch.stack(rows)
 
 
@@ -638,7 +707,7 @@ class _BesselValues:
         if v_number is None and v.dim() == 0 and on_cpu:
             v_number = float(v)  # no wait on the CPU; a number and a 0-dim order give equal results
         v_full = self.v if v_number is not None else self.v.expand(shape).reshape(-1)
-        n_rows = 5 if with_log else 3
+        n_rows = _ROWS_WITH_LOG if with_log else _ROWS_WITHOUT_LOG
         if z.numel() == 0:
             values = z.new_empty(n_rows, 0)
         elif on_cpu:
@@ -648,9 +717,9 @@ class _BesselValues:
         if values.shape[1:] != shape:
             values = values.reshape(n_rows, *shape)
         rows = values.unbind(0)
-        self.ratio, self.complement, self.ratio_over_z = rows[:3]
+        self.ratio, self.complement, self.ratio_over_z, self.elasticity = rows[:_ROWS_WITHOUT_LOG]
         if with_log:
-            self.log_ive, self.log_normalized = rows[3:]
+            self.log_ive, self.log_normalized, self.log_scaled, self.kl = rows[_ROWS_WITHOUT_LOG:]
 
     @staticmethod
     def _in_series(v: Tensor, z: Tensor) -> Tensor:
@@ -690,7 +759,7 @@ class _BesselValues:
         v_s: Tensor | float = v[series_idx] if v_number is None else v_number
         v_d: Tensor | float = v[debye_idx] if v_number is None else v_number
         c_max = float((z_s * z_s / (4 * (v_s + 1))).max())
-        values = z.new_empty(5 if with_log else 3, z.numel())
+        values = z.new_empty(_ROWS_WITH_LOG if with_log else _ROWS_WITHOUT_LOG, z.numel())
         n_terms = _series_terms(c_max, v_number)
         values[:, series_idx] = _series(v_s, z_s, with_log, n_terms)
         values[:, debye_idx] = _debye(v_d, z_d, with_log)
@@ -752,7 +821,7 @@ def merged_values(z: Tensor, with_log: bool, plan: OrderPlan) -> Tensor:
     No data-dependent branch and no host round trip: what accelerators run, and what
     ``torch.compile`` can fuse into one kernel (``spherevae.distributions._fused``). The Debye
     region's placeholder argument 18 keeps its values finite where the series is taken. Returns the
-    rows of :func:`_series`, ``(3 or 5, *z.shape)``.
+    rows of :func:`_series`, ``(4 or 8, *z.shape)``.
     """
     in_series = z <= plan.threshold
     z_series = torch.where(in_series, z, 0.0)
@@ -799,79 +868,219 @@ def _order_tensor(v: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     return torch.tensor(v, dtype=dtype, device=device)
 
 
-def _ratio_derivative(
-    v: Tensor | float, ratio: Tensor, complement: Tensor, ratio_over_z: Tensor
-) -> Tensor:
-    """``dR/dz = (1 - R)(1 + R) - (2v + 1) R / z``; ``(1 - R)`` from its cancellation-free value."""
-    return complement * (1 + ratio) - (2 * v + 1) * ratio_over_z
+def _ratio_derivative(ratio_over_z: Tensor, elasticity: Tensor) -> Tensor:
+    """``dR/dz = (R / z) N`` from the elasticity ``N = z R' / R`` (formed without cancellation)."""
+    return ratio_over_z * elasticity
 
 
-def _differentiable_ratio_derivative(
-    v: Tensor, z: Tensor, complement: Tensor, ratio_over_z: Tensor, v_number: float | None
-) -> Tensor:
-    """``dR/dz`` as a function of ``z`` for a double backward, from the no-grad ``1 - R`` and ``R / z``.
+# the asymptotic series of 1 - R in powers of 1 / z (_far_series) keeps this many terms
+_FAR_TERMS = 24
+# ... and serves the second derivatives from the z at which its first left-out term is below this
+# fraction of its first term, and none of its terms is larger than the first
+_FAR_TAIL = 1e-17
+# from 25 to 2.5e21, 12% apart: below 25 the exponentially small part of I_v (relative e^(-2z)),
+# which no power of 1 / z holds, is above 1e-17 of R''
+_FAR_GRID = [25.0 * 10.0 ** (k / 20) for k in range(0, 20 * 20)]
 
-    ``R`` is :class:`_IveRatio` itself, so that its derivative is ``dR/dz``; ``1 - R`` keeps the value
-    formed without cancellation and gets the derivative ``-dR/dz`` through ``R``; ``R / z`` is
-    ``R / z`` for ``z > 0`` and its saved limit (slope 0) at ``z = 0``.
+
+@lru_cache(maxsize=64)
+def _far_series(v: float) -> tuple[list[Fraction], float]:
+    """Coefficients ``a_1 .. a_(K+1)`` of ``1 - R(z) ~ sum_k a_k z^-k`` (exact) and the ``z`` from which the
+    first ``K = _FAR_TERMS`` serve the second derivatives (:func:`_second_derivative`).
+
+    ``c = 1 - R`` solves the Riccati equation ``c' = -c (2 - c) + (2v + 1)(1 - c) / z`` (from ``R' = 1 -
+    R^2 - (2v + 1) R / z``); with ``h = v + 1/2`` the powers of ``1 / z`` give ``a_1 = h`` and ``a_(n+1) =
+    (sum_(i + j = n + 1) a_i a_j + (n - 2h) a_n) / 2``: the Hankel expansion (DLMF 10.40.1) of the ratio,
+    exact rationals for an order that is a float. The series diverges; it is used where its terms fall
+    fast: from the first ``z`` of a grid (12% apart) at which ``(K + 1)(K + 2) |a_(K+1)| z^-K`` is below
+    ``_FAR_TAIL`` of ``2 a_1`` and no weighted term ``k (k + 1) |a_k| z^(1-k)`` exceeds it (about ``4.5 v``
+    for large orders, 32 for small ones, never below 25).
     """
-    ratio = _IveRatio.apply(v, z, v_number)
-    complement = complement - (ratio - ratio.detach())
-    z_safe = torch.where(z > 0, z, torch.ones_like(z))
-    ratio_over_z = torch.where(z > 0, ratio / z_safe, ratio_over_z)
-    return _ratio_derivative(v, ratio, complement, ratio_over_z)
+    h = Fraction(v) + Fraction(1, 2)
+    a = [h]
+    for n in range(1, _FAR_TERMS + 1):
+        products = sum((a[i - 1] * a[n - i] for i in range(1, n + 1)), Fraction(0))
+        a.append((products + (n - 2 * h) * a[n - 1]) / 2)
+
+    def log_abs(x: Fraction) -> float:
+        return -math.inf if x == 0 else math.log(abs(x.numerator)) - math.log(x.denominator)
+
+    logs = [log_abs(x) + math.log(k * (k + 1)) for k, x in enumerate(a, start=1)]
+    for z in _FAR_GRID:
+        log_z = math.log(z)
+        rel = [logs[k - 1] - (k - 1) * log_z - logs[0] for k in range(1, _FAR_TERMS + 2)]
+        if rel[-1] <= math.log(_FAR_TAIL) and max(rel[:-1]) <= 1e-12:
+            return a, z
+    return a, math.inf
+
+
+@lru_cache(maxsize=64)
+def _far_coefficients(v: float, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``(K, 2)``: ``k (k + 1) a_k`` and ``k^2 a_k`` (:func:`_far_series`), each rounded once."""
+    a, _ = _far_series(v)
+    rows = [[float(k * (k + 1) * x), float(k * k * x)] for k, x in enumerate(a[:-1], start=1)]
+    return _column_major(torch.tensor(rows, dtype=dtype, device=device))
+
+
+def _second_derivative(
+    v: Tensor,
+    z: Tensor,
+    ratio: Tensor,
+    ratio_over_z: Tensor,
+    elasticity: Tensor,
+    v_number: float | None,
+    scaled: bool,
+) -> Tensor:
+    """``R''`` (``scaled``: ``(z R')' = R' + z R''``) at ``z`` from the no-grad values there.
+
+    From ``R' = (R / z) N`` and the Riccati equation, ``R'' = -2 R R' - (2v + 1)(R' / z - R / z^2) = (R /
+    z) ((2v + 1)(1 - N) / z - 2 R N)``, 0 at ``z = 0``. Its two terms agree to about ``h / z`` of
+    themselves at large ``z`` (``h = v + 1/2``), so for one order given as a number, from the ``z`` of
+    :func:`_far_series` on (where that loss is at most a factor of about 5), the asymptotic series
+    ``R'' = -sum_k k (k + 1) a_k z^(-k-2)`` and ``(z R')' = -sum_k k^2 a_k z^(-k-1)`` is taken instead.
+    """
+    positive = z > 0
+    z_safe = torch.where(positive, z, 1.0)
+    inner = torch.where(
+        positive, (2 * v + 1) * (1 - elasticity) / z_safe - 2 * ratio * elasticity, 0.0
+    )
+    riccati = ratio_over_z * elasticity + ratio * inner if scaled else ratio_over_z * inner
+    if v_number is None and v.dim() == 0 and v.device.type == "cpu":
+        v_number = float(v)
+    if v_number is None:
+        return riccati
+    _, z_far = _far_series(v_number)
+    if math.isinf(z_far):
+        return riccati
+    y = torch.clamp(z, min=z_far).reciprocal()
+    sums = _power_sum(y, _far_coefficients(v_number, z.dtype, z.device))  # sum_k w_k a_k y^k
+    far = (-(y * y) * sums[..., 0]) if not scaled else (-y * sums[..., 1])
+    return torch.where(z >= z_far, far, riccati)
+
+
+class _RatioDerivative(torch.autograd.Function):
+    """``R'(z)`` (or, ``scaled``, ``z R'(z)``) from saved no-grad values, with the derivative
+    :func:`_second_derivative`: the first derivative of :class:`_IveRatio` (and of
+    :class:`_KlToUniform`) as a function of ``z``, for a double backward. Not differentiable again."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        v: Tensor,
+        z: Tensor,
+        ratio: Tensor,
+        ratio_over_z: Tensor,
+        elasticity: Tensor,
+        scaled: bool,
+        v_number: float | None,
+    ) -> Tensor:
+        ctx.save_for_backward(v, z, ratio, ratio_over_z, elasticity)
+        ctx.scaled, ctx.v_number = scaled, v_number
+        return (ratio if scaled else ratio_over_z) * elasticity
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None, None, None, None, None]:
+        v, z, ratio, ratio_over_z, elasticity = ctx.saved_tensors
+        second = _second_derivative(v, z, ratio, ratio_over_z, elasticity, ctx.v_number, ctx.scaled)
+        return None, grad * second, None, None, None, None, None
+
+
+def _first_derivative(ctx: Any, grad: Tensor) -> Tensor:
+    """``grad R'`` at the saved ``z`` of an autograd function that saved ``(v, z, ratio, ratio_over_z,
+    elasticity)``: through a function of ``z`` (:class:`_RatioDerivative`) when the backward is recorded
+    (a double backward), else as ``(grad (R / z)) N``, in that order: ``R' = (R / z) N`` underflows from
+    ``z`` of about ``1e154`` on, where ``grad R'`` need not (``z`` times it, the KL's derivative)."""
+    v, z, ratio, ratio_over_z, elasticity = ctx.saved_tensors
+    if torch.is_grad_enabled():
+        derivative: Tensor = _RatioDerivative.apply(
+            v, z, ratio, ratio_over_z, elasticity, False, ctx.v_number
+        )
+        return grad * derivative
+    product: Tensor = (grad * ratio_over_z) * elasticity
+    return product
+
+
+def _save_ratio_terms(ctx: Any, v: Tensor, z: Tensor, vals: Any, v_number: float | None) -> None:
+    # the inputs themselves (not copies), so that a double backward reaches z
+    ctx.save_for_backward(v, z, vals.ratio, vals.ratio_over_z, vals.elasticity)
+    ctx.v_number = v_number
 
 
 class _IveRatio(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
         vals = _BesselValues(v, z, with_log=False, v_number=v_number)
-        # save the inputs themselves (not copies) so that double backward reaches z
-        ctx.save_for_backward(v, z, vals.complement, vals.ratio_over_z)
-        ctx.v_number = v_number
+        _save_ratio_terms(ctx, v, z, vals, v_number)
         return vals.ratio
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z, complement, ratio_over_z = ctx.saved_tensors
-        # Rebuild R from the output of this function so that double backward sees its dependence on z;
-        # the saved (1 - R) and R / z get the matching first-order dependence through R.
-        if torch.is_grad_enabled():
-            derivative = _differentiable_ratio_derivative(
-                v, z, complement, ratio_over_z, ctx.v_number
-            )
-        else:
-            derivative = _ratio_derivative(v, z * ratio_over_z, complement, ratio_over_z)
-        return None, grad * derivative, None
+        return None, _first_derivative(ctx, grad), None
+
+
+class _IveRatioComplement(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
+        vals = _BesselValues(v, z, with_log=False, v_number=v_number)
+        _save_ratio_terms(ctx, v, z, vals, v_number)
+        return vals.complement
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
+        return None, -_first_derivative(ctx, grad), None
 
 
 class _LogIvNormalized(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        ctx.save_for_backward(v, z)
+        vals = _BesselValues(v, z, v_number=v_number)
+        ctx.save_for_backward(v, z, vals.ratio)
         ctx.v_number = v_number
-        return _BesselValues(v, z, v_number=v_number).log_normalized
+        return vals.log_normalized
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z = ctx.saved_tensors
-        return None, grad * _IveRatio.apply(v, z, ctx.v_number), None
+        v, z, ratio = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: R as a function of z
+            ratio = _IveRatio.apply(v, z, ctx.v_number)
+        return None, grad * ratio, None
+
+
+class _LogIveNormalized(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
+        vals = _BesselValues(v, z, v_number=v_number)
+        ctx.save_for_backward(v, z, vals.complement)
+        ctx.v_number = v_number
+        return vals.log_scaled
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
+        v, z, complement = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: 1 - R as a function of z
+            complement = _IveRatioComplement.apply(v, z, ctx.v_number)
+        return None, -(grad * complement), None
 
 
 class _LogIve(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        ctx.save_for_backward(v, z)
+        vals = _BesselValues(v, z, v_number=v_number)
+        ctx.save_for_backward(v, z, vals.complement)
         ctx.v_number = v_number
-        return _BesselValues(v, z, v_number=v_number).log_ive
+        return vals.log_ive
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z = ctx.saved_tensors
+        v, z, complement = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: 1 - R as a function of z
+            complement = _IveRatioComplement.apply(v, z, ctx.v_number)
         z_safe = torch.where(z > 0, z, torch.ones_like(z))
-        # d/dz log I_v(z) = R + v / z; at z = 0 this is +inf for v > 0 (log I_v -> -inf) and 0 for v = 0
+        # d/dz log I_v(z) e^-z = v / z - (1 - R); at z = 0 this is +inf for v > 0 (log I_v -> -inf)
+        # and -1 for v = 0
         v_over_z = torch.where(z > 0, v / z_safe, torch.where(v > 0, math.inf, 0.0))
-        return None, grad * (_IveRatio.apply(v, z, ctx.v_number) + v_over_z - 1), None
+        return None, grad * (v_over_z - complement), None
 
 
 def _number(v: Tensor | float) -> float | None:
@@ -892,6 +1101,9 @@ def _apply(fn: Any, v: Tensor | float, z: Tensor | float) -> Tensor:
 
 def log_ive(v: Tensor | float, z: Tensor | float) -> Tensor:
     r"""Log of the exponentially scaled modified Bessel function, ``log(I_v(z) e^{-z})``.
+
+    Its derivative in ``z`` is ``v / z - (1 - R)`` (``R`` = :func:`ive_ratio`, ``1 - R`` formed without
+    cancellation).
 
     Args:
         v: order, ``>= 0``; tensor or float, broadcast against ``z``. Not differentiated.
@@ -916,7 +1128,10 @@ def ive_ratio(v: Tensor | float, z: Tensor | float) -> Tensor:
     r"""Ratio of modified Bessel functions, ``I_{v+1}(z) / I_v(z)``, in ``[0, 1)``.
 
     For a von Mises-Fisher distribution on ``S^{m-1}``, ``A_m(kappa) = ive_ratio(m/2 - 1, kappa)`` is
-    ``E[mu . x]``. Its derivative is ``1 - R^2 - (2v + 1) R / z`` (``= A_m'`` with ``m - 1 = 2v + 1``).
+    ``E[mu . x]``. Its derivative is ``1 - R^2 - (2v + 1) R / z`` (``= A_m'`` with ``m - 1 = 2v + 1``),
+    formed as ``(R / z) N`` from the elasticity ``N = z R' / R`` that the evaluation forms without
+    cancellation (:func:`_debye`); its second derivative, in a double backward, from the asymptotic
+    series of :func:`_far_series` at large ``z``.
 
     Args:
         v: order, ``>= 0``; tensor or float, broadcast against ``z``.
@@ -931,6 +1146,16 @@ def ive_ratio(v: Tensor | float, z: Tensor | float) -> Tensor:
         0.536882412668
     """
     return _apply(_IveRatio, v, z)
+
+
+def ive_ratio_complement(v: Tensor | float, z: Tensor | float) -> Tensor:
+    r"""``1 - I_{v+1}(z) / I_v(z)``, formed without cancellation: about ``(v + 1/2) / z`` at large ``z``,
+    where ``1 - ive_ratio(v, z)`` keeps no digit (from ``z`` of about ``1e16`` on, none at all).
+
+    Its derivative is ``-R'`` (see :func:`ive_ratio`). Arguments and result as :func:`ive_ratio`; 1 at
+    ``z = 0``.
+    """
+    return _apply(_IveRatioComplement, v, z)
 
 
 def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -951,55 +1176,85 @@ def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
     return _apply(_LogIvNormalized, v, z)
 
 
+def log_ive_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
+    r"""``log(Gamma(v+1) (2/z)^v I_v(z) e^{-z}) = log 0F1(; v+1; z^2/4) - z``, which is ``<= 0``.
+
+    :func:`log_iv_normalized` less ``z``, formed without the subtraction at large ``z`` (from the
+    uniform expansion of ``log I_v(z) e^{-z}``), where ``log 0F1`` and ``z`` agree in all their leading
+    digits: about ``-(v + 1/2) log z`` there. The vMF log-density is ``-kappa (1 - mu . x) - (log area +
+    log_ive_normalized(m/2 - 1, kappa))``. Its derivative in ``z`` is ``-(1 - R)`` (see
+    :func:`ive_ratio_complement`). Arguments and result as :func:`log_iv_normalized`; 0 at ``z = 0``.
+    """
+    return _apply(_LogIveNormalized, v, z)
+
+
 class BesselTerms(NamedTuple):
     """No-grad values of one order ``v`` at arguments ``z``, in the working dtype, shape of ``z``.
 
     ``ratio = R = I_{v+1}(z) / I_v(z)``; ``complement = 1 - R``, formed without cancellation;
-    ``ratio_over_z = R / z`` (``1 / (2(v + 1))`` at ``z = 0``); ``log_normalized =
-    log 0F1(; v+1; z^2/4)`` (0 at ``z = 0``), or ``None`` when not asked for.
+    ``ratio_over_z = R / z`` (``1 / (2(v + 1))`` at ``z = 0``); ``log_normalized = g = log 0F1(; v+1;
+    z^2/4)`` (0 at ``z = 0``), or ``None`` when not asked for; ``elasticity = N = z R' / R`` (1 at ``z =
+    0``, about ``(v + 1/2) / z`` at large ``z``), formed without cancellation, so that ``R' = (R / z) N``
+    and ``z R' = R N`` keep their digits and never underflow before the true values do;
+    ``log_scaled = g - z`` and ``kl = z R - g`` (``KL(vMF || uniform)``), each formed without
+    cancellation at small and at large ``z`` (``None`` without the logarithms).
     """
 
     ratio: Tensor
     complement: Tensor
     ratio_over_z: Tensor
     log_normalized: Tensor | None
+    elasticity: Tensor
+    log_scaled: Tensor | None
+    kl: Tensor | None
 
-    def ratio_derivative(self, v: float) -> Tensor:
-        """``dR/dz = (1 - R)(1 + R) - (2v + 1) R / z`` for the order ``v`` of these terms (the variance
-        ``A'`` of ``w = mu . x`` for a vMF), from the cancellation-free ``1 - R``."""
-        return _ratio_derivative(v, self.ratio, self.complement, self.ratio_over_z)
+    def ratio_derivative(self, v: float | None = None) -> Tensor:
+        """``dR/dz = (R / z) N`` (the variance ``A'`` of ``w = mu . x`` for a vMF), from the elasticity
+        (no cancellation); ``v``, the order, is not needed."""
+        return _ratio_derivative(self.ratio_over_z, self.elasticity)
 
     def map(self, fn: Callable[[Tensor], Tensor]) -> BesselTerms:
         """The terms with ``fn`` applied to each (a reshape, an index): ``None`` stays ``None``."""
-        log_normalized = self.log_normalized
-        return BesselTerms(
-            fn(self.ratio),
-            fn(self.complement),
-            fn(self.ratio_over_z),
-            None if log_normalized is None else fn(log_normalized),
-        )
+        fields = [None if x is None else fn(x) for x in self]
+        return BesselTerms(*fields)  # type: ignore[arg-type]
 
     @staticmethod
     def from_rows(values: Tensor) -> BesselTerms:
-        """The terms from the stacked rows ``(5, ...)`` of :func:`merged_values` (with the log)."""
+        """The terms from the stacked rows ``(8, ...)`` of :func:`merged_values` (with the log)."""
         rows = values.unbind(0)  # one operation for all rows
         return BesselTerms(
-            rows[_RATIO], rows[_COMPLEMENT], rows[_RATIO_OVER_Z], rows[_LOG_NORMALIZED]
+            rows[_RATIO],
+            rows[_COMPLEMENT],
+            rows[_RATIO_OVER_Z],
+            rows[_LOG_NORMALIZED],
+            rows[_ELASTICITY],
+            rows[_LOG_SCALED],
+            rows[_KL],
         )
 
 
 def bessel_terms(v: float, z: Tensor, with_log: bool = True) -> BesselTerms:
     """:class:`BesselTerms` of the order ``v`` (a number) at ``z >= 0``, from one Bessel evaluation.
 
-    For the von Mises-Fisher distribution (``v = m/2 - 1``), which needs ``A = R`` and ``1 - A`` in
-    its sampler's gradient and ``A``, ``1 - A`` and the log-normaliser in its KL divergence, at the same
-    concentrations. ``z`` is detached.
+    For the von Mises-Fisher distribution (``v = m/2 - 1``), which needs ``A = R``, ``1 - A`` and ``A'`` in
+    its samplers and their gradient and ``A``, the log-normaliser and the KL divergence to the uniform
+    distribution in its closed forms, at the same concentrations. ``z`` is detached.
     """
     v64, z64, _ = _prepare(v, z.detach() if z.requires_grad else z)  # a detach is an operation
     with torch.no_grad():
         vals = _BesselValues(v64, z64, with_log=with_log, v_number=float(v))
+    if not with_log:
+        return BesselTerms(
+            vals.ratio, vals.complement, vals.ratio_over_z, None, vals.elasticity, None, None
+        )
     return BesselTerms(
-        vals.ratio, vals.complement, vals.ratio_over_z, vals.log_normalized if with_log else None
+        vals.ratio,
+        vals.complement,
+        vals.ratio_over_z,
+        vals.log_normalized,
+        vals.elasticity,
+        vals.log_scaled,
+        vals.kl,
     )
 
 
@@ -1013,7 +1268,7 @@ def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, 
     v64, z64, _ = _prepare(v, z)
     with torch.no_grad():
         vals = _BesselValues(v64, z64.detach(), with_log=False, v_number=_number(v))
-    deriv = _ratio_derivative(vals.v, vals.ratio, vals.complement, vals.ratio_over_z)
+    deriv = _ratio_derivative(vals.ratio_over_z, vals.elasticity)
     return vals.ratio, vals.complement, vals.ratio_over_z, deriv
 
 
@@ -1021,12 +1276,13 @@ class _KlToUniform(torch.autograd.Function):
     """``z R(z) - log 0F1(; v+1; z^2/4)`` from precomputed :class:`BesselTerms`, derivative ``z R'(z)``.
 
     The KL divergence of a vMF on ``S^{m-1}`` (``v = m/2 - 1``, ``z = kappa``) to the uniform
-    distribution: one Bessel evaluation gives its value and its derivative, where the two functions
-    :func:`ive_ratio` and :func:`log_iv_normalized` would evaluate and differentiate twice. ``z`` is
-    in any floating dtype; the arithmetic runs in the terms' (working) dtype and the result is cast
-    back. ``R' = (1 - R)(1 + R) - (2v + 1) R / z`` uses the cancellation-free ``1 - R`` (the derivative
-    of :func:`ive_ratio`); under a double backward ``R'`` is rebuilt as a function of ``z`` as in
-    :class:`_IveRatio`, so that ``d/dz (z R') = R' + z R''`` (``R'(0) = 1 / (2(v + 1))`` at ``z = 0``).
+    distribution: one Bessel evaluation gives its value (the terms' ``kl``, formed without
+    cancellation at small and large ``z``) and its derivative ``z R' = R N`` (from the elasticity, no
+    cancellation, no underflow), where the two functions :func:`ive_ratio` and
+    :func:`log_iv_normalized` would evaluate and differentiate twice. ``z`` is in any floating dtype;
+    the arithmetic runs in the terms' (working) dtype and the result is cast back. Under a double
+    backward ``z R'`` is a function of ``z`` (:class:`_RatioDerivative`) whose derivative is ``R' + z
+    R''`` (``R'(0) = 1 / (2(v + 1))`` at ``z = 0``).
     """
 
     @staticmethod
@@ -1034,46 +1290,125 @@ class _KlToUniform(torch.autograd.Function):
         ctx: Any,
         z: Tensor,
         v: float,
+        kl: Tensor,
         ratio: Tensor,
-        complement: Tensor,
         ratio_over_z: Tensor,
-        log_normalized: Tensor,
+        elasticity: Tensor,
     ) -> Tensor:
-        ctx.save_for_backward(z, ratio, complement, ratio_over_z)
+        ctx.save_for_backward(z, ratio, ratio_over_z, elasticity)
         ctx.v = v
-        # z R in the terms' dtype by type promotion: exact as a conversion, one operation fewer
-        return torch.mul(z, ratio).sub_(log_normalized).to(z.dtype)
+        return kl.to(z.dtype)
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
-        z, ratio, complement, ratio_over_z = ctx.saved_tensors
-        v = ctx.v
-        if torch.is_grad_enabled():  # a double backward: R' as a differentiable function of z
+        z, ratio, ratio_over_z, elasticity = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: z R' as a differentiable function of z
             z_work = z.to(ratio.dtype)
-            derivative = _differentiable_ratio_derivative(
-                z_work.new_tensor(v), z_work, complement, ratio_over_z, v
+            derivative: Tensor = _RatioDerivative.apply(
+                _order_tensor(float(ctx.v), ratio.dtype, ratio.device),
+                z_work,
+                ratio,
+                ratio_over_z,
+                elasticity,
+                True,
+                ctx.v,
             )
-            return (grad * (z_work * derivative)).to(z.dtype), None, None, None, None, None
-        derivative = _ratio_derivative(v, ratio, complement, ratio_over_z)
-        # z R' by type promotion in the terms' dtype (exact as a conversion of z)
-        return (torch.mul(z, derivative).mul_(grad)).to(z.dtype), None, None, None, None, None
+            return (grad * derivative).to(z.dtype), None, None, None, None, None
+        # z R' = R N, in the terms' dtype
+        return (torch.mul(ratio, elasticity).mul_(grad)).to(z.dtype), None, None, None, None, None
 
 
 def kl_to_uniform(v: float, z: Tensor, terms: BesselTerms | None = None) -> Tensor:
     """``z R(z) - log 0F1(; v+1; z^2/4)``: ``KL(vMF(mu, z) || uniform)`` on ``S^{m-1}``, ``v = m/2 - 1``.
 
-    Both terms are ``O(z^2 / (v + 1))`` at small ``z``, so no digits are lost there; exactly 0 at
-    ``z = 0``. Differentiable twice in ``z`` (derivative ``z R'(z)``, formed without cancellation).
+    Both terms are ``O(z^2 / (v + 1))`` at small ``z``, so no digits are lost there; at large ``z`` it is
+    ``-(g - z) - z (1 - R)`` (:func:`_debye`), about ``(v + 1/2) (log(z / (2 pi)) - 1) + log area``
+    less terms of order ``1 / z``; exactly 0 at ``z = 0``. Differentiable twice in ``z`` (derivative
+    ``z R'(z)``, formed without cancellation).
 
     Args:
         v: the order, a number ``>= 0``.
         z: arguments ``>= 0``, any floating dtype (the result has it).
-        terms: ``bessel_terms(v, z)`` if already computed (with ``log_normalized``).
+        terms: ``bessel_terms(v, z)`` if already computed (with the logarithms).
     """
-    if terms is None or terms.log_normalized is None:
+    if terms is None or terms.kl is None:
         terms = bessel_terms(v, z)
-    assert terms.log_normalized is not None
+    assert terms.kl is not None
     out: Tensor = _KlToUniform.apply(
-        z, v, terms.ratio, terms.complement, terms.ratio_over_z, terms.log_normalized
+        z, v, terms.kl, terms.ratio, terms.ratio_over_z, terms.elasticity
+    )
+    return out
+
+
+_TERM_NAMES = ("ratio", "complement", "log_normalized", "log_scaled")
+
+
+class _FromTerms(torch.autograd.Function):
+    """One of ``R``, ``1 - R``, ``g`` and ``g - z`` of precomputed :class:`BesselTerms` as a function of
+    ``z``, with the derivative ``R'``, ``-R'``, ``R`` and ``-(1 - R)`` from the same terms (a function
+    of ``z`` again under a double backward)."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        z: Tensor,
+        v: float,
+        name: str,
+        value: Tensor,
+        ratio: Tensor,
+        complement: Tensor,
+        ratio_over_z: Tensor,
+        elasticity: Tensor,
+    ) -> Tensor:
+        ctx.save_for_backward(z, ratio, complement, ratio_over_z, elasticity)
+        ctx.v, ctx.name = v, name
+        return value.to(z.dtype, copy=True)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None, None, None]:
+        z, ratio, complement, ratio_over_z, elasticity = ctx.saved_tensors
+        v, name = ctx.v, ctx.name
+        derivative: Tensor
+        if torch.is_grad_enabled():  # a double backward: the derivative as a function of z
+            z_work = z.to(ratio.dtype)
+            order = _order_tensor(float(v), ratio.dtype, ratio.device)
+            if name in ("ratio", "complement"):
+                derivative = _RatioDerivative.apply(
+                    order, z_work, ratio, ratio_over_z, elasticity, False, v
+                )
+            elif name == "log_normalized":
+                derivative = _IveRatio.apply(order, z_work, v)
+            else:
+                derivative = _IveRatioComplement.apply(order, z_work, v)
+        elif name in ("ratio", "complement"):
+            # (grad (R / z)) N: R' itself underflows from z of about 1e154 on, grad R' need not
+            scaled = (grad.to(ratio.dtype) * ratio_over_z) * elasticity
+            out = scaled if name == "ratio" else -scaled
+            return out.to(z.dtype), None, None, None, None, None, None, None
+        else:
+            derivative = ratio if name == "log_normalized" else complement
+        if name in ("complement", "log_scaled"):
+            derivative = -derivative
+        return (grad * derivative).to(z.dtype), None, None, None, None, None, None, None
+
+
+def term_of(terms: BesselTerms, name: str, v: float, z: Tensor) -> Tensor:
+    """``terms.<name>`` (``"ratio"``, ``"complement"``, ``"log_normalized"`` or ``"log_scaled"``) of
+    ``bessel_terms(v, z)`` as a differentiable function of ``z`` (twice), in ``z``'s dtype: the value
+    the terms hold, and its derivative from them, without a Bessel evaluation of its own."""
+    if name not in _TERM_NAMES:
+        raise ValueError(f"name must be one of {_TERM_NAMES}, got {name!r}")
+    value = getattr(terms, name)
+    if value is None:
+        raise ValueError(f"the terms have no {name} (bessel_terms(..., with_log=False))")
+    out: Tensor = _FromTerms.apply(
+        z,
+        v,
+        name,
+        value,
+        terms.ratio,
+        terms.complement,
+        terms.ratio_over_z,
+        terms.elasticity,
     )
     return out

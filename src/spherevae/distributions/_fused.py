@@ -97,7 +97,7 @@ class Draw(NamedTuple):
 
 def _placed(t: Tensor, loc: Tensor | None, gauss: Tensor | None) -> Placed | None:
     """:func:`._utils._place` of ``t`` ``(B, n)`` at ``loc`` ``(B, m)`` with ``gauss`` ``(n, B, m)``, as
-    :func:`._utils.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[tiny, 2]``);
+    :func:`._utils.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[0, 2]``);
     ``None`` without ``loc``. Inside a kernel: the placement's forward pass then costs no call of its
     own."""
     if loc is None or gauss is None:
@@ -166,7 +166,7 @@ def _rejection_kernel(
     """One round of ``K`` candidates per sample, the Bessel terms and the slopes.
 
     Shapes: ``kappa`` ``(B,)``, the random numbers of :func:`_draw_uniforms` for ``(K, B, n)``
-    candidates. Returns the Bessel rows ``(5, B)``, the first accepted candidate ``t`` ``(B, n)`` (any
+    candidates. Returns the Bessel rows ``(8, B)``, the first accepted candidate ``t`` ``(B, n)`` (any
     value where there is none), whether there is one ``(B, n)``, the slopes ``(B, n)``, the round's
     acceptance rate ``(B,)`` and the placement (:func:`_placed`).
     """
@@ -174,11 +174,13 @@ def _rejection_kernel(
     log_u = u.log()
     values = merged_values(kappa, True, plan)
     mode = marginal._WOOD if math.isinf(marginal._gamma_threshold(m)) else marginal._MIXED
-    columns = marginal._Proposals.row_constants(kappa.unsqueeze(-1), m, mode)
+    # rows beyond the limit draw at the limit, scaled (marginal.clamp_concentration)
+    kappa_draw, scale = marginal.clamp_concentration(kappa, m)
+    columns = marginal._Proposals.row_constants(kappa_draw.unsqueeze(-1), m, mode)
     t, log_bound = marginal.candidates(mode, columns, m, gamma, normal)
     accepted = log_u <= log_bound
     has, first = accepted.view(torch.uint8).max(0, keepdim=True)
-    value = t.gather(0, first).squeeze(0)
+    value = t.gather(0, first).squeeze(0) * scale.unsqueeze(-1)
     rate = accepted.mean((0, 2), dtype=kappa.dtype)
     slope_t = _slope(value, kappa, m, BesselTerms.from_rows(values), slope)
     return values, value, has.squeeze(0).bool(), slope_t, rate, _placed(value, loc, gauss)
@@ -197,12 +199,14 @@ def _mh_kernel(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
     and the slopes, from the random numbers of :func:`_draw_uniforms` for ``(S + 1, B, n)`` proposals
-    (``S = steps``; the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(5, B)``, ``t`` and the
+    (``S = steps``; the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(8, B)``, ``t`` and the
     slopes ``(B, n)``, the rate ``(B,)`` and the placement (:func:`_placed`)."""
     gamma, normal, u = _variates(m, uniforms, drawn)
     log_u = u[:steps].log()
     values = merged_values(kappa, True, plan)
-    t, rate = marginal.mh_chains(kappa, m, gamma, normal, log_u, marginal._chain_by_steps)
+    kappa_draw, scale = marginal.clamp_concentration(kappa, m)
+    t, rate = marginal.mh_chains(kappa_draw, m, gamma, normal, log_u, marginal._chain_by_steps)
+    t = t * scale.unsqueeze(-1)
     return (
         values,
         t,
@@ -223,10 +227,11 @@ def _inversion_kernel(
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
     """``_NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
 
-    Returns the Bessel rows ``(5, B)``, ``t`` and the slopes ``(B, n)``, and whether the draw must be
-    redone eagerly (a 0-dimensional bool: the last step was above the tolerance, or a quantile is in
-    the far right tail, where the iteration needs a bisection first), for one check outside, and
-    the placement (:func:`_placed`).
+    Returns the Bessel rows ``(8, B)``, ``t`` and the slopes ``(B, n)``, and whether the draw must be
+    redone eagerly (a 0-dimensional bool: the last step was above the tolerance, a quantile is in
+    the far right tail, where the iteration needs a bisection first, or a concentration is beyond
+    :func:`._vmf_marginal.limit_concentration` or NaN), for one check outside, and the placement
+    (:func:`_placed`).
     """
     values = merged_values(kappa, True, plan)
     terms = BesselTerms.from_rows(values)
@@ -235,7 +240,9 @@ def _inversion_kernel(
         state, _ = inversion.newton_step(state, step, measure=False)
     state, last = inversion.newton_step(state, _NEWTON_STEPS - 1)
     assert last is not None
-    redo = (last > inversion._STEP_TOL) | (u > inversion._NEWTON_MAX_U).any()
+    # a concentration beyond the limit (or NaN) is inverted at the limit, by the eager path
+    beyond = (kappa <= marginal.limit_concentration(m)).logical_not().any()
+    redo = (last > inversion._STEP_TOL) | (u > inversion._NEWTON_MAX_U).any() | beyond
     t = inversion.newton_result(state)
     return values, t, _slope(t, kappa, m, terms, slope), redo, _placed(t, loc, gauss)
 

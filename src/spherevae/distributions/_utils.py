@@ -262,7 +262,7 @@ def place_on_sphere(
             graph in that use).
         gauss: the standard Gaussian ``(n, B, m)`` in ``loc``'s dtype, if the caller drew it (else
             drawn here).
-        placed: ``_place(t, loc, gauss, for_backward=True)`` for these ``t`` (clamped to ``[tiny, 2]``
+        placed: ``_place(t, loc, gauss, for_backward=True)`` for these ``t`` (clamped to ``[0, 2]``
             in ``loc``'s dtype), ``loc`` and ``gauss``, if the caller computed it (a compiled kernel of
             :mod:`._fused`): then only the autograd node is added here.
 
@@ -291,8 +291,14 @@ def place_on_sphere(
 
 
 def clamp_one_minus_w(t: Tensor) -> Tensor:
-    """``t = 1 - w`` clamped to ``[tiny, 2]`` in its dtype, as :func:`place_on_sphere` places it."""
-    return t.clamp(min=torch.finfo(t.dtype).tiny, max=2.0)
+    """``t = 1 - w`` clamped to ``[0, 2]``, as :func:`place_on_sphere` places it (NaN stays NaN).
+
+    Not to the smallest normal number: at the largest concentrations ``t`` is of order ``1 / kappa``,
+    below it (``kappa`` beyond about ``1e307`` in float64, ``1e37`` in float32), and a floor there
+    would put every such sample at one distance from the mode; the placement's backward pass handles
+    ``t = 0`` (the pole) on its own.
+    """
+    return t.clamp(min=0.0, max=2.0)
 
 
 def _shaped(x: Tensor, shape: tuple[int, ...]) -> Tensor:

@@ -31,11 +31,15 @@ Why this form:
   operation, and the panel's values are scaled by ``p(theta)``: the panel gives ``T / p(theta)``,
   which is both the Newton step's ``1 / g'`` factor and, through its log, ``g``.
 - ``Z`` has a closed form: ``int_0^pi exp(-kappa (1 - cos theta)) sin^{m-2} theta dtheta = sqrt(pi)
-  Gamma((m-1)/2) / Gamma(m/2) exp(log 0F1(; m/2; kappa^2/4) - kappa)``, from the ``log_normalized`` of
-  :class:`~spherevae.special.BesselTerms` that the distribution evaluates once a step for its KL
-  divergence (no Bessel evaluation here when they are passed in). At ``kappa = 1e6`` the difference
-  ``log 0F1 - kappa`` carries an absolute rounding error near ``1e-10``, which sets the floor of the
-  relative error of ``t`` there (measured ``7e-11``).
+  Gamma((m-1)/2) / Gamma(m/2) exp(log 0F1(; m/2; kappa^2/4) - kappa)``, from the ``log_scaled`` (``log
+  0F1 - kappa``, formed without that subtraction) of :class:`~spherevae.special.BesselTerms` that the
+  distribution evaluates once a step for its KL divergence (no Bessel evaluation here when they are
+  passed in).
+- Beyond :func:`._vmf_marginal.limit_concentration` (``kappa`` from ``1e6`` to ``6e11`` for ``m`` up to
+  1024, where the law of ``t`` is a scaled gamma law to rounding) a row is inverted at the limit and
+  ``t`` scaled (:func:`._vmf_marginal.clamp_concentration`): the same quantile to rounding. The
+  iteration in the angle loses the digits of small angles in ``pi - theta`` on the right tail (``1e-9``
+  of ``t`` at ``kappa = 1e14``, all of them at ``1e16``).
 - Start: ``t`` from the gamma law with the mean ``1 - A`` and the variance ``A'`` of ``t`` (exact as
   ``kappa -> infinity``, and close to the near-normal law of ``w`` for large ``m``), by the
   Wilson-Hilferty cube (Johnson, Kotz and Balakrishnan 1994, 17.5). Where the cube fails (small
@@ -107,6 +111,8 @@ from ._vmf_marginal import (
     _quadrature,
     _rule,
     _weighted_sum,
+    clamp_concentration,
+    limit_concentration,
 )
 
 __all__ = ["invert_theta_cdf", "sample_inverse_cdf"]
@@ -150,20 +156,23 @@ def _rule_with_start(k: int, dtype: torch.dtype, device: torch.device) -> tuple[
 
 
 def _log_total_mass(kappa: Tensor, m: int, terms: BesselTerms) -> Tensor:
-    """``log Z`` ``(B,)`` on the reduced scale of :func:`._vmf_marginal._quadrature` (``p / 2^{m-2}``).
+    """``log Z`` ``(B,)`` on the reduced scale of :func:`._vmf_marginal._quadrature` (``p / 2^{m-2}``), for
+    the concentrations ``kappa`` of ``terms`` (which hold all that depends on them).
 
     ``Z = sqrt(pi) Gamma((m-1)/2) / Gamma(m/2) exp(log 0F1(; m/2; kappa^2/4) - kappa)``: with ``I_v(z) =
     (z/2)^v 0F1(; v+1; z^2/4) / Gamma(v+1)`` this is the integral ``sqrt(pi) Gamma((m-1)/2) (2/kappa)^v
-    I_v(kappa) e^{-kappa}``, ``v = m/2 - 1`` (DLMF 10.32.2), without the division by ``kappa^v``.
+    I_v(kappa) e^{-kappa}``, ``v = m/2 - 1`` (DLMF 10.32.2), without the division by ``kappa^v``. The
+    exponent is the terms' ``log_scaled``, formed without subtracting ``kappa`` (which would leave an
+    absolute error of ``1e-16 kappa``: all of ``log Z`` from ``kappa`` of about ``1e16`` on).
     """
-    assert terms.log_normalized is not None
+    assert terms.log_scaled is not None
     constant = (
         0.5 * math.log(math.pi)
         + math.lgamma((m - 1) / 2)
         - math.lgamma(m / 2)
         - (m - 2) * math.log(2.0)
     )
-    return (terms.log_normalized - kappa).add_(constant)
+    return terms.log_scaled + constant
 
 
 def _start(u: Tensor, one_minus_mean: Tensor, variance: Tensor) -> Tensor:
@@ -199,7 +208,7 @@ def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None
         kappa: ``(B,)`` concentrations, ``>= 0``.
         m: ambient dimension, ``>= 2``.
         u: ``(B, n)`` quantiles in ``[0, 1]`` (0 and 1 are moved in to the smallest normal number).
-        terms: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` with ``log_normalized``, if the caller
+        terms: ``spherevae.special.bessel_terms(m / 2 - 1, kappa)`` with the logarithms, if the caller
             has them (no Bessel evaluation here then).
 
     Returns:
@@ -210,7 +219,14 @@ def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None
     with torch.no_grad():
         kappa = kappa.detach().to(work)
         u = u.detach().to(work)
-        if terms is None or terms.log_normalized is None:
+        # rows beyond limit_concentration (or NaN) are inverted at the limit and scaled: the iteration
+        # reads the host at every step anyway, so one more read costs no wait
+        scale = None
+        if kappa.numel() and not float(kappa.max()) <= limit_concentration(m):
+            kappa, scale = clamp_concentration(kappa, m)
+            kappa = kappa.nan_to_num(nan=1.0)  # any valid row; its t is NaN by its scale
+            terms = None
+        if terms is None or terms.log_scaled is None:
             terms = bessel_terms(m / 2 - 1, kappa)
         one_minus_mean = terms.complement.to(work)
         variance = terms.ratio_derivative(m / 2 - 1).to(work)
@@ -219,6 +235,8 @@ def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None
             t = _table(kappa, m, u, one_minus_mean, variance, log_z)
         else:
             t = _newton(kappa, m, u, one_minus_mean, variance, log_z)
+        if scale is not None:
+            t = t * scale.unsqueeze(-1)
     return t.to(out_dtype)
 
 
@@ -278,7 +296,7 @@ def _newton_start(
 
 
 def newton_start(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms) -> NewtonState:
-    """:func:`_newton_start` from the Bessel terms of ``kappa`` (with ``log_normalized``); quantiles
+    """:func:`_newton_start` from the Bessel terms of ``kappa`` (with the logarithms); quantiles
     ``u`` ``(B, n)`` below ``1 - 2^-24`` (the far right tail needs :func:`_bisect_right_tail` first)."""
     return _newton_start(
         kappa,

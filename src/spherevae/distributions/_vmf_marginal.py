@@ -56,9 +56,11 @@ from ..special import BesselTerms, is_compiling, mean_resultant_terms
 
 __all__ = [
     "MarginalGrid",
+    "clamp_concentration",
     "closed_form_m3",
     "dtheta_dkappa",
     "dtheta_dkappa_direct",
+    "limit_concentration",
     "metropolis_hastings",
     "wood_rejection",
 ]
@@ -282,6 +284,35 @@ def _wood_log_ratio(
     return torch.addcmul(offset, kappa, t, value=-1).add_(log_term, alpha=m - 1)
 
 
+def limit_concentration(m: int) -> float:
+    """The ``kappa`` from which the law of ``t = 1 - mu . x`` on ``S^{m-1}`` is ``G / (kappa + (a - 1) / 2)``,
+    ``G ~ Gamma(a)``, ``a = (m - 1) / 2``, to rounding: ``max(1e6, s* sqrt(|a - 1| 2^50))`` with ``s* = a +
+    12 sqrt(a) + 40``.
+
+    In ``s = kappa t`` the density is proportional to ``exp(-s) s^(a-1) (1 - s / (2 kappa))^(a-1)`` on ``[0,
+    2 kappa]``, and ``(a - 1) log(1 - s / (2 kappa)) = -(a - 1) (s / (2 kappa) + s^2 / (8 kappa^2) + ...)``:
+    the first term only changes the rate of the gamma law to ``1 + (a - 1) / (2 kappa)``, the second moves
+    the density by at most ``|a - 1| s*^2 / (8 kappa^2) <= 2^-53`` up to ``s*``, beyond every quantile a
+    draw can reach (``u <= 1 - 2^-53``), and the mass beyond ``2 kappa`` is ``e^(-2 kappa)``. From this
+    ``kappa`` on the samplers draw at the limit and scale ``t`` (:func:`clamp_concentration`), which keeps
+    their arithmetic where it is exact: Wood's envelope constants overflow beyond ``kappa`` of about
+    ``1e154``, and the inverse CDF, which works in the angle, keeps ``1e-10`` of ``t`` up to ``kappa`` of
+    about ``1e12`` only (the limit is at most ``6.2e11`` for ``m <= 1024``, ``3.8e13`` at ``m = 20000``).
+    """
+    a = (m - 1) / 2
+    s_max = a + 12 * math.sqrt(a) + 40
+    return max(1e6, s_max * math.sqrt(abs(a - 1) * 2.0**50))
+
+
+def clamp_concentration(kappa: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """``(kappa_draw, scale)``: ``kappa`` clamped to the limit ``K`` of :func:`limit_concentration`, and
+    ``(K + c) / (max(kappa, K) + c)``, ``c = (m - 3) / 4`` (exactly 1 within the limit, 0 at ``kappa = inf``,
+    NaN at NaN): draws of ``t`` at ``kappa_draw`` times ``scale`` are draws at ``kappa``, to rounding."""
+    limit = limit_concentration(m)
+    shift = (m - 3) / 4
+    return kappa.clamp(max=limit), torch.div(limit + shift, kappa.clamp(min=limit).add_(shift))
+
+
 def _gamma_threshold(m: int) -> float:
     """Concentration from which :func:`wood_rejection` uses the gamma proposal rather than Wood's.
 
@@ -328,18 +359,22 @@ class _Proposals:
     later rounds gather them at the pending rows from one stacked tensor.
     """
 
-    def __init__(self, kappa: Tensor, m: int, mix: bool = True) -> None:
+    def __init__(
+        self, kappa: Tensor, m: int, mix: bool = True, extent: tuple[float, float] | None = None
+    ) -> None:
         """``mix``: whether rows on both sides of the threshold may each get their own proposal; if
-        not, they all get Wood's (valid for every ``kappa``)."""
+        not, they all get Wood's (valid for every ``kappa``). ``extent``: the smallest and largest
+        ``kappa``, if the caller has read them."""
         self.m = m
         threshold = _gamma_threshold(m)
         if math.isinf(threshold):
             self.mode = _WOOD
         else:
-            lo, hi = torch.aminmax(kappa)  # one operation; one proposal for all rows is usual
-            self.mode = (
-                _GAMMA if lo.item() >= threshold else _WOOD if hi.item() < threshold else _MIXED
-            )
+            if extent is None:  # one operation; one proposal for all rows is usual
+                lo_t, hi_t = torch.aminmax(kappa)
+                extent = (lo_t.item(), hi_t.item())
+            lo, hi = extent
+            self.mode = _GAMMA if lo >= threshold else _WOOD if hi < threshold else _MIXED
             if self.mode == _MIXED and not mix:
                 self.mode = _WOOD
         self.columns = self.row_constants(kappa, m, self.mode)
@@ -414,6 +449,9 @@ def _first_round_candidates(total: int) -> int:
 def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
     """Exact samples of ``t = 1 - w`` by rejection from Wood's proposal or, at large ``kappa``, a gamma one.
 
+    Rows whose ``kappa`` is beyond :func:`limit_concentration` are drawn at that limit and scaled
+    (:func:`clamp_concentration`); rows whose ``kappa`` is NaN, which accept no candidate, get NaN.
+
     Each row uses the proposal with the higher acceptance rate (:func:`_gamma_threshold`; except in a
     draw of fewer than ``_MIXED_PROPOSALS_MIN_SAMPLES`` samples whose rows straddle the threshold, which
     takes Wood's for all rows: fewer operations): Wood's, or
@@ -434,13 +472,31 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
     Raises:
         RuntimeError: if some sample has no accepted proposal after the bounded number of rounds.
     """
+    if kappa.numel() == 0:
+        return kappa.new_empty(0, n), kappa.new_empty(0)
+    lo_t, hi_t = torch.aminmax(kappa)  # one operation, read once: the proposal and the limit
+    lo, hi = lo_t.item(), hi_t.item()
+    limit = limit_concentration(m)
+    if not hi <= limit:  # beyond the limit, or NaN somewhere (then each row takes its own proposal)
+        kappa_draw, scale = clamp_concentration(kappa, m)
+        extent = (min(lo, limit), limit) if not math.isnan(hi) else (math.nan, math.nan)
+        t, rate = _wood_rejection(kappa_draw, m, n, extent)
+        return t.mul_(scale.unsqueeze(-1)), rate
+    return _wood_rejection(kappa, m, n, (lo, hi))
+
+
+def _wood_rejection(
+    kappa: Tensor, m: int, n: int, extent: tuple[float, float]
+) -> tuple[Tensor, Tensor]:
+    """:func:`wood_rejection` for ``kappa`` within :func:`limit_concentration` (or NaN); ``extent``: its
+    smallest and largest value (NaN where some ``kappa`` is NaN)."""
     n_rows = kappa.shape[0]
     # the per-row constants broadcast over the first round's candidates (and samples, for n > 1)
     # a small draw whose rows straddle the threshold takes Wood's proposal for all of them: mixing
     # costs eight more tensor operations a round, more than the gamma proposal's higher acceptance
     # saves at that size (measured at 64 rows, m = 11: 90 against 112 us)
     mix = n_rows * n > _MIXED_PROPOSALS_MIN_SAMPLES
-    proposals = _Proposals(kappa if n == 1 else kappa.unsqueeze(-1), m, mix)
+    proposals = _Proposals(kappa if n == 1 else kappa.unsqueeze(-1), m, mix, extent)
     out: Tensor | None = None
     pending: Tensor | None = None  # flat indices (row * n + sample) still waiting; None: all
     acceptance: Tensor | None = None
@@ -471,6 +527,13 @@ def wood_rejection(kappa: Tensor, m: int, n: int) -> tuple[Tensor, Tensor]:
         if out is None or pending is None:
             out = value  # samples without an accepted candidate are overwritten in later rounds
             pending = done.logical_not().nonzero().view(-1)
+            # a NaN concentration (accepted with validation off) accepts no candidate: NaN samples
+            lost = kappa[pending if n == 1 else pending.div(n, rounding_mode="floor")].isnan()
+            if bool(lost.any()):
+                out[pending[lost]] = math.nan
+                pending = pending[lost.logical_not()]
+                if pending.numel() == 0:
+                    return out.view(n_rows, n), acceptance
         else:
             out[pending[done]] = value[done]
             pending = pending[done.logical_not()]
@@ -499,11 +562,19 @@ def metropolis_hastings(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tens
     """
     # The proposals do not depend on the chain's state: all of them (and the uniforms of the
     # acceptance tests) are drawn at once, and the chain is then a function of the log-ratios alone
-    # (_chain_by_jumps or _chain_by_steps, which give the same states).
+    # (_chain_by_jumps or _chain_by_steps, which give the same states). Rows beyond the limit run at
+    # the limit and are scaled (clamp_concentration).
+    # On the CPU the largest kappa is read (no wait) and the clamp skipped where no row needs it.
     gamma, normal, log_u = mh_variates(kappa, m, n, steps)
     chains = kappa.shape[0] * n
     small = chains <= _MH_JUMP_TABLE_MAX_CHAINS and chains * (steps + 1) ** 2 <= _MH_JUMP_TABLE_MAX
-    return mh_chains(kappa, m, gamma, normal, log_u, _chain_by_jumps if small else _chain_by_steps)
+    chain = _chain_by_jumps if small else _chain_by_steps
+    on_cpu = kappa.device.type == "cpu"
+    if on_cpu and (kappa.numel() == 0 or float(kappa.max()) <= limit_concentration(m)):
+        return mh_chains(kappa, m, gamma, normal, log_u, chain)
+    kappa_draw, scale = clamp_concentration(kappa, m)
+    t, rate = mh_chains(kappa_draw, m, gamma, normal, log_u, chain)
+    return t.mul_(scale.unsqueeze(-1)), rate
 
 
 def mh_variates(kappa: Tensor, m: int, n: int, steps: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -5,9 +5,20 @@ log-normaliser is ``log area + g``):
 
 - ``KL(vMF(mu, k) || U) = k A - g(k)``: both terms are ``O(k^2 / m)`` at small ``k``, so no digits are
   lost there (the textbook ``k A + log C + log area`` subtracts numbers of size ``m log k``);
-- ``KL(vMF(mu1, k1) || vMF(mu2, k2)) = k1 A1 - k2 A1 (mu1 . mu2) + g(k2) - g(k1)``;
+- ``KL(vMF(mu1, k1) || vMF(mu2, k2)) = k1 A1 - k2 A1 (mu1 . mu2) + g(k2) - g(k1) = KL(vMF1 || U) + g(k2) -
+  k2 A1 c``, ``c = mu1 . mu2``;
 - ``KL(PS || U) = log area - H(PS)``;
-- ``KL(PS(mu1, k1) || vMF(mu2, k2)) = -H(PS) - k2 (mu2 . E_PS[x]) + log area + g(k2)``;
+- ``KL(PS(mu1, k1) || vMF(mu2, k2)) = -H(PS) - k2 (mu2 . E_PS[x]) + log area + g(k2) = KL(PS || U) + g(k2) -
+  k2 A c`` with ``A = k1 / (m - 1 + k1)``.
+
+In both KLs to a vMF, ``g(k2) - k2 A c`` is a difference of numbers of size ``k2`` that agree to
+``O(log k2)`` when the two distributions are close: from ``k2 = 1e6`` on it is formed as ``(g(k2) - k2)
++ k2 ((1 - c) + c (1 - A))`` from the cancellation-free ``g - z`` and ``1 - A`` of
+:class:`~spherevae.special.BesselTerms` and ``1 - c = |mu1 - mu2|^2 / 2`` (exactly 0 for equal
+directions); below, as written, which loses at most about ``1e-10`` there and keeps the digits of a
+small ``k2`` (where ``g - z`` would carry an absolute error of ``1e-16 k2`` into a result of order
+``k2^2``). Off the sphere the two forms extend differently: their gradients in the mean directions
+agree up to multiples of the directions themselves (as for ``VonMisesFisher.log_prob``).
 - ``KL(product || product) = sum of the factors' KLs``, for
   :class:`~spherevae.distributions.ProductDistribution` and
   :class:`~spherevae.distributions.StackedProduct` (whose factors are one call of the base's KL).
@@ -21,15 +32,18 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution, kl_divergence, register_kl
 
-from ..special import ive_ratio, kl_to_uniform, log_iv_normalized
-from ._utils import broadcast_shapes, log_sphere_area, work_dtype
-from .power_spherical import PowerSpherical
+from ..special import kl_to_uniform, term_of
+from ._utils import broadcast_shapes, work_dtype
+from .power_spherical import KlToUniform, PowerSpherical, mean_complement
 from .product import ProductDistribution
 from .stacked import StackedProduct
 from .uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher
 
 __all__: list[str] = []
+
+# the KL divergences to a vMF take the form without terms of size k2 from this k2 on (module docstring)
+_LARGE_FORM_FROM = 1e6
 
 
 def _check_dims(p: Distribution, q: Distribution) -> int:
@@ -54,19 +68,34 @@ def _kl_vmf_uniform(p: VonMisesFisher, q: HypersphericalUniform) -> Tensor:
     return _batch(kl_to_uniform(p._order, p.concentration, p._bessel_terms()), q)
 
 
+def _cross_term(
+    q: VonMisesFisher, k2: Tensor, p_loc: Tensor, mean: Tensor, one_minus_mean: Tensor
+) -> Tensor:
+    """``g(k2) - k2 A c`` for ``q = vMF(mu2, k2)`` (``k2`` in the working dtype), ``c = mu1 . mu2`` and the
+    mean resultant length ``A`` of ``p`` (with its complement ``1 - A``): as written for ``k2 <= 1e6``,
+    else as ``(g(k2) - k2) + k2 ((1 - c) + c (1 - A))`` (module docstring). Both forms are evaluated and
+    merged with ``torch.where`` (differentiable in every argument)."""
+    v = q._order
+    terms = q._bessel_terms()
+    q_loc = q.loc.to(k2.dtype)
+    cos = (p_loc * q_loc).sum(-1)
+    diff = p_loc - q_loc
+    one_minus_cos = 0.5 * torch.linalg.vecdot(diff, diff)
+    small = term_of(terms, "log_normalized", v, k2) - k2 * mean * cos
+    large = term_of(terms, "log_scaled", v, k2) + k2 * (one_minus_cos + cos * one_minus_mean)
+    return torch.where(k2 > _LARGE_FORM_FROM, large, small)
+
+
 @register_kl(VonMisesFisher, VonMisesFisher)
 def _kl_vmf_vmf(p: VonMisesFisher, q: VonMisesFisher) -> Tensor:
-    m = _check_dims(p, q)
+    _check_dims(p, q)
     work = work_dtype(p.loc.device)
     k1, k2 = p.concentration.to(work), q.concentration.to(work)
-    a1 = ive_ratio(m / 2 - 1, k1)
-    cos = (p.loc.to(work) * q.loc.to(work)).sum(-1)
-    out = (
-        k1 * a1
-        - k2 * a1 * cos
-        + log_iv_normalized(m / 2 - 1, k2)
-        - log_iv_normalized(m / 2 - 1, k1)
-    )
+    terms = p._bessel_terms()  # shared with p's sampler and its KL to the uniform
+    v = p._order
+    mean, one_minus_mean = term_of(terms, "ratio", v, k1), term_of(terms, "complement", v, k1)
+    cross = _cross_term(q, k2, p.loc.to(work), mean, one_minus_mean)
+    out = kl_to_uniform(v, k1, terms) + cross
     return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))
 
 
@@ -81,14 +110,12 @@ def _kl_ps_uniform(p: PowerSpherical, q: HypersphericalUniform) -> Tensor:
 def _kl_ps_vmf(p: PowerSpherical, q: VonMisesFisher) -> Tensor:
     m = _check_dims(p, q)
     work = work_dtype(p.loc.device)
-    k2 = q.concentration.to(work)
-    mean = p.mean.to(work)
-    out = (
-        -p.entropy().to(work)
-        - k2 * (q.loc.to(work) * mean).sum(-1)
-        + log_sphere_area(m)
-        + log_iv_normalized(m / 2 - 1, k2)
-    )
+    k1, k2 = p.concentration.to(work), q.concentration.to(work)
+    # E_PS[mu1 . x] = k1 / (m - 1 + k1), and its complement (m - 1) / (m - 1 + k1), whose derivative is
+    # formed so that it does not underflow (or overflow) where k2 times it is representable
+    mean, one_minus_mean = k1 / (k1 + (m - 1)), mean_complement(k1, m)
+    kl_uniform: Tensor = KlToUniform.apply(k1, m, work)
+    out = kl_uniform + _cross_term(q, k2, p.loc.to(work), mean, one_minus_mean)
     return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))
 
 

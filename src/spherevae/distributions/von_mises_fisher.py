@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from typing import Literal
@@ -18,6 +19,7 @@ from ..special import (
     kl_to_uniform,
     log_iv_normalized,
     mean_resultant_terms,
+    term_of,
 )
 from . import _fused
 from ._utils import (
@@ -45,6 +47,8 @@ SAMPLERS: tuple[str, ...] = ("rejection", "inverse_cdf", "mh")
 # (measured, 20000 proposals per cell), so after n independence-MH steps the total-variation distance
 # to the vMF is at most (1 - 1/M)^n <= 0.345^25 < 4e-12 (Mengersen and Tweedie 1996, theorem 2.1).
 DEFAULT_MH_STEPS = 25
+# log_prob takes the form without terms of size kappa from this concentration on (see there)
+_MODE_FORM_FROM = 1e6
 
 
 class VonMisesFisher(Distribution):
@@ -77,6 +81,15 @@ class VonMisesFisher(Distribution):
     - ``"mh"``: an independence Metropolis-Hastings chain per sample with Wood's proposal, ``mh_steps``
       steps (default 25: the chain is then within 4e-12 of the vMF in total variation); the acceptance
       rate of the last draw is in :attr:`acceptance_rate`.
+
+    Large concentrations: every closed form keeps its relative accuracy up to the largest finite
+    ``kappa`` of the dtype (the log-density, entropy and KL divergences through the cancellation-free
+    terms of :class:`~spherevae.special.BesselTerms`; :meth:`log_prob` near the mode through ``|x -
+    mu|^2``), and every sampler draws rows beyond
+    :func:`~spherevae.distributions._vmf_marginal.limit_concentration` (``1e6`` to ``6e11`` for ``m``
+    up to 1024), where ``t = 1 - mu . x`` is a scaled gamma variate to rounding, at that limit and
+    scales ``t``. With validation off, a NaN concentration gives NaN everywhere (samples included)
+    and an infinite one samples the mode.
 
     Gradients: :meth:`rsample` is differentiable in ``loc`` (through the reflection) and in
     ``concentration`` for every sampler. The gradient in ``concentration`` is the implicit
@@ -261,11 +274,51 @@ class VonMisesFisher(Distribution):
         return log_sphere_area(self.dim) + log_iv_normalized(self._order, self._kappa64())
 
     def log_prob(self, value: Tensor) -> Tensor:
+        """``log p(x) = kappa mu . x - log Z(kappa)``, in one of three forms by ``kappa``.
+
+        With ``c = mu . x`` and ``g - kappa = log 0F1(; m/2; kappa^2/4) - kappa`` (the Bessel terms'
+        ``log_scaled``, formed without the subtraction; about ``-((m-1)/2) log kappa``):
+
+        - ``kappa <= 1``: ``kappa c - (log area + g)``, whose derivative ``c - A`` keeps the digits of a
+          small ``A``;
+        - ``1 < kappa <= 1e6``: ``-kappa (1 - c) - (log area + g - kappa)``, the same function with no
+          term of size ``kappa`` (from ``kappa`` of about ``1e16`` on the first form loses every digit)
+          and the derivative ``(1 - A) - (1 - c)``, exact where ``x`` is near the mode;
+        - ``kappa > 1e6``: ``1 - c`` as ``|x - mu|^2 / 2`` (equal for unit vectors), exactly 0 at the
+          mode and with its relative digits near it, where ``1 - c`` from the rounded dot product
+          carries an absolute error of about ``1e-16``, which ``kappa`` multiplies (more than ``1e-8``
+          of the result from ``kappa`` of about ``1e8`` on).
+
+        Off the sphere, where ``log_prob`` is not a density, the last form extends differently: the
+        gradient in ``loc`` is ``kappa (value - loc)`` instead of ``kappa value``, the same up to a
+        multiple of ``loc``. The Bessel terms are the distribution's (shared with its sampler and KL).
+        """
         if self._validate_args:
             self._validate_sample(value)
         work = work_dtype(value.device)
-        cos = (self.loc.to(work) * value.to(work)).sum(-1)
-        out = self._kappa64() * cos - self._log_normalizer64()
+        loc, x = self.loc.to(work), value.to(work)
+        kappa = self._kappa64()
+        terms, v = self._bessel_terms(), self._order
+        area = log_sphere_area(self.dim)
+        small, middle, large = _log_prob_forms(kappa)
+        forms: list[Tensor] = []
+        if small or middle:
+            cos = (loc * x).sum(-1)
+        if small:
+            forms.append(kappa * cos - (term_of(terms, "log_normalized", v, kappa) + area))
+        if middle or large:
+            log_scaled = term_of(terms, "log_scaled", v, kappa) + area
+        if middle:
+            forms.append(torch.addcmul(log_scaled, kappa, 1 - cos).neg_())
+        if large:
+            diff = x - loc
+            distance = torch.linalg.vecdot(diff, diff)
+            forms.append(torch.addcmul(log_scaled, kappa, distance, value=0.5).neg_())
+        out = forms[0]  # (where NaN ends up: it propagates through every form)
+        if small and middle:
+            out = torch.where(kappa > 1.0, forms[1], out)
+        if large and len(forms) > 1:
+            out = torch.where(kappa > _MODE_FORM_FROM, forms[-1], out)
         return out.to(torch.promote_types(value.dtype, self.loc.dtype))
 
     def entropy(self) -> Tensor:
@@ -364,6 +417,19 @@ class VonMisesFisher(Distribution):
         return t, slope
 
 
+def _log_prob_forms(kappa: Tensor) -> tuple[bool, bool, bool]:
+    """Which forms of :meth:`VonMisesFisher.log_prob` (``kappa <= 1``, ``<= 1e6``, above) the batch needs:
+    on the CPU from its extremes (read without a wait), elsewhere all three (merged by ``torch.where``,
+    no host round trip)."""
+    if kappa.device.type != "cpu" or kappa.numel() == 0:
+        return True, True, True
+    lo_t, hi_t = torch.aminmax(kappa)
+    lo, hi = lo_t.item(), hi_t.item()
+    if math.isnan(lo) or math.isnan(hi):
+        return True, True, True
+    return lo <= 1.0, hi > 1.0 and lo <= _MODE_FORM_FROM, hi > _MODE_FORM_FROM
+
+
 def _shaped_terms(terms: BesselTerms, shape: torch.Size) -> BesselTerms:
     """Flat ``(B,)`` terms reshaped to ``shape`` (views; none where the shape is already flat)."""
     return terms if len(shape) == 1 else terms.map(lambda x: x.view(shape))
@@ -381,15 +447,12 @@ def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFishe
     cached = [c._cached_terms() for c in members]
     if all(terms is not None for terms in cached):
         parts = [terms for terms in cached if terms is not None]
-        logs = [terms.log_normalized for terms in parts]
-        stacked._set_terms(
-            BesselTerms(
-                torch.stack([terms.ratio for terms in parts]),
-                torch.stack([terms.complement for terms in parts]),
-                torch.stack([terms.ratio_over_z for terms in parts]),
-                None if any(x is None for x in logs) else torch.stack(logs),  # type: ignore[arg-type]
-            )
-        )
+        # each field stacked over the members (None where a member has none: the logarithms)
+        fields = [
+            None if any(x is None for x in field) else torch.stack(field)
+            for field in zip(*parts, strict=True)
+        ]
+        stacked._set_terms(BesselTerms(*fields))  # type: ignore[arg-type]
         return
     terms = stacked._bessel_terms()
     for j, c in enumerate(members):

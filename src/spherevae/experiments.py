@@ -4,7 +4,8 @@ Each experiment trains what it needs with the same code as ``spherevae train`` (
 model and seed under ``OUT/runs``), evaluates on the test set, and writes ``OUT/results.csv`` (one
 row per run, with the commits that trained it), ``OUT/results.md`` (mean and standard deviation over
 seeds, with the number of importance samples of every log-likelihood) and figures. The runs can be
-spread over processes (``jobs``) and machines (``shard``): see :func:`run_experiment`. ``--quick`` shrinks everything to minutes on 2 CPU cores (few
+spread over processes (``jobs``) and machines (``shard``): see :func:`run_experiment`.
+``--quick`` shrinks everything to minutes on 2 CPU cores (few
 training images and epochs, small ``K``): its numbers say that the pipeline works, not how the
 models compare.
 
@@ -133,6 +134,11 @@ def _selected(specs: list[ModelSpec], setting: Setting) -> list[ModelSpec]:
     return [spec for spec in specs if spec.name in setting.models]
 
 
+def _run_dir(out: Path, spec: ModelSpec, seed: int) -> Path:
+    """The run directory of ``spec`` at ``seed`` under an experiment's ``OUT``."""
+    return out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
+
+
 def _run_task(
     experiment: str,
     spec: ModelSpec,
@@ -150,7 +156,7 @@ def _run_task(
     from .models import VAE
     from .training.run import holds_run, train_run
 
-    run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
+    run_dir = _run_dir(out, spec, seed)
     if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
         train_run(None, None, resume=run_dir, epochs=setting.epochs, log=log)
     else:
@@ -186,7 +192,7 @@ def _finished_row(
     scores are for its current model and ``K``), without training or scoring anything; else ``None``."""
     from .data.files import sha256_file
 
-    run_dir = out / "runs" / f"{spec.name}-seed{seed}".replace(" ", "_")
+    run_dir = _run_dir(out, spec, seed)
     try:
         info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
         stored = json.loads((run_dir / _EVALUATION_FILE).read_text(encoding="utf-8"))
@@ -449,10 +455,7 @@ def _samplers_report(
     _write_csv(out / "sampler_statistics.csv", statistics_rows)
     summary = _summary(rows, _METRICS)
     groups = {
-        spec.sampler: [
-            read_metrics(out / "runs" / f"{spec.name}-seed{s}".replace(" ", "_"))
-            for s in range(setting.seeds)
-        ]
+        spec.sampler: [read_metrics(_run_dir(out, spec, s)) for s in range(setting.seeds)]
         for spec in specs
     }
     curves = seed_band_curves(

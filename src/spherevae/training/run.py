@@ -18,6 +18,7 @@ file intact.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import functools
@@ -253,14 +254,12 @@ def train_run(
     context = init_distributed(device)
     if device.type == "cuda" and context.enabled:
         device = torch.device("cuda", context.local_rank)
+    # only the main process writes, so only it locks the run directory
+    lock = run_lock(run_dir, log) if context.is_main else contextlib.nullcontext()
     try:
-        if not context.is_main:
-            return _train(
-                config, run_dir, device, context, command, checkpoint, log, conditional, new_lr
-            )
-        with run_lock(run_dir, log):
+        with lock:
             # a second writer may have created the run between our check above and our lock
-            if resume is None and holds_run(run_dir):
+            if context.is_main and resume is None and holds_run(run_dir):
                 raise RunError(f"--out {run_dir} already holds a run (created meanwhile)")
             return _train(
                 config, run_dir, device, context, command, checkpoint, log, conditional, new_lr

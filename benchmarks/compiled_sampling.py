@@ -3,8 +3,9 @@
 A draw here is what a training step asks of the latent before the placement on the sphere: the
 Bessel terms of the concentrations, ``t = 1 - mu . x`` of one sample per row, and the slope
 ``dtheta/dkappa`` of the gradient (float32 parameters). Eager: ``spherevae.special.bessel_terms``,
-the sampler of ``spherevae.distributions._vmf_marginal`` or ``._vmf_inversion`` and
-``dtheta_dkappa``; compiled: ``spherevae.distributions._fused.sample`` (one ``torch.compile``'d
+the sampler of ``spherevae.distributions.von_mises_fisher`` (``rejection``, ``metropolis_hastings``
+or ``inverse_cdf``) and ``gradient.dtheta_dkappa``; compiled: ``von_mises_fisher.kernels.sample``
+(one ``torch.compile``'d
 kernel and the random numbers). Both run in one process, alternated, the best of ``--repeats``
 rounds of ``--calls`` calls each.
 
@@ -27,11 +28,14 @@ from collections.abc import Callable, Sequence
 
 import torch
 
-from spherevae.distributions import _fused
-from spherevae.distributions import _vmf_marginal as marginal
-from spherevae.distributions._compiled import compiled_sampling
-from spherevae.distributions._vmf_inversion import sample_inverse_cdf
-from spherevae.distributions.von_mises_fisher import DEFAULT_MH_STEPS
+from spherevae.distributions.von_mises_fisher import (
+    DEFAULT_MH_STEPS,
+    gradient,
+    kernels,
+    metropolis_hastings,
+    rejection,
+)
+from spherevae.distributions.von_mises_fisher.inverse_cdf import sample_inverse_cdf
 from spherevae.special import bessel_terms
 
 SAMPLERS = ("rejection", "mh", "inverse_cdf")
@@ -41,19 +45,19 @@ def _eager(sampler: str, kappa: torch.Tensor, m: int) -> Callable[[], object]:
     def draw() -> object:
         terms = bessel_terms(m / 2 - 1, kappa)
         if sampler == "rejection":
-            t = marginal.wood_rejection(kappa, m, 1)[0]
+            t = rejection.wood_rejection(kappa, m, 1)[0]
         elif sampler == "mh":
-            t = marginal.metropolis_hastings(kappa, m, 1, DEFAULT_MH_STEPS)[0]
+            t = metropolis_hastings.metropolis_hastings(kappa, m, 1, DEFAULT_MH_STEPS)[0]
         else:
             t = sample_inverse_cdf(kappa, m, 1, terms)
-        return marginal.dtheta_dkappa(t, kappa, m, terms, single=True)
+        return gradient.dtheta_dkappa(t, kappa, m, terms, single=True)
 
     return draw
 
 
 def _compiled(sampler: str, kappa: torch.Tensor, m: int) -> Callable[[], object]:
     def draw() -> object:
-        return _fused.sample(sampler, kappa, m, 1, DEFAULT_MH_STEPS, "single")
+        return kernels.sample(sampler, kappa, m, 1, DEFAULT_MH_STEPS, "single")
 
     return draw
 
@@ -96,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     print("| sampler | eager, warm | compiled, warm | eager, cold | compiled, cold |")
     print("|---|---|---|---|---|")
-    with torch.no_grad(), compiled_sampling():
+    with torch.no_grad():
         for sampler in SAMPLERS:
             eager, compiled = _eager(sampler, kappa, args.m), _compiled(sampler, kappa, args.m)
             compiled()  # compiles

@@ -22,7 +22,9 @@ import time
 
 import torch
 
-from spherevae.distributions._vmf_marginal import _wood_constants, dtheta_dkappa, wood_rejection
+from spherevae.distributions.von_mises_fisher.gradient import dtheta_dkappa
+from spherevae.distributions.von_mises_fisher.proposals import wood_constants
+from spherevae.distributions.von_mises_fisher.rejection import wood_rejection
 from spherevae.special import mean_resultant_terms
 
 GRID_M = (3, 5, 10, 64, 256)
@@ -37,7 +39,7 @@ def estimators(m: int, kappa: float, n: int) -> dict[str, float]:
     implicit = -(torch.sqrt(t * (2 - t)) * dtheta_dkappa(t, k, m))[0]
     # one leaf per sample, so autograd returns the per-sample pathwise gradients
     k_leaf = torch.full((n,), kappa, dtype=torch.float64, requires_grad=True)
-    b, _, _ = _wood_constants(k_leaf, m)
+    b, _, _ = wood_constants(k_leaf, m)
     b0 = b.detach()
     e = t[0] / (2 * b0 + (1 - b0) * t[0])  # the accepted Beta variate, held fixed
     t_path = 2 * b * e / (1 - (1 - b) * e)

@@ -16,7 +16,7 @@ Target: every spherical model within 1.15x of the N-VAE (the latent distribution
 ``--steps N`` times the first ``N`` steps of an epoch instead of all of them and scales to an epoch
 (quick runs). The models train with the default configuration, whose ``train.compiled_sampling:
 auto`` draws the von Mises-Fisher latents with compiled kernels on a CPU
-(:func:`spherevae.distributions.compiled_sampling`); a few untimed steps of each model first compile
+(the ``compiled`` argument of ``VonMisesFisher``); a few untimed steps of each model first compile
 them. ``--eager`` adds every spherical model again with that setting off (rows ending in "eager").
 
 Log-likelihood: :func:`spherevae.evaluation.evaluate` on the 10000 MNIST test images with ``K = 500``

@@ -1,4 +1,4 @@
-"""The compiled von Mises-Fisher draws (``spherevae.distributions.compiled_sampling``).
+"""The compiled von Mises-Fisher draws (``VonMisesFisher(..., compiled=True)``, ``spherevae.distributions.von_mises_fisher.kernels``).
 
 The claim under test: with the switch on, draws of at most 32 samples a row follow the same law and
 carry the same gradients as the eager path (not the same random numbers for a seed). What is checked:
@@ -11,7 +11,7 @@ carry the same gradients as the eager path (not the same random numbers for a se
    a KS test; at ``m = 2`` the sign, a z-test); the rejection kernel's acceptance rate against the
    exact rate of each row's proposal;
 2. gradients: the kernel's slope ``dtheta/dkappa`` against the eager quadrature
-   :func:`_vmf_marginal.dtheta_dkappa_direct` at the same ``t`` (relative ``1e-9`` for float64
+   :func:`_vmf_gradient.dtheta_dkappa_direct` at the same ``t`` (relative ``1e-9`` for float64
    parameters, ``1e-6`` for float32), and ``z``, ``loc.grad``, ``kappa.grad`` of ``rsample`` against
    the eager placement given the same ``t`` and Gaussian draw;
 3. the Bessel terms the kernel computes, as cached on the distribution, against
@@ -57,21 +57,18 @@ import pytest
 import torch
 from scipy import stats
 
-from spherevae import special
-from spherevae.distributions import (
-    VonMisesFisher,
-    _compiled,
-    _fused,
-    compiled_sampling,
-    compiled_sampling_enabled,
-    set_compiled_sampling,
+from spherevae.distributions import VonMisesFisher
+from spherevae.distributions.sphere import place_on_sphere
+from spherevae.distributions.von_mises_fisher import (
+    DEFAULT_MH_STEPS,
+    gradient,
+    kernels,
+    proposals,
+    rejection,
 )
-from spherevae.distributions import _vmf_inversion as inversion
-from spherevae.distributions import _vmf_marginal as marginal
-from spherevae.distributions import von_mises_fisher as vmf_module
-from spherevae.distributions._utils import place_on_sphere
-from spherevae.distributions.von_mises_fisher import DEFAULT_MH_STEPS
-from spherevae.special import bessel_terms
+from spherevae.distributions.von_mises_fisher import distribution as vmf_module
+from spherevae.distributions.von_mises_fisher import inverse_cdf as inversion
+from spherevae.special import bessel_terms, series
 from test_training import _images
 from test_vmf_sampling import (
     KS_ALPHA,
@@ -99,7 +96,7 @@ pytestmark = pytest.mark.skipif(
 def _kappas_around_thresholds(m: int) -> tuple[float, ...]:
     """Four concentrations: small, both sides of the gamma-proposal threshold (``m >= 4``; else 2 and
     20), and large; together they straddle the Bessel series/Debye switch near 18 as well."""
-    threshold = marginal._gamma_threshold(m)
+    threshold = proposals.gamma_threshold(m)
     if math.isinf(threshold):
         return (0.1, 2.0, 20.0, 1000.0)
     return (0.1, 0.5 * threshold, 2.0 * threshold, 1000.0)
@@ -136,38 +133,35 @@ def _one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_switch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Every test starts with the switch off and not broken, and leaves it as it found it; torch is
-    seeded from the test's id."""
-    monkeypatch.setitem(_compiled._state, "enabled", False)
-    monkeypatch.setitem(_compiled._state, "broken", False)
+def _seeded(request: pytest.FixtureRequest) -> None:
+    """torch seeded from the test's id."""
     torch.manual_seed(_seed(request.node.nodeid))
 
 
 @pytest.fixture
-def fresh_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Empty kernel caches for this test (a patched module constant that a kernel reads then takes
-    effect: the kernels are compiled again); the caches of the other tests are restored afterwards."""
-    monkeypatch.setattr(_compiled, "_KERNELS", {})
-    if hasattr(_fused, "_BOUND"):  # the bound kernels, where the module keeps them per m and slope
-        monkeypatch.setattr(_fused, "_BOUND", {})
+def fresh_kernels() -> Iterator[None]:
+    """No compiled kernel and no record of a failed compile, before and after this test (a patched
+    module constant that a kernel reads then takes effect; a simulated failure does not outlive it)."""
+    kernels.clear_kernels()
+    yield
+    kernels.clear_kernels()
 
 
 class DrawSpy:
-    """Records every call of ``_fused.sample`` (the compiled path): its arguments (``(sampler, kappa,
+    """Records every call of ``kernels.sample`` (the compiled path): its arguments (``(sampler, kappa,
     m, n, mh_steps, slope, loc, gauss)``), its draw, and the state of torch's generator right after
     it."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.calls: list[tuple[tuple[Any, ...], _fused.Draw, torch.Tensor]] = []
-        real = _fused.sample
+        self.calls: list[tuple[tuple[Any, ...], kernels.Draw, torch.Tensor]] = []
+        real = kernels.sample
 
-        def spy(*args: Any) -> _fused.Draw:
+        def spy(*args: Any) -> kernels.Draw:
             draw = real(*args)
             self.calls.append((args, draw, torch.get_rng_state()))
             return draw
 
-        monkeypatch.setattr(_fused, "sample", spy)
+        monkeypatch.setattr(kernels, "sample", spy)
 
 
 @pytest.fixture
@@ -223,11 +217,10 @@ def _compiled_rsample(
     loc = mu.expand(ROWS, m)
     out, rates = [], []
     before = len(spy.calls)
-    with compiled_sampling():
-        for _ in range(calls):
-            q = VonMisesFisher(loc, kappa, sampler=sampler)
-            out.append(q.rsample().detach())
-            rates.append(q.acceptance_rate)
+    for _ in range(calls):
+        q = VonMisesFisher(loc, kappa, sampler=sampler, compiled=True)
+        out.append(q.rsample().detach())
+        rates.append(q.acceptance_rate)
     assert len(spy.calls) - before == calls, "the draws did not take the compiled path"
     return torch.stack(out), mu, rates
 
@@ -276,9 +269,9 @@ def _check_law(sampler: str, m: int, kappas: tuple[float, ...], spy: DrawSpy, gr
         assert 0.0 < float(rate.mean()) < 1.0
         return
     # each row proposes from Wood's envelope below the threshold, t = G / kappa from it on;
-    # the rate is over marginal._first_round_candidates(ROWS) candidates of each row
-    k = marginal._first_round_candidates(ROWS)
-    threshold = marginal._gamma_threshold(m)
+    # the rate is over rejection.first_round_candidates(ROWS) candidates of each row
+    k = rejection.first_round_candidates(ROWS)
+    threshold = proposals.gamma_threshold(m)
     for j, kappa in enumerate(kappas):
         exact = _gamma_acceptance(m, kappa) if kappa >= threshold else _wood_acceptance(m, kappa)
         trials = rate[:, j::groups].numel() * k
@@ -315,16 +308,15 @@ def test_compiled_draws_follow_the_law_full_grid(
 def _check_slopes(sampler: str, m: int, precision: str, rows: int) -> None:
     """The kernel's slopes against the eager quadrature of the same precision at the same ``t``."""
     kappa = _slope_kappas(rows)
-    with compiled_sampling():
-        draws = [
-            _fused.sample(sampler, kappa, m, 1, DEFAULT_MH_STEPS, precision)
-            for _ in range(SLOPE_DRAWS)
-        ]
+    draws = [
+        kernels.sample(sampler, kappa, m, 1, DEFAULT_MH_STEPS, precision)
+        for _ in range(SLOPE_DRAWS)
+    ]
     t = torch.cat([d.t for d in draws], dim=1)
     slope = torch.cat([d.slope for d in draws if d.slope is not None], dim=1)
     assert t.shape == slope.shape == (rows, SLOPE_DRAWS)
     single = precision == "single"
-    want = marginal.dtheta_dkappa_direct(
+    want = gradient.dtheta_dkappa_direct(
         t, kappa, m, bessel_terms(m / 2 - 1, kappa).complement, single
     )
     torch.testing.assert_close(slope, want, rtol=1e-6 if single else 1e-9, atol=0.0)
@@ -335,7 +327,7 @@ def test_kernel_slope_matches_the_eager_quadrature(
     sampler: str, m: int, kappas: tuple[float, ...]
 ) -> None:
     """``dtheta/dkappa`` from the kernel (float64 parameters) equals
-    :func:`_vmf_marginal.dtheta_dkappa_direct` at the returned ``t`` within ``1e-9``, for
+    :func:`_vmf_gradient.dtheta_dkappa_direct` at the returned ``t`` within ``1e-9``, for
     concentrations from 1e-3 to 1e4."""
     _check_slopes(sampler, m, "double", ROWS)
 
@@ -369,9 +361,8 @@ def _check_rsample_gradients(
     kappa = torch.logspace(-2, 3.5, rows, dtype=F64).to(dtype).requires_grad_()
     weights = torch.randn(n, rows, m, generator=gen, dtype=F64).to(dtype)
     shape = torch.Size((n, rows))
-    with compiled_sampling():
-        z = VonMisesFisher(loc, kappa, sampler=sampler).rsample((n,))
-        grad_loc, grad_kappa = torch.autograd.grad((z * weights).sum(), (loc, kappa))
+    z = VonMisesFisher(loc, kappa, sampler=sampler, compiled=True).rsample((n,))
+    grad_loc, grad_kappa = torch.autograd.grad((z * weights).sum(), (loc, kappa))
     assert len(spy.calls) == 1, "the draw did not take the compiled path"
     args, draw, _ = spy.calls[0]
     single = dtype != F64
@@ -380,7 +371,7 @@ def _check_rsample_gradients(
     assert gauss.shape == (n, rows, m) and draw.placed is not None
     # the eager reference: the same t and Gaussian, the eager slope and placement
     kappa64 = kappa.detach().to(F64)
-    slope = marginal.dtheta_dkappa_direct(
+    slope = gradient.dtheta_dkappa_direct(
         draw.t, kappa64, m, bessel_terms(m / 2 - 1, kappa64).complement, single
     )
     loc_e = loc.detach().clone().requires_grad_()
@@ -424,9 +415,8 @@ def test_m3_rejection_keeps_the_closed_form_and_its_gradients(draw_spy: DrawSpy)
     for enabled in (True, False):
         loc, kappa = loc0.clone().requires_grad_(), kappa0.clone().requires_grad_()
         torch.manual_seed(5)
-        with compiled_sampling(enabled):
-            z = VonMisesFisher(loc, kappa).rsample()
-            results.append((z.detach(), *torch.autograd.grad((z * weights).sum(), (loc, kappa))))
+        z = VonMisesFisher(loc, kappa, compiled=enabled).rsample()
+        results.append((z.detach(), *torch.autograd.grad((z * weights).sum(), (loc, kappa))))
     assert draw_spy.calls == []
     for got, want in zip(results[0], results[1], strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
@@ -442,15 +432,14 @@ def _check_cached_terms(
     ``bessel_terms`` (relative ``1e-13``), then the entropy from them against the eager entropy."""
     v = m / 2 - 1
     kappa = _slope_kappas(ROWS).requires_grad_()
-    threshold = special._series_threshold(v)
+    threshold = series.series_threshold(v)
     assert bool((kappa < threshold).any()) and bool((kappa > threshold).any())
     loc = _unit_vector(m, _seed("loc", m)).expand(ROWS, m)
     want_entropy = VonMisesFisher(loc, kappa.detach()).entropy()  # eager, before any patching
-    with compiled_sampling():
-        q = VonMisesFisher(loc, kappa, sampler=sampler)
-        q.rsample()
+    q = VonMisesFisher(loc, kappa, sampler=sampler, compiled=True)
+    q.rsample()
     assert len(spy.calls) == 1, "the draw did not take the compiled path"
-    cached = q._cached_terms()
+    cached = q.cached_bessel_terms()
     assert cached is not None, "the kernel's Bessel terms were not cached"
     want = bessel_terms(v, kappa.detach())
     for name in ("ratio", "complement", "ratio_over_z", "log_normalized"):
@@ -501,17 +490,15 @@ def test_rejection_fallback_keeps_the_law_and_the_slopes(monkeypatch: pytest.Mon
     samples and 10% of the gamma rows' have no accepted candidate and are drawn by the eager sampler.
     The law still holds (KS test per concentration, 20000 samples each) and the slopes equal the eager
     quadrature at the returned ``t``, the fallback's samples included."""
-    monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: 1)
-    handed_over = _counting(monkeypatch, marginal, "wood_rejection")
+    monkeypatch.setattr(rejection, "first_round_candidates", lambda total: 1)
+    handed_over = _counting(monkeypatch, rejection, "wood_rejection")
     m, kappas = 11, (10.0, 100.0)
     kappa = _row_kappas(kappas, ROWS)
     calls = N_LAW * len(kappas) // ROWS
     torch.manual_seed(_seed("rejection fallback"))
-    with compiled_sampling():
-        draws = [
-            _fused.sample("rejection", kappa, m, 1, DEFAULT_MH_STEPS, "double")
-            for _ in range(calls)
-        ]
+    draws = [
+        kernels.sample("rejection", kappa, m, 1, DEFAULT_MH_STEPS, "double") for _ in range(calls)
+    ]
     t = torch.cat([d.t for d in draws], dim=1)  # (ROWS, calls)
     slope = torch.cat([d.slope for d in draws if d.slope is not None], dim=1)
     n_handed = sum(args[0].numel() for args in handed_over)
@@ -521,7 +508,7 @@ def test_rejection_fallback_keeps_the_law_and_the_slopes(monkeypatch: pytest.Mon
         p = _ks(theta[j :: len(kappas)].ravel(), m, k)
         print(f"STAT ks rejection-fallback m={m} kappa={k:g} p={p:.3g}")
         assert p > KS_ALPHA, f"KS test of the kappa = {k:g} rows with the fallback: p = {p:.3g}"
-    want = marginal.dtheta_dkappa_direct(t, kappa, m, bessel_terms(m / 2 - 1, kappa).complement)
+    want = gradient.dtheta_dkappa_direct(t, kappa, m, bessel_terms(m / 2 - 1, kappa).complement)
     torch.testing.assert_close(slope, want, rtol=1e-9, atol=0.0)
 
 
@@ -534,15 +521,14 @@ def test_samples_changed_after_the_kernel_are_placed_again(
     without an accepted candidate, or an inversion redone eagerly), ``rsample`` places them again: every
     row's ``z`` then has ``mu . z = 1 - t`` for the returned ``t`` (float64, to rounding)."""
     if sampler == "rejection":
-        monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: 1)
+        monkeypatch.setattr(rejection, "first_round_candidates", lambda total: 1)
     else:
-        monkeypatch.setattr(_fused, "_NEWTON_STEPS", 1)
+        monkeypatch.setattr(kernels, "NEWTON_STEPS", 1)
     m = 11
     kappa = _row_kappas((10.0, 100.0), ROWS).requires_grad_()
     loc = torch.nn.functional.normalize(torch.randn(ROWS, m, dtype=F64), dim=-1).requires_grad_()
     torch.manual_seed(_seed("placed again", sampler))
-    with compiled_sampling():
-        z = VonMisesFisher(loc, kappa, sampler=sampler).rsample()
+    z = VonMisesFisher(loc, kappa, sampler=sampler, compiled=True).rsample()
     (_, draw, _) = draw_spy.calls[0]
     assert draw.placed is None, "no fallback ran: the test checks nothing"
     w = (z.detach() * loc.detach()).sum(-1)  # z: (B, m), one sample a row
@@ -557,14 +543,13 @@ def _check_inversion_against_eager(
     terms = bessel_terms(m / 2 - 1, kappa)
     for seed in seeds:
         torch.manual_seed(seed)
-        with compiled_sampling():
-            draw = _fused.sample("inverse_cdf", kappa, m, 1, DEFAULT_MH_STEPS, "double")
+        draw = kernels.sample("inverse_cdf", kappa, m, 1, DEFAULT_MH_STEPS, "double")
         torch.manual_seed(seed)
         u = torch.rand(kappa.shape[0], 1, dtype=F64)
         want_t = invert(kappa, m, u, terms)
         torch.testing.assert_close(draw.t, want_t, rtol=1e-9, atol=0.0)
         assert draw.slope is not None
-        want_slope = marginal.dtheta_dkappa_direct(want_t, kappa, m, terms.complement)
+        want_slope = gradient.dtheta_dkappa_direct(want_t, kappa, m, terms.complement)
         torch.testing.assert_close(draw.slope, want_slope, rtol=1e-9, atol=0.0)
 
 
@@ -581,9 +566,9 @@ def test_inverse_cdf_kernel_matches_the_eager_inversion(monkeypatch: pytest.Monk
 
 @pytest.mark.usefixtures("fresh_kernels")
 def test_inverse_cdf_unconverged_draws_are_redone_eagerly(monkeypatch: pytest.MonkeyPatch) -> None:
-    """With one Newton step in the kernel (``_fused._NEWTON_STEPS = 1``) the convergence check fails and
+    """With one Newton step in the kernel (``kernels.NEWTON_STEPS = 1``) the convergence check fails and
     the eager iteration redoes the draw: ``t`` and the slopes equal the eager inversion's."""
-    monkeypatch.setattr(_fused, "_NEWTON_STEPS", 1)
+    monkeypatch.setattr(kernels, "NEWTON_STEPS", 1)
     real = inversion.invert_theta_cdf
     redone = _counting(monkeypatch, inversion, "invert_theta_cdf")
     _check_inversion_against_eager(11, _slope_kappas(ROWS), range(3), real)
@@ -595,9 +580,9 @@ def test_inverse_cdf_far_tail_takes_the_eager_inversion(monkeypatch: pytest.Monk
     """With the far-tail threshold lowered to ``u = 1/2`` about half the quantiles are "far": the eager
     inversion (with its bisection) serves the draw, and ``t`` and the slopes equal the eager path's for
     the same seed."""
-    monkeypatch.setattr(inversion, "_NEWTON_MAX_U", 0.5)
+    monkeypatch.setattr(inversion, "NEWTON_MAX_U", 0.5)
     real = inversion.invert_theta_cdf
-    bisected = _counting(monkeypatch, inversion, "_bisect_right_tail")
+    bisected = _counting(monkeypatch, inversion, "bisect_right_tail")
     seeds = range(3)
     _check_inversion_against_eager(11, _slope_kappas(ROWS), seeds, real)
     # the compiled draws and the references each bisected once a draw
@@ -607,67 +592,52 @@ def test_inverse_cdf_far_tail_takes_the_eager_inversion(monkeypatch: pytest.Monk
 # ---------------------------------------------------------------------------------------------------
 # 5. the switch and the routing
 # ---------------------------------------------------------------------------------------------------
-def test_switch_restores_the_previous_setting() -> None:
-    assert not compiled_sampling_enabled()
-    with compiled_sampling():
-        assert compiled_sampling_enabled()
-        with compiled_sampling(False):
-            assert not compiled_sampling_enabled()
-        assert compiled_sampling_enabled()
-    assert not compiled_sampling_enabled()
-    assert set_compiled_sampling(True) is False
-    with pytest.raises(KeyError), compiled_sampling(False):
-        assert not compiled_sampling_enabled()
-        raise KeyError("inside the block")
-    assert compiled_sampling_enabled()  # restored despite the exception
-    assert set_compiled_sampling(False) is True
-    assert set_compiled_sampling(False) is False
-    assert not compiled_sampling_enabled()
-
-
 @pytest.mark.parametrize("bad", [1, 0, "yes", None, np.bool_(True), torch.tensor(True)])
-def test_switch_rejects_non_bools(bad: object) -> None:
-    with pytest.raises(ValueError, match=r"\benabled\b"):
-        set_compiled_sampling(bad)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"\benabled\b"), compiled_sampling(bad):  # type: ignore[arg-type]
-        pass
-    assert not compiled_sampling_enabled()
+def test_compiled_must_be_a_bool(bad: object) -> None:
+    loc = _unit_vector(5, 1).expand(2, 5)
+    with pytest.raises(ValueError, match=r"\bcompiled\b"):
+        VonMisesFisher(loc, torch.ones(2, dtype=F64), compiled=bad)  # type: ignore[arg-type]
+
+
+def test_compiled_is_kept_by_expand(draw_spy: DrawSpy) -> None:
+    """``expand`` keeps the choice: the expanded distribution draws through the kernel too."""
+    loc = _unit_vector(5, 1).expand(1, 5)
+    q = VonMisesFisher(loc, torch.full((1,), 5.0, dtype=F64), compiled=True).expand((4,))
+    assert q.compiled and q.rsample().shape == (4, 5)
+    assert len(draw_spy.calls) == 1
 
 
 def test_routing(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Only draws of at most 32 samples a row on a CPU or CUDA device, with the switch on, take the
-    compiled path (``_fused.sample`` made to raise shows which do); rejection at ``m = 3`` never does."""
+    """Only draws of at most 32 samples a row on a CPU or CUDA device, of a distribution built with
+    ``compiled=True``, take the compiled path (``kernels.sample`` made to raise shows which do); rejection at ``m = 3`` never does."""
 
     def refuse(*args: Any) -> None:
         raise AssertionError("compiled path taken")
 
-    monkeypatch.setattr(_fused, "sample", refuse)
+    monkeypatch.setattr(kernels, "sample", refuse)
     m = 11
     loc = _unit_vector(m, 1).expand(4, m)
     kappa = torch.tensor([1.0, 10.0, 100.0, 1000.0], dtype=F64, requires_grad=True)
     for sampler in ("rejection", "mh", "inverse_cdf"):
-        q = VonMisesFisher(loc, kappa, sampler=sampler)
-        assert q.rsample((4, 8)).shape == (4, 8, 4, m)  # switch off
-        with compiled_sampling():
-            z = q.rsample((3, 11))  # 33 samples a row: eager
-            assert z.shape == (3, 11, 4, m) and bool(torch.isfinite(z).all())
-            z.sum().backward()
-            with pytest.raises(AssertionError, match="compiled path taken"):
-                q.rsample((4, 8))  # 32 samples a row
-            with pytest.raises(AssertionError, match="compiled path taken"):
-                q.rsample()
-    loc3 = _unit_vector(3, 1).expand(4, 3)
-    with compiled_sampling():
-        assert VonMisesFisher(loc3, kappa).rsample().shape == (4, 3)  # closed form
+        eager = VonMisesFisher(loc, kappa, sampler=sampler)
+        assert eager.rsample((4, 8)).shape == (4, 8, 4, m)  # compiled=False: eager
+        q = VonMisesFisher(loc, kappa, sampler=sampler, compiled=True)
+        z = q.rsample((3, 11))  # 33 samples a row: eager
+        assert z.shape == (3, 11, 4, m) and bool(torch.isfinite(z).all())
+        z.sum().backward()
         with pytest.raises(AssertionError, match="compiled path taken"):
-            VonMisesFisher(loc3, kappa, sampler="mh").rsample()
-        # MPS (float32 numerics) stays eager; CUDA is routed like the CPU
-        assert not _fused.applies(torch.device("mps"), 1)
-        assert not _compiled.on_device(torch.device("mps"))
-        assert _fused.applies(torch.device("cuda"), 1)
-        assert _fused.applies(torch.device("cpu"), 32)
-        assert not _fused.applies(torch.device("cpu"), 33)
-    assert not _fused.applies(torch.device("cpu"), 1)
+            q.rsample((4, 8))  # 32 samples a row
+        with pytest.raises(AssertionError, match="compiled path taken"):
+            q.rsample()
+    loc3 = _unit_vector(3, 1).expand(4, 3)
+    assert VonMisesFisher(loc3, kappa, compiled=True).rsample().shape == (4, 3)  # closed form
+    with pytest.raises(AssertionError, match="compiled path taken"):
+        VonMisesFisher(loc3, kappa, sampler="mh", compiled=True).rsample()
+    # MPS (float32 numerics) stays eager; CUDA is routed like the CPU
+    assert not kernels.applies(torch.device("mps"), 1)
+    assert kernels.applies(torch.device("cuda"), 1)
+    assert kernels.applies(torch.device("cpu"), 32)
+    assert not kernels.applies(torch.device("cpu"), 33)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -680,8 +650,9 @@ def test_compile_failure_warns_and_runs_eagerly(
 ) -> None:
     """``torch.compile`` giving a callable that raises (as without a C++ compiler), or raising itself
     (as on a Python that its torch version does not support): one RuntimeWarning naming the error, the
-    draw is made eagerly (shape, unit norms, finite gradients), and the feature is off from then on
-    (no further warning, no compiled call), even inside the block."""
+    draw is made eagerly (shape, unit norms, finite gradients), and the kernels are not tried again in
+    the process (no further warning, no compiled call), even for distributions built with
+    ``compiled=True``."""
 
     def failing_compile(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[..., Any]:
         def broken(*a: Any, **k: Any) -> Any:
@@ -691,33 +662,32 @@ def test_compile_failure_warns_and_runs_eagerly(
             broken()
         return broken
 
-    monkeypatch.setattr(_compiled.torch, "compile", failing_compile)
+    monkeypatch.setattr(kernels.torch, "compile", failing_compile)
     m = 11
     loc = _unit_vector(m, 2).expand(8, m)
     kappa = torch.logspace(-1, 3, 8, dtype=F64, requires_grad=True)
-    with compiled_sampling():
-        q = VonMisesFisher(loc, kappa)
-        with pytest.warns(RuntimeWarning, match="simulated compiler failure") as record:
-            z = q.rsample()
-        assert len(record) == 1 and "compil" in str(record[0].message).lower()
-        assert z.shape == (8, m) and bool(torch.isfinite(z).all())
-        norms = torch.linalg.vector_norm(z.detach(), dim=-1)
-        torch.testing.assert_close(norms, torch.ones(8, dtype=F64))
-        (grad,) = torch.autograd.grad((z * loc).sum(), kappa)
-        assert bool(torch.isfinite(grad).all()) and bool((grad != 0).all())
-        assert not compiled_sampling_enabled()
-        assert _compiled._state["broken"]
-        spy = DrawSpy(monkeypatch)
-        z2 = VonMisesFisher(loc, kappa, sampler="mh").rsample()  # a warning would be an error here
-        assert spy.calls == [] and z2.shape == (8, m)
-    assert not compiled_sampling_enabled()
+    q = VonMisesFisher(loc, kappa, compiled=True)
+    with pytest.warns(RuntimeWarning, match="simulated compiler failure") as record:
+        z = q.rsample()
+    assert len(record) == 1 and "compil" in str(record[0].message).lower()
+    assert z.shape == (8, m) and bool(torch.isfinite(z).all())
+    norms = torch.linalg.vector_norm(z.detach(), dim=-1)
+    torch.testing.assert_close(norms, torch.ones(8, dtype=F64))
+    (grad,) = torch.autograd.grad((z * loc).sum(), kappa)
+    assert bool(torch.isfinite(grad).all()) and bool((grad != 0).all())
+    assert not kernels.compiling_works()
+    spy = DrawSpy(monkeypatch)
+    z2 = VonMisesFisher(
+        loc, kappa, sampler="mh", compiled=True
+    ).rsample()  # a warning would be an error here
+    assert spy.calls == [] and z2.shape == (8, m)
 
 
 @pytest.mark.usefixtures("fresh_kernels")
 def test_a_kernel_failing_later_runs_eagerly_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """A compiled kernel that fails on a later call (as when torch gives up recompiling it for new
     shapes): one RuntimeWarning, that call and the kernel's later ones run eagerly with the right
-    result, and the other kernels stay compiled (the switch stays on)."""
+    result, and the other kernels stay compiled."""
     calls = {"n": 0}
     real_compile = torch.compile
 
@@ -732,50 +702,59 @@ def test_a_kernel_failing_later_runs_eagerly_alone(monkeypatch: pytest.MonkeyPat
 
         return flaky
 
-    monkeypatch.setattr(_compiled.torch, "compile", flaky_compile)
+    monkeypatch.setattr(kernels.torch, "compile", flaky_compile)
     m = 11
     loc = _unit_vector(m, 3).expand(16, m)
     kappa = torch.logspace(-1, 3, 16, dtype=F64)
-    with compiled_sampling():
-        VonMisesFisher(loc, kappa).rsample()  # compiles
-        with pytest.warns(RuntimeWarning, match="simulated recompile limit.*runs eagerly"):
-            z = VonMisesFisher(loc, kappa).rsample()
-        assert compiled_sampling_enabled()
-        w = (z * loc).sum(-1)
-        assert bool(((w >= -1) & (w <= 1)).all()) and z.shape == (16, m)
-        n_before = calls["n"]
-        VonMisesFisher(loc, kappa).rsample()  # eager now: the flaky callable is not called again
-        assert calls["n"] == n_before
+    VonMisesFisher(loc, kappa, compiled=True).rsample()  # compiles
+    with pytest.warns(RuntimeWarning, match="simulated recompile limit.*runs eagerly"):
+        z = VonMisesFisher(loc, kappa, compiled=True).rsample()
+    assert kernels.compiling_works()
+    w = (z * loc).sum(-1)
+    assert bool(((w >= -1) & (w <= 1)).all()) and z.shape == (16, m)
+    n_before = calls["n"]
+    VonMisesFisher(
+        loc, kappa, compiled=True
+    ).rsample()  # eager now: the flaky callable is not called again
+    assert calls["n"] == n_before
 
 
-def test_mh_kernels_are_bound_to_their_number_of_steps() -> None:
+@pytest.mark.usefixtures("fresh_kernels")
+def test_mh_kernels_are_bound_to_their_number_of_steps(monkeypatch: pytest.MonkeyPatch) -> None:
     """Metropolis-Hastings draws with different ``mh_steps`` get kernels of their own (torch would
     otherwise recompile one kernel for every number of steps, up to its limit)."""
     m = 5
     loc = _unit_vector(m, 4).expand(8, m)
     kappa = torch.full((8,), 5.0, dtype=F64)
-    with compiled_sampling():
-        for steps in (5, 6):
-            VonMisesFisher(loc, kappa, sampler="mh", mh_steps=steps).rsample()
-    keys = [key for key in _fused._BOUND if key[0] is _fused._mh_kernel and key[1] == m]
-    assert {dict(key[5:]).get("steps") for key in keys} >= {5, 6}
+    bound: list[dict[str, Any]] = []
+    real = kernels.kernel
+
+    def recording(fn: Callable[..., Any], **constants: Any) -> Callable[..., Any]:
+        bound.append(constants)
+        return real(fn, **constants)
+
+    monkeypatch.setattr(kernels, "kernel", recording)
+    for steps in (5, 6):
+        VonMisesFisher(loc, kappa, sampler="mh", mh_steps=steps, compiled=True).rsample()
+    assert {constants.get("steps") for constants in bound} == {5, 6}
 
 
 # ---------------------------------------------------------------------------------------------------
 # 7. trainer and command line
 # ---------------------------------------------------------------------------------------------------
 def _recording_switch(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
-    """Record the arguments with which the trainer enters ``compiled_sampling``."""
+    """Record the settings with which the trainer turns its model's compiled sampling on and off
+    (``spherevae.models.heads.set_compiled_sampling``)."""
     from spherevae.training import trainer as trainer_module
 
     seen: list[bool] = []
-    real = trainer_module.compiled_sampling
+    real = trainer_module.set_compiled_sampling
 
-    def recording(enabled: bool = True) -> Any:
+    def recording(model: torch.nn.Module, enabled: bool) -> None:
         seen.append(enabled)
-        return real(enabled)
+        real(model, enabled)
 
-    monkeypatch.setattr(trainer_module, "compiled_sampling", recording)
+    monkeypatch.setattr(trainer_module, "set_compiled_sampling", recording)
     return seen
 
 
@@ -784,9 +763,10 @@ def test_training_steps_with_compiled_sampling(
 ) -> None:
     """Two epochs of a VAE with an ``S^10`` latent and ``train.compiled_sampling: true`` (6 batches of
     16 an epoch): every training step draws through the kernel (float32 slopes), the validation passes
-    stay eager, the losses are finite, and the switch is off again afterwards."""
+    stay eager, the losses are finite, and the model draws eagerly again afterwards."""
     from spherevae.config import config_from_dict
     from spherevae.models import VAE
+    from spherevae.models.heads import VonMisesFisherHead
     from spherevae.training.seed import seed_everything
     from spherevae.training.trainer import Trainer
 
@@ -808,12 +788,13 @@ def test_training_steps_with_compiled_sampling(
         device=torch.device("cpu"),
     )
     state = trainer.fit()
-    assert seen == [True, True]
+    assert seen == [True, False, True, False]
     assert len(draw_spy.calls) == 2 * 96 // ROWS_F32
     assert all(
         args[2] == 11 and args[3] == 1 and args[5] == "single" for args, _, _ in draw_spy.calls
     )
-    assert not compiled_sampling_enabled()
+    heads = [m for m in trainer.model.modules() if isinstance(m, VonMisesFisherHead)]
+    assert heads and not any(head.compiled_sampling for head in heads)
     assert len(state.history) == 2
     for row in state.history:
         assert math.isfinite(row["train_loss"]) and math.isfinite(row["val_loss"]), row
@@ -860,12 +841,12 @@ def test_compiling_in_a_fresh_process() -> None:
     code = (
         "import torch\n"
         "from torch.distributions import Distribution\n"
-        "from spherevae.distributions import VonMisesFisher, compiled_sampling, "
-        "compiled_sampling_enabled\n"
+        "from spherevae.distributions import VonMisesFisher\n"
+        "from spherevae.distributions.von_mises_fisher import kernels\n"
         "loc = torch.nn.functional.normalize(torch.randn(8, 11, dtype=torch.float64), dim=-1)\n"
-        "with compiled_sampling():\n"
-        "    VonMisesFisher(loc, torch.full((8,), 10.0, dtype=torch.float64)).rsample()\n"
-        "    print(compiled_sampling_enabled(), Distribution._validate_args)\n"
+        "kappa = torch.full((8,), 10.0, dtype=torch.float64)\n"
+        "VonMisesFisher(loc, kappa, compiled=True).rsample()\n"
+        "print(kernels.compiling_works(), Distribution._validate_args)\n"
     )
     done = subprocess.run(
         [sys.executable, "-W", "error", "-c", code], capture_output=True, text=True, timeout=600
@@ -887,12 +868,12 @@ def test_cli_flag_is_recorded_in_the_config(
     seen = _recording_switch(monkeypatch)
     on, off = tmp_path / "on", tmp_path / "off"
     assert main(["train", *fast, "--compiled-sampling", "--out", str(on)]) == 0
-    assert seen == [True]
+    assert seen == [True, False]
     assert "compiled_sampling: true" in (on / "config.yaml").read_text()
     assert main(["train", *fast, "--no-compiled-sampling", "--out", str(off)]) == 0
-    assert seen == [True, False]
+    assert seen == [True, False, False, False]
     assert "compiled_sampling: false" in (off / "config.yaml").read_text()
     default = tmp_path / "default"
     assert main(["train", *fast, "--out", str(default)]) == 0
-    assert seen == [True, False, True]
+    assert seen == [True, False, False, False, True, False]
     assert "compiled_sampling: auto" in (default / "config.yaml").read_text()

@@ -1,6 +1,6 @@
 """The placement of a sample on the sphere: ``z = w loc + sqrt(1 - w^2) v`` by an exact reflection.
 
-``_PlaceOnSphere`` has a hand-derived backward pass, so its gradients are checked against finite
+``PlaceOnSphere`` has a hand-derived backward pass, so its gradients are checked against finite
 differences (``torch.autograd.gradcheck``, float64) for every shape it is used with, and its forward
 pass against the defining properties: ``loc . z = w`` (to rounding), ``|z| = 1`` to a few ulps, and the
 tangent part orthogonal to ``loc``. Deterministic checks, no statistics.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from spherevae.distributions import normalize
-from spherevae.distributions._utils import _PlaceOnSphere, place_on_sphere
+from spherevae.distributions.sphere import PlaceOnSphere, place_on_sphere
 
 F64 = torch.float64
 
@@ -43,7 +43,7 @@ def test_gradcheck(n: int, n_batch: int, m: int) -> None:
     t[-1, -1] = 1.99  # close to the antipode
     t.requires_grad_()
     gauss = torch.randn(n, n_batch, m, generator=gen, dtype=F64)
-    assert torch.autograd.gradcheck(lambda a, b: _PlaceOnSphere.apply(a, b, gauss), (t, loc))
+    assert torch.autograd.gradcheck(lambda a, b: PlaceOnSphere.apply(a, b, gauss), (t, loc))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
@@ -79,7 +79,7 @@ def test_second_projection_keeps_the_latitude_when_g_is_along_loc() -> None:
     perp = torch.tensor([-0.8, 0.6], dtype=dtype)
     gauss = (1e4 * loc + 1e-3 * perp).reshape(1, 1, 2)
     t = torch.tensor([[0.5]], dtype=dtype)
-    z = _PlaceOnSphere.apply(t, loc, gauss.clone())
+    z = PlaceOnSphere.apply(t, loc, gauss.clone())
     cos = float((z.double() * loc.double()).sum())
     assert abs(cos - 0.5) <= 8 * torch.finfo(dtype).eps, cos
     assert float((z.double() * perp.double()).sum()) > 0  # the side of loc that g is on
@@ -98,11 +98,11 @@ def test_concentration_gradient_through_the_slope(n: int, n_batch: int, m: int) 
     weights = torch.randn(n, n_batch, m, generator=gen, dtype=F64)
     kappa = (torch.rand(n_batch, generator=gen, dtype=F64) * 10).requires_grad_()
     loc_a = loc.clone().requires_grad_()
-    z = _PlaceOnSphere.apply(t, loc_a, gauss, kappa, slope)
+    z = PlaceOnSphere.apply(t, loc_a, gauss, kappa, slope)
     grad_kappa, grad_loc = torch.autograd.grad((z * weights).sum(), (kappa, loc_a))
     kappa_b, loc_b = kappa.detach().clone().requires_grad_(), loc.clone().requires_grad_()
     surrogate = t + torch.sqrt(t * (2 - t)) * slope * (kappa_b - kappa_b.detach())
-    z_b = _PlaceOnSphere.apply(surrogate, loc_b, gauss)
+    z_b = PlaceOnSphere.apply(surrogate, loc_b, gauss)
     want_kappa, want_loc = torch.autograd.grad((z_b * weights).sum(), (kappa_b, loc_b))
     torch.testing.assert_close(z, z_b, rtol=0.0, atol=0.0)
     torch.testing.assert_close(grad_kappa, want_kappa)
@@ -159,8 +159,8 @@ def test_gradcheck_off_the_sphere() -> None:
     loc = (2.5 * _locs(4, 6, gen)).requires_grad_()
     t = (torch.rand(3, 4, generator=gen, dtype=F64) * 1.9 + 0.05).requires_grad_()
     gauss = torch.randn(3, 4, 6, generator=gen, dtype=F64)
-    assert torch.autograd.gradcheck(lambda a, b: _PlaceOnSphere.apply(a, b, gauss), (t, loc))
-    (g,) = torch.autograd.grad(_PlaceOnSphere.apply(t, loc, gauss).sum(), loc)
+    assert torch.autograd.gradcheck(lambda a, b: PlaceOnSphere.apply(a, b, gauss), (t, loc))
+    (g,) = torch.autograd.grad(PlaceOnSphere.apply(t, loc, gauss).sum(), loc)
     assert float((g * loc.detach()).sum(-1).abs().max()) < 1e-12
 
 

@@ -39,7 +39,16 @@ from torch.autograd import gradcheck, gradgradcheck
 
 import mp_reference as ref
 from spherevae import special
-from spherevae.special import ive_ratio, log_iv_normalized, log_ive
+from spherevae.special import (
+    debye,
+    evaluation,
+    ive_ratio,
+    layout,
+    log_iv_normalized,
+    log_ive,
+    power_sums,
+    series,
+)
 
 F32, F64 = torch.float32, torch.float64
 DTYPES = [pytest.param(F64, id="float64"), pytest.param(F32, id="float32")]
@@ -637,9 +646,9 @@ def test_power_sum_direct_and_blocked_agree(n: int, n_terms: int) -> None:
     coef = torch.rand(n_terms, 2, generator=gen, dtype=F64)
     powers = x.unsqueeze(-1) ** torch.arange(1, n_terms + 1, dtype=F64)
     want = powers @ coef
-    torch.testing.assert_close(special._power_sum(x, coef), want, rtol=1e-13, atol=0.0)
-    blocked = special._block_coefficients(coef)
-    torch.testing.assert_close(special._power_sum(x, coef, blocked), want, rtol=1e-13, atol=0.0)
+    torch.testing.assert_close(power_sums.power_sum(x, coef), want, rtol=1e-13, atol=0.0)
+    blocked = power_sums.block_coefficients(coef)
+    torch.testing.assert_close(power_sums.power_sum(x, coef, blocked), want, rtol=1e-13, atol=0.0)
 
 
 @pytest.mark.parametrize("v", [0.0, 0.5, 4.0, 17.0, 31.0, 511.0])
@@ -648,13 +657,13 @@ def test_series_terms_for_an_order_leave_a_tiny_tail(v: float) -> None:
     out of ``0F1(; v+1; z^2/4) - 1 = sum_j c^j (v+1)^j / (j! (v+1)_j)`` (``c = z^2 / (4 (v+1))``) sum to
     below 1e-17 of the whole (mpmath, 40 digits). ``c`` over the series region: up to 8, and up to 81
     where ``sqrt(v^2 + z^2) < 18`` allows it (``v < 18``). A deterministic check."""
-    caps = special._series_order_thresholds(v)
+    caps = series.series_order_thresholds(v)
     assert caps == sorted(caps)
     cs = [1e-3, 0.1, 1.0, 4.0, 8.0] + ([30.0, 81.0] if v < 18 else [])
     with mp.workdps(40):
         for c in cs:
-            n = special._series_terms(c, v)
-            assert n <= special._series_terms(c)
+            n = series.series_terms_needed(c, v)
+            assert n <= series.series_terms_needed(c)
             x = mp.mpf(c) * (v + 1)  # z^2 / 4
             total = mp.hyp0f1(v + 1, x) - 1
             kept = mp.fsum(x**j / (mp.factorial(j) * mp.rf(v + 1, j)) for j in range(1, n + 1))
@@ -703,11 +712,11 @@ def test_debye_coefficient_tables_are_the_exact_polynomials_rounded() -> None:
     - u_(k+1)) / p^(k+1)``, each rounded once: equal, bitwise, to a Fraction-per-coefficient
     construction, and ``u_1``, ``u_2`` as printed in DLMF; ``x_0 = p^2`` (the constant terms of ``S_u``
     and ``2 rho S_d`` cancel exactly)."""
-    n = special._DEBYE_TERMS
+    n = debye.DEBYE_TERMS
     us, ds = _debye_reference_polynomials(n + 1)
     assert us[1] == [0, Fraction(3, 24), 0, Fraction(-5, 24)]
     assert us[2] == [0, 0, Fraction(81, 1152), 0, Fraction(-462, 1152), 0, Fraction(385, 1152)]
-    u_table, d_table, x_table = special._debye_coefficient_tables()
+    u_table, d_table, x_table = debye.coefficient_tables()
     for k in range(n):
         u_ref = us[k][k:]
         d_ref = ds[k][k:]
@@ -731,12 +740,12 @@ def test_debye_sums_drop_only_negligible_terms(v: float) -> None:
     that ``rho`` (recomputed here from the coefficient table), fewer terms are kept at large ``rho``,
     and every value of the region agrees with the sum of all terms to a few ulps (rtol 1e-15)."""
     nu = v + 1
-    _, coef, _ = special._debye_collapsed(nu, F64, torch.device("cpu"))
+    _, coef, _ = debye.collapsed_sums(nu, F64, torch.device("cpu"))
     abs_coef = coef.abs().tolist()
     for rho in (18.0, 40.0, 100.0, 1e3, 1e5, 1e8):
         if rho < nu:
             continue
-        n = special._debye_terms(nu, rho)
+        n = debye.debye_terms_needed(nu, rho)
         left_u = math.fsum(row[0] * rho ** -(k + 1) for k, row in enumerate(abs_coef) if k >= n)
         left_d = math.fsum(row[1] * rho**-k for k, row in enumerate(abs_coef) if k >= n)
         assert max(left_u, left_d) <= 1e-17, (rho, n)
@@ -747,7 +756,10 @@ def test_debye_sums_drop_only_negligible_terms(v: float) -> None:
             continue
         z = z_min * torch.logspace(0, 3, 50, dtype=F64)
         torch.testing.assert_close(
-            special._debye(v, z, True, rho), special._debye(v, z, True), rtol=1e-13, atol=0.0
+            debye.debye_values(v, z, True, rho),
+            debye.debye_values(v, z, True),
+            rtol=1e-13,
+            atol=0.0,
         )
 
 
@@ -762,9 +774,9 @@ def test_power_sum_product_layouts(shape: tuple[int, ...], layout: str) -> None:
     coef = torch.rand(30, 2, generator=gen, dtype=F64)
     want = (x.unsqueeze(-1) ** torch.arange(1, 31, dtype=F64)) @ coef
     if layout == "column-major":
-        coef = special._column_major(coef)
+        coef = power_sums.column_major(coef)
         assert coef.t().is_contiguous()
-    got = special._power_sum(x, coef)
+    got = power_sums.power_sum(x, coef)
     assert got.shape == (*shape, 2)
     torch.testing.assert_close(got, want, rtol=1e-13, atol=0.0)
 
@@ -835,22 +847,22 @@ def test_accelerator_merge_agrees_with_the_cpu_path(v: float) -> None:
     z = torch.tensor(TERMS_Z, dtype=F64)
     want = torch.stack([x for x in special.bessel_terms(v, z) if x is not None])
     v_full = torch.full_like(z, v)
-    by_number = special._BesselValues._everywhere(v_full, v_full, z, True, v)
-    by_tensor = special._BesselValues._everywhere(v_full, v_full, z, True, None)
+    by_number = evaluation.BesselValues.everywhere(v_full, v_full, z, True, v)
+    by_tensor = evaluation.BesselValues.everywhere(v_full, v_full, z, True, None)
     # the rows of the fields of BesselTerms (ratio, complement, ratio_over_z, log_normalized,
     # elasticity, log_scaled, kl)
     rows = [
-        special._RATIO,
-        special._COMPLEMENT,
-        special._RATIO_OVER_Z,
-        special._LOG_NORMALIZED,
-        special._ELASTICITY,
-        special._LOG_SCALED,
-        special._KL,
+        layout.RATIO,
+        layout.COMPLEMENT,
+        layout.RATIO_OVER_Z,
+        layout.LOG_NORMALIZED,
+        layout.ELASTICITY,
+        layout.LOG_SCALED,
+        layout.KL,
     ]
     torch.testing.assert_close(by_number[rows], want, rtol=1e-14, atol=0.0)
     # all 180 series terms against fewer: the elasticity (a difference in the series region, see
     # test_mixed_regions_agree_with_one_region_at_a_time) magnifies their rounding by up to 2z / N
     for row in rows:
-        rtol = 1e-12 if row == special._ELASTICITY else 1e-13
+        rtol = 1e-12 if row == layout.ELASTICITY else 1e-13
         torch.testing.assert_close(by_tensor[row], want[rows.index(row)], rtol=rtol, atol=0.0)

@@ -1,4 +1,4 @@
-"""Accuracy of the per-sample inversion of the vMF marginal CDF (``_vmf_inversion``).
+"""Accuracy of the per-sample inversion of the vMF marginal CDF (``spherevae.distributions.von_mises_fisher.inverse_cdf``).
 
 The reference is independent of the package: mpmath integrates the density ``exp(-kappa (1 - cos
 theta)) sin^(m-2) theta`` in ``theta`` at 30 digits, from the sample to the end of ``[0, pi]`` on its
@@ -22,8 +22,11 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mp_reference import log_iv_normalized
-from spherevae.distributions import _vmf_inversion
-from spherevae.distributions._vmf_inversion import invert_theta_cdf, sample_inverse_cdf
+from spherevae.distributions.von_mises_fisher import inverse_cdf
+from spherevae.distributions.von_mises_fisher.inverse_cdf import (
+    invert_theta_cdf,
+    sample_inverse_cdf,
+)
 from spherevae.special import bessel_terms
 
 DPS = 30
@@ -262,7 +265,7 @@ def test_training_size_operation_count() -> None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# the table path (_vmf_inversion._table): exact knots per row, then steps from the nearer knot
+# the table path (inverse_cdf.table_inversion): exact knots per row, then steps from the nearer knot
 # ---------------------------------------------------------------------------------------------------
 # its quantiles: the far left tail down to the smallest positive torch.rand, and the right tail up to
 # the table's last knot (beyond it the per-sample path serves; tested above)
@@ -273,9 +276,9 @@ TABLE_QUANTILES += [1 - 1e-4, 1 - 1e-6, 1 - 1e-7, 1 - 5e-8]
 def _table_invert(kappa: torch.Tensor, m: int, u: torch.Tensor) -> torch.Tensor:
     """The table path forced, whatever the size (``invert_theta_cdf`` picks it for large draws only)."""
     terms = bessel_terms(m / 2 - 1, kappa)
-    log_z = _vmf_inversion._log_total_mass(kappa, m, terms)
+    log_z = inverse_cdf.log_total_mass(kappa, m, terms)
     variance = terms.ratio_derivative(m / 2 - 1)
-    return _vmf_inversion._table(kappa, m, u, terms.complement, variance, log_z)
+    return inverse_cdf.table_inversion(kappa, m, u, terms.complement, variance, log_z)
 
 
 def _many_quantiles() -> torch.Tensor:
@@ -313,7 +316,9 @@ def test_table_matches_per_sample(m: int) -> None:
     u = _many_quantiles().expand(len(kappa), -1).contiguous()
     table = _table_invert(kappa, m, u)
     per_sample = invert_theta_cdf(kappa, m, u)  # 661 quantiles a row: table path
-    direct = _vmf_inversion._newton(kappa, m, u, *_prepared(kappa, m))  # the per-sample path forced
+    direct = inverse_cdf.newton_inversion(
+        kappa, m, u, *_prepared(kappa, m)
+    )  # the per-sample path forced
     torch.testing.assert_close(per_sample, table, rtol=0.0, atol=0.0)
     rel = ((table - direct).abs() / direct).max().item()
     assert rel <= TOLERANCE, rel
@@ -321,7 +326,7 @@ def test_table_matches_per_sample(m: int) -> None:
 
 def _prepared(kappa: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     terms = bessel_terms(m / 2 - 1, kappa)
-    log_z = _vmf_inversion._log_total_mass(kappa, m, terms)
+    log_z = inverse_cdf.log_total_mass(kappa, m, terms)
     return terms.complement, terms.ratio_derivative(m / 2 - 1), log_z
 
 
@@ -340,19 +345,19 @@ def test_table_m3_closed_form() -> None:
 def test_size_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     """The table path serves more than 64 samples a row and 4096 in all, with the same values."""
     calls: list[tuple[int, ...]] = []
-    table = _vmf_inversion._table
+    table = inverse_cdf.table_inversion
 
     def counted(*args: torch.Tensor | int) -> torch.Tensor:
         calls.append(tuple(args[2].shape))  # type: ignore[union-attr]
         return table(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_vmf_inversion, "_table", counted)
+    monkeypatch.setattr(inverse_cdf, "table_inversion", counted)
     kappa = torch.linspace(5.0, 55.0, 64, dtype=torch.float64)
     gen = torch.Generator().manual_seed(5)
     for n in (64, 65):
         u = torch.rand(64, n, dtype=torch.float64, generator=gen)
         t = invert_theta_cdf(kappa, 11, u)
-        direct = _vmf_inversion._newton(kappa, 11, u, *_prepared(kappa, 11))
+        direct = inverse_cdf.newton_inversion(kappa, 11, u, *_prepared(kappa, 11))
         assert ((t - direct).abs() / direct).max().item() <= TOLERANCE
     assert calls == [(64, 65)]
     invert_theta_cdf(kappa[:1], 11, torch.rand(1, 4000, dtype=torch.float64))  # 4000 in all
@@ -367,7 +372,7 @@ def test_table_ends(m: int) -> None:
     ends = [0.0, 1e-300, 2.0**-53, 0.5, 1 - 2.0**-24, 1 - 2.0**-25, 1 - 2.0**-53, 1.0]
     u = torch.tensor(ends, dtype=torch.float64).expand(4, -1).contiguous()
     t = _table_invert(kappa, m, u)
-    direct = _vmf_inversion._newton(kappa, m, u, *_prepared(kappa, m))
+    direct = inverse_cdf.newton_inversion(kappa, m, u, *_prepared(kappa, m))
     assert torch.isfinite(t).all() and (t.diff(dim=-1) >= 0).all()
     torch.testing.assert_close(t, direct, rtol=TOLERANCE, atol=0.0)
 
@@ -378,13 +383,13 @@ def test_table_hands_over_only_out_of_range(m: int, monkeypatch: pytest.MonkeyPa
     in): every other sample converges within the table's steps (a cost guard: the hand-over is exact
     but a thousand times dearer a sample)."""
     handed: list[int] = []
-    newton = _vmf_inversion._newton
+    newton = inverse_cdf.newton_inversion
 
     def counted(*args: torch.Tensor | int) -> torch.Tensor:
         handed.append(args[2].numel())  # type: ignore[union-attr]
         return newton(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(_vmf_inversion, "_newton", counted)
+    monkeypatch.setattr(inverse_cdf, "newton_inversion", counted)
     gen = torch.Generator().manual_seed(7)
     kappa = torch.cat(
         [

@@ -67,7 +67,13 @@ import torch
 from scipy import integrate, special, stats
 
 from spherevae.distributions import VonMisesFisher
-from spherevae.distributions import _vmf_marginal as marginal
+from spherevae.distributions.von_mises_fisher import (
+    gradient,
+    marginal,
+    metropolis_hastings,
+    proposals,
+    rejection,
+)
 from spherevae.special import ive_ratio, mean_resultant_terms
 
 SAMPLERS = ("rejection", "inverse_cdf", "mh")
@@ -371,7 +377,7 @@ def test_one_sample_per_row_follows_the_law(sampler: str, m: int, kappa: float) 
 # The package computes dt/dkappa by a per-sample quadrature when a row draws few samples (up to
 # _DIRECT_GRADIENT_MAX_SAMPLES) and from a grid of the CDF's derivative otherwise: "direct" draws 1
 # sample per row, "grid" one more than that limit.
-GRAD_PATHS = {"direct": 1, "grid": marginal._DIRECT_GRADIENT_MAX_SAMPLES + 1}
+GRAD_PATHS = {"direct": 1, "grid": gradient.DIRECT_GRADIENT_MAX_SAMPLES + 1}
 GRAD_CASES = [pytest.param(s, p, id=f"{s}-{p}") for s in SAMPLERS for p in GRAD_PATHS]
 
 
@@ -533,8 +539,8 @@ def test_mh_jump_table_gives_the_step_by_step_chain(steps: int) -> None:
     log_ratios = torch.randint(-3, 3, (steps + 1, chains), generator=gen).to(F64) / 2
     log_u = torch.rand(steps, chains, generator=gen, dtype=F64).log()
     log_u[:, ::7] = 0.0
-    state_steps, moves_steps = marginal._chain_by_steps(log_ratios, log_u)
-    state_jumps, moves_jumps = marginal._chain_by_jumps(log_ratios, log_u)
+    state_steps, moves_steps = metropolis_hastings.chain_by_steps(log_ratios, log_u)
+    state_jumps, moves_jumps = metropolis_hastings.chain_by_jumps(log_ratios, log_u)
     assert torch.equal(state_jumps, state_steps)
     assert torch.equal(moves_jumps, moves_steps)
     assert 0 < int(moves_steps.sum()) < chains * steps  # the chains both move and stay
@@ -544,9 +550,9 @@ def test_mh_uses_the_jump_table_for_training_batches(monkeypatch: pytest.MonkeyP
     def no_steps(*args: object) -> None:
         raise AssertionError("the step-by-step chain ran for a training-size draw")
 
-    monkeypatch.setattr(marginal, "_chain_by_steps", no_steps)
+    monkeypatch.setattr(metropolis_hastings, "chain_by_steps", no_steps)
     kappa = torch.linspace(1.0, 50.0, 64, dtype=F64)
-    t, rate = marginal.metropolis_hastings(kappa, 11, 1, 25)
+    t, rate = metropolis_hastings.metropolis_hastings(kappa, 11, 1, 25)
     assert t.shape == (64, 1) and rate.shape == (64,)
     assert bool(((t >= 0) & (t <= 2)).all()) and bool(((rate >= 0) & (rate <= 1)).all())
 
@@ -557,8 +563,8 @@ def test_mh_runs_many_chains_step_by_step(monkeypatch: pytest.MonkeyPatch) -> No
     def no_jumps(*args: object) -> None:
         raise AssertionError("the jump table ran for 1024 chains")
 
-    monkeypatch.setattr(marginal, "_chain_by_jumps", no_jumps)
-    t, _ = marginal.metropolis_hastings(torch.full((1024,), 10.0, dtype=F64), 11, 1, 25)
+    monkeypatch.setattr(metropolis_hastings, "chain_by_jumps", no_jumps)
+    t, _ = metropolis_hastings.metropolis_hastings(torch.full((1024,), 10.0, dtype=F64), 11, 1, 25)
     assert t.shape == (1024, 1)
 
 
@@ -619,7 +625,7 @@ def test_rejection_gives_up_loudly(
     default value. At ``m = 5`` Wood's proposal serves ``kappa = 1.5``, the gamma one ``kappa = 12.5``.
     """
     rounds = []
-    real_draw = marginal._Proposals.draw
+    real_draw = rejection.Proposals.draw
 
     def counting_draw(self, *args):
         rounds.append(self.mode)
@@ -628,13 +634,13 @@ def test_rejection_gives_up_loudly(
     def reject(t, *args):
         return torch.full_like(t, -math.inf)
 
-    monkeypatch.setattr(marginal._Proposals, "draw", counting_draw)
-    monkeypatch.setattr(marginal, "_wood_log_ratio", reject)
-    monkeypatch.setattr(marginal, "_gamma_log_ratio", reject)
+    monkeypatch.setattr(rejection.Proposals, "draw", counting_draw)
+    monkeypatch.setattr(rejection, "wood_log_ratio", reject)
+    monkeypatch.setattr(rejection, "gamma_log_ratio", reject)
     q = VonMisesFisher(torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0]), torch.tensor(kappa))
     with pytest.raises(RuntimeError, match=rf"m=5, kappa={kappa}"):
         q.rsample((3,))
-    assert rounds == [mode] * marginal._REJECTION_MAX_ROUNDS
+    assert rounds == [mode] * rejection.REJECTION_MAX_ROUNDS
 
 
 GRADIENT_QUADRATURE_CELLS = [
@@ -686,16 +692,16 @@ def test_kappa_derivative_quadrature(m: int, kappa: float) -> None:
     deterministic check (no statistics).
     """
     k = torch.tensor([kappa], dtype=torch.float64)
-    t, _ = marginal.wood_rejection(k, m, 2000)
+    t, _ = rejection.wood_rejection(k, m, 2000)
     t = t.sort(-1).values[:, [1, 20, 200, 1000, 1800, 1980, 1998]]
     a = float(ive_ratio(m / 2 - 1, k)[0])
-    theta = marginal._theta_from_t(t)[0].tolist()
+    theta = marginal.theta_from_t(t)[0].tolist()
     expected = torch.tensor(
         [[_reference_dt_dkappa(th, m, kappa, a) for th in theta]], dtype=torch.float64
     )
     sin = torch.sqrt(t * (2 - t))  # dt/dkappa = sin(theta) dtheta/dkappa
-    direct = sin * marginal.dtheta_dkappa_direct(t, k, m)
-    tabulated = sin * marginal.MarginalGrid(k, m).dtheta_dkappa(t)
+    direct = sin * gradient.dtheta_dkappa_direct(t, k, m)
+    tabulated = sin * gradient.MarginalGrid(k, m).dtheta_dkappa(t)
     torch.testing.assert_close(direct, expected, rtol=1e-7, atol=0.0)
     torch.testing.assert_close(tabulated, expected, rtol=1e-7, atol=0.0)
 
@@ -709,7 +715,7 @@ def test_symmetric_beta_from_one_gamma_and_one_normal(a: float) -> None:
     n = N_CI
     gamma = torch._standard_gamma(torch.full((n,), a, dtype=F64))
     normal = torch.randn(n, dtype=F64)
-    e, one_minus_e = marginal._symmetric_beta_parts(gamma, normal)
+    e, one_minus_e = proposals.symmetric_beta_parts(gamma, normal)
     assert bool(((e > 0) & (one_minus_e > 0)).all())
     p = stats.kstest((e / (e + one_minus_e)).numpy(), stats.beta(a, a).cdf).pvalue
     assert p > KS_ALPHA, f"KS test of e against Beta({a}, {a}): p = {p:.3g}"
@@ -724,7 +730,7 @@ def test_symmetric_beta_keeps_tiny_parts() -> None:
     mpmath.mp.dps = 50
     gamma = torch.tensor([1e-30, 1e-12, 1e-3, 0.5, 1e-30, 1e-12, 2.0], dtype=F64)
     normal = torch.tensor([3.0, 1.5, 0.7, 0.1, -3.0, -1.5, -4.0], dtype=F64)
-    e, one_minus_e = marginal._symmetric_beta_parts(gamma.clone(), normal)
+    e, one_minus_e = proposals.symmetric_beta_parts(gamma.clone(), normal)
     total = e + one_minus_e
     for i, (g, z) in enumerate(zip(gamma.tolist(), normal.tolist(), strict=True)):
         r = mpmath.sqrt(mpmath.mpf(z) ** 2 + 2 * mpmath.mpf(g))
@@ -750,8 +756,8 @@ def _small_draws(m: int, kappa: float, rows: int, per_row: int, calls: int) -> n
 def test_rejection_small_draws_follow_the_law(m: int, kappa: float) -> None:
     """Draws of training size (here 32 samples a call) take several candidates per sample in their first
     round (:func:`_first_round_candidates`) and usually return from it; their law is still exact."""
-    assert marginal._first_round_candidates(32) > marginal._REJECTION_FIRST_CANDIDATES
-    assert marginal._first_round_candidates(N_CI) == marginal._REJECTION_FIRST_CANDIDATES
+    assert rejection.first_round_candidates(32) > rejection.REJECTION_FIRST_CANDIDATES
+    assert rejection.first_round_candidates(N_CI) == rejection.REJECTION_FIRST_CANDIDATES
     theta = _small_draws(m, kappa, rows=8, per_row=4, calls=1000)
     p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
     assert p > KS_ALPHA, f"KS test of small rejection draws: p = {p:.3g}"
@@ -760,7 +766,7 @@ def test_rejection_small_draws_follow_the_law(m: int, kappa: float) -> None:
 def test_rejection_later_rounds_follow_the_law(monkeypatch: pytest.MonkeyPatch) -> None:
     """With one candidate a sample in the first round, about a third of the samples go to later rounds
     (m = 5, kappa = 100 accepts about 0.7): their bookkeeping must keep the law exact."""
-    monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: 1)
+    monkeypatch.setattr(rejection, "first_round_candidates", lambda total: 1)
     m, kappa = 5, 100.0
     theta = _small_draws(m, kappa, rows=8, per_row=4, calls=600)
     p = stats.kstest(theta, theta_law(m, kappa).cdf).pvalue
@@ -772,11 +778,11 @@ def test_gradient_quadrature_with_given_mean(m: int, kappa: float) -> None:
     """``dtheta_dkappa_direct`` with the caller's ``1 - A`` (the distribution's shared Bessel terms) equals
     the one that evaluates ``1 - A`` itself."""
     k = torch.tensor([kappa, 2 * kappa], dtype=F64)
-    t, _ = marginal.wood_rejection(k, m, 16)
+    t, _ = rejection.wood_rejection(k, m, 16)
     _, one_minus_a, _, _ = mean_resultant_terms(m / 2 - 1, k)
     torch.testing.assert_close(
-        marginal.dtheta_dkappa_direct(t, k, m, one_minus_a),
-        marginal.dtheta_dkappa_direct(t, k, m),
+        gradient.dtheta_dkappa_direct(t, k, m, one_minus_a),
+        gradient.dtheta_dkappa_direct(t, k, m),
         rtol=1e-13,  # two code paths for 1 - A: equal to rounding, not bitwise
         atol=0.0,
     )
@@ -794,10 +800,10 @@ def test_kappa_derivative_single_precision_rule() -> None:
     for m in (2, 3, 5, 10, 64, 256, 1024, 20000):
         for kappa in (1e-3, 0.1, 1.0, 10.0, 100.0, 1e3, 1e4, 1e5, 1e6):
             k = torch.tensor([kappa], dtype=F64)
-            t, _ = marginal.wood_rejection(k, m, 4000)
+            t, _ = rejection.wood_rejection(k, m, 4000)
             t = t.sort(-1).values[:, [0, 1, 10, 100, 2000, 3900, 3990, 3998, 3999]]
-            full = marginal.dtheta_dkappa_direct(t, k, m)
-            single = marginal.dtheta_dkappa_direct(t, k, m, single=True)
+            full = gradient.dtheta_dkappa_direct(t, k, m)
+            single = gradient.dtheta_dkappa_direct(t, k, m, single=True)
             worst = max(worst, float(((single - full).abs() / full.abs()).max()))
     assert worst <= 1e-6, f"single-precision rule: worst relative error {worst:.3g}"
 
@@ -825,8 +831,8 @@ def _gamma_acceptance(m: int, kappa: float) -> float:
 
 
 def _rejection_theta(kappa: torch.Tensor, m: int, n: int) -> np.ndarray:
-    t, _ = marginal.wood_rejection(kappa, m, n)
-    return marginal._theta_from_t(t).numpy()
+    t, _ = rejection.wood_rejection(kappa, m, n)
+    return marginal.theta_from_t(t).numpy()
 
 
 @pytest.mark.parametrize("m", [4, 5, 10, 64, 256, 1024])
@@ -834,16 +840,16 @@ def test_gamma_threshold_is_where_the_acceptance_rates_cross(m: int) -> None:
     """Below ``_gamma_threshold(m)`` Wood's proposal accepts more often, above it the gamma one: both
     exact rates (Wood's by quadrature, the gamma one in closed form) at 0.9 and 1.1 times the threshold.
     A deterministic check; the rule only sets the cost, never the law."""
-    threshold = marginal._gamma_threshold(m)
+    threshold = proposals.gamma_threshold(m)
     assert _wood_acceptance(m, 0.9 * threshold) > _gamma_acceptance(m, 0.9 * threshold)
     assert _wood_acceptance(m, 1.1 * threshold) < _gamma_acceptance(m, 1.1 * threshold)
 
 
 def test_gamma_proposal_not_used_below_m4() -> None:
     """At ``m = 2`` the gamma proposal's density ratio to the target is unbounded; ``m = 3`` keeps Wood's."""
-    assert math.isinf(marginal._gamma_threshold(2)) and math.isinf(marginal._gamma_threshold(3))
+    assert math.isinf(proposals.gamma_threshold(2)) and math.isinf(proposals.gamma_threshold(3))
     k = torch.tensor([1e6], dtype=F64)
-    assert marginal._Proposals(k, 2).mode == "wood" and marginal._Proposals(k, 3).mode == "wood"
+    assert rejection.Proposals(k, 2).mode == "wood" and rejection.Proposals(k, 3).mode == "wood"
 
 
 GAMMA_CELLS = [(4, 3.0), (5, 12.5), (10, 40.0), (10, 1e4), (64, 2000.0), (256, 1e5)]
@@ -855,9 +861,9 @@ def test_gamma_proposal_acceptance_rate(m: int, kappa: float) -> None:
     ``sqrt(2 pi kappa) ive(m/2 - 1, kappa)`` within 4 standard errors: a wrong acceptance test (a wrong
     power of ``1 - t/2``) moves it. ``N_CI`` rows of one sample, two candidates each."""
     k = torch.full((N_CI,), kappa, dtype=F64)
-    assert marginal._Proposals(k, m).mode == "gamma"
-    assert marginal._first_round_candidates(N_CI) == 2
-    _, rate = marginal.wood_rejection(k, m, 1)
+    assert rejection.Proposals(k, m).mode == "gamma"
+    assert rejection.first_round_candidates(N_CI) == 2
+    _, rate = rejection.wood_rejection(k, m, 1)
     exact = _gamma_acceptance(m, kappa)
     se = math.sqrt(exact * (1 - exact) / (2 * N_CI))
     z_score = (float(rate.mean()) - exact) / se
@@ -887,7 +893,7 @@ def test_gamma_proposal_at_low_acceptance_follows_the_law(
     """Forced where it accepts rarely (rate 0.28 at m = 4, kappa = 0.5; 0.19 at m = 10, kappa = 5),
     the gamma proposal runs many rounds and rejects most candidates with ``t > 2`` (which must never
     be accepted): the law is still exact (KS test)."""
-    monkeypatch.setattr(marginal, "_gamma_threshold", lambda m: 0.0)
+    monkeypatch.setattr(rejection, "gamma_threshold", lambda m: 0.0)
     theta = _rejection_theta(torch.full((N_CI,), kappa, dtype=F64), m, 1)
     p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
     assert p > KS_ALPHA, f"KS test of gamma-proposal samples at low acceptance: p = {p:.3g}"
@@ -900,10 +906,10 @@ def test_mixed_proposals_follow_the_law(monkeypatch: pytest.MonkeyPatch, first_c
     keeps each row's own. KS test of each group against its law; with one first-round candidate, a
     third of the samples are finished in later rounds, whose gathered constants must stay per row."""
     if first_candidates is not None:
-        monkeypatch.setattr(marginal, "_first_round_candidates", lambda total: first_candidates)
+        monkeypatch.setattr(rejection, "first_round_candidates", lambda total: first_candidates)
     m, kappas = 10, (10.0, 100.0)
     k = torch.tensor(kappas, dtype=F64).repeat(N_CI)
-    assert marginal._Proposals(k, m).mode == "mixed"
+    assert rejection.Proposals(k, m).mode == "mixed"
     theta = _rejection_theta(k, m, 1).reshape(N_CI, 2)
     for j, kappa in enumerate(kappas):
         p = stats.kstest(theta[:, j], theta_law(m, kappa).cdf).pvalue
@@ -915,19 +921,19 @@ def test_small_straddling_draws_take_woods_proposal(monkeypatch: pytest.MonkeyPa
     takes Wood's proposal for every row (fewer operations), a large one mixes; the small draws still
     follow the law (KS test of each group over 300 draws)."""
     modes = []
-    original = marginal._Proposals.__init__
+    original = rejection.Proposals.__init__
 
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
         modes.append(self.mode)
 
-    monkeypatch.setattr(marginal._Proposals, "__init__", spy)
+    monkeypatch.setattr(rejection.Proposals, "__init__", spy)
     m, kappas = 10, (10.0, 100.0)
     k = torch.tensor(kappas, dtype=F64).repeat(32)
     torch.manual_seed(_seed("small straddling"))
     theta = np.stack([_rejection_theta(k, m, 1).reshape(32, 2) for _ in range(300)]).reshape(-1, 2)
     assert set(modes) == {"wood"}
-    marginal.wood_rejection(k.repeat(32), m, 1)  # 2048 samples
+    rejection.wood_rejection(k.repeat(32), m, 1)  # 2048 samples
     assert modes[-1] == "mixed"
     for j, kappa in enumerate(kappas):
         p = stats.kstest(theta[:, j], theta_law(m, kappa).cdf).pvalue
@@ -940,9 +946,9 @@ def test_wood_proposal_at_large_kappa_follows_the_law(
 ) -> None:
     """Wood's proposal where the gamma one would now serve (the regime of the biased reference code,
     pitfall 1): forced, it still samples the exact law (KS test)."""
-    monkeypatch.setattr(marginal, "_gamma_threshold", lambda m: math.inf)
+    monkeypatch.setattr(rejection, "gamma_threshold", lambda m: math.inf)
     k = torch.full((N_CI,), kappa, dtype=F64)
-    assert marginal._Proposals(k, m).mode == "wood"
+    assert rejection.Proposals(k, m).mode == "wood"
     theta = _rejection_theta(k, m, 1)
     p = stats.kstest(theta.ravel(), theta_law(m, kappa).cdf).pvalue
     assert p > KS_ALPHA, f"KS test of Wood-proposal samples at large kappa: p = {p:.3g}"
@@ -974,9 +980,9 @@ def test_wood_row_constants_match_their_definitions(m: int) -> None:
     ``u = kappa + sqrt(kappa^2 + h^2)``, agree with Wood's definitions via ``_wood_constants`` to a few
     ulps (``x0`` and the offset in absolute terms, which is how the test uses them). Deterministic."""
     k = torch.tensor([0.0, 1e-8, 1e-3, 0.5, 1.0, 10.0, 100.0, 1e4, 1e6, 1e9], dtype=F64)
-    b, x0, one_minus_x0 = marginal._wood_constants(k, m)
+    b, x0, one_minus_x0 = proposals.wood_constants(k, m)
     offset = k * one_minus_x0 - (m - 1) * (torch.log(one_minus_x0) + torch.log1p(x0))
-    inv_b, x0_row, one_minus_x0_row, offset_row = marginal._wood_row_constants(k, m)
+    inv_b, x0_row, one_minus_x0_row, offset_row = proposals.wood_row_constants(k, m)
     # different formulas: a few ulps apart, more on a machine whose sqrt/log kernels round otherwise
     torch.testing.assert_close(inv_b, 1 / b, rtol=1e-14, atol=0.0)
     torch.testing.assert_close(one_minus_x0_row, one_minus_x0, rtol=1e-14, atol=0.0)

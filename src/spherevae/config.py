@@ -107,7 +107,7 @@ class TrainConfig:
         track_latents: number of validation images whose latent means are stored after each epoch
             (for the animation of the latent space over training; 0: none).
         compiled_sampling: draw the von Mises-Fisher latents of the training steps with kernels
-            compiled by ``torch.compile`` (:func:`spherevae.distributions.compiled_sampling`): the
+            compiled by ``torch.compile`` (the ``compiled`` argument of :class:`~spherevae.distributions.VonMisesFisher`): the
             same law and gradients in less time a step. ``auto`` (the default) and ``true``: on for
             CPU and CUDA devices (elsewhere, as on Apple's MPS, the eager code serves either way);
             ``false``: off. The first steps compile the kernels (seconds, cached on disk by torch; about

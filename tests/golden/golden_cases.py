@@ -59,7 +59,6 @@ from spherevae.distributions import (
     ProductDistribution,
     StackedProduct,
     VonMisesFisher,
-    compiled_sampling,
 )
 
 __all__ = [
@@ -222,9 +221,9 @@ def _draw_d_kappa(
 
 @contextmanager
 def _eager() -> Iterator[None]:
-    """The eager samplers for the block (the compiled kernels off, whatever the setting outside), and
-    torch's global generator restored after it (the recording seeds it; other tests are not affected)."""
-    with compiled_sampling(False), torch.random.fork_rng(devices=[]):
+    """torch's global generator restored after the block (the recording seeds it; other tests are not
+    affected). The distributions here are built with ``compiled=False`` (the default): eager draws."""
+    with torch.random.fork_rng(devices=[]):
         yield
 
 

@@ -1,14 +1,15 @@
 """Distributions on spheres and products of spheres, following the ``torch.distributions`` contract.
 
-Importing this package registers the KL divergences in ``torch.distributions.kl``.
+Importing this package registers the KL divergences in ``torch.distributions.kl``; each is defined
+beside the class of its first argument. Layout: :mod:`.sphere` (geometry and argument checks that the
+families share), :mod:`.constraints`, :mod:`.uniform`, :mod:`.von_mises_fisher` (a package, one module
+per role), :mod:`.power_spherical`, :mod:`.product` and :mod:`.stacked`.
 """
 
-from . import kl as _kl  # noqa: F401  (registers the KL divergences)
-from ._compiled import compiled_sampling, compiled_sampling_enabled, set_compiled_sampling
-from ._utils import normalize
 from .constraints import sphere
 from .power_spherical import PowerSpherical
 from .product import ProductDistribution
+from .sphere import normalize
 from .stacked import StackedProduct
 from .uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher
@@ -19,9 +20,6 @@ __all__ = [
     "ProductDistribution",
     "StackedProduct",
     "VonMisesFisher",
-    "compiled_sampling",
-    "compiled_sampling_enabled",
     "normalize",
-    "set_compiled_sampling",
     "sphere",
 ]

@@ -9,18 +9,23 @@ from typing import Any
 import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, constraints, register_kl
 from torch.types import _size
 
-from ._utils import (
+from .constraints import sphere
+from .sphere import (
     broadcast_shapes,
+    broadcast_to_batch,
     check_concentration,
     check_loc,
+    check_same_sphere,
     log_sphere_area,
     place_on_sphere,
     work_dtype,
 )
-from .constraints import sphere
+from .uniform import HypersphericalUniform
+from .von_mises_fisher import VonMisesFisher
+from .von_mises_fisher.kl import cross_term
 
 __all__ = ["KlToUniform", "PowerSpherical"]
 
@@ -435,3 +440,23 @@ class _BetaSample(torch.autograd.Function):
         s, one_minus_s, b = ctx.saved_tensors
         dirichlet = torch._dirichlet_grad(one_minus_s, b, b + ctx.a)
         return None, -(grad * s * dirichlet)
+
+
+@register_kl(PowerSpherical, HypersphericalUniform)
+def _kl_ps_uniform(p: PowerSpherical, q: HypersphericalUniform) -> Tensor:
+    check_same_sphere(p, q)
+    # log area - H in closed form, with its derivative (one autograd node)
+    return broadcast_to_batch(p._kl_to_uniform(), q)
+
+
+@register_kl(PowerSpherical, VonMisesFisher)
+def _kl_ps_vmf(p: PowerSpherical, q: VonMisesFisher) -> Tensor:
+    m = check_same_sphere(p, q)
+    work = work_dtype(p.loc.device)
+    k1, k2 = p.concentration.to(work), q.concentration.to(work)
+    # E_PS[mu1 . x] = k1 / (m - 1 + k1), and its complement (m - 1) / (m - 1 + k1), whose derivative is
+    # formed so that it does not underflow (or overflow) where k2 times it is representable
+    mean, one_minus_mean = k1 / (k1 + (m - 1)), mean_complement(k1, m)
+    kl_uniform: Tensor = KlToUniform.apply(k1, m, work)
+    out = kl_uniform + cross_term(q, k2, p.loc.to(work), mean, one_minus_mean)
+    return out.to(torch.promote_types(p.loc.dtype, q.loc.dtype))

@@ -6,12 +6,13 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, constraints, kl_divergence, register_kl
 from torch.types import _size
 
-from ._utils import broadcast_shapes, check_vector_distribution
 from .constraints import ProductSupport
 from .power_spherical import PowerSpherical
+from .sphere import broadcast_shapes, broadcast_to_batch, check_vector_distribution
+from .uniform import HypersphericalUniform
 from .von_mises_fisher import VonMisesFisher, share_bessel_terms
 
 __all__ = ["ProductDistribution"]
@@ -181,3 +182,22 @@ class ProductDistribution(Distribution):
     @property
     def variance(self) -> Tensor:
         return torch.cat([c.variance for c in self.components], dim=-1)
+
+
+@register_kl(ProductDistribution, ProductDistribution)
+def _kl_product_product(p: ProductDistribution, q: ProductDistribution) -> Tensor:
+    if p.sizes != q.sizes:
+        raise ValueError(
+            f"KL divergence between products needs the same factor dimensions, got {p.sizes} and {q.sizes}"
+        )
+    terms: list[Tensor] = []
+    for idx in p._groups().values():
+        if p._stackable(idx) and all(type(q.components[i]) is HypersphericalUniform for i in idx):
+            # stacked sphere factors against uniforms: one KL evaluation for the whole group
+            # (sharing the stacked distribution with the sampler), summed over the stacking axis
+            terms.append(kl_divergence(p._stacked(idx), q.components[idx[0]]).sum(0))
+        else:
+            terms.extend(kl_divergence(p.components[i], q.components[i]) for i in idx)
+    if len(terms) == 1:
+        return broadcast_to_batch(terms[0], q)
+    return torch.stack(torch.broadcast_tensors(*terms)).sum(0)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, constraints
+from torch.distributions import Distribution, constraints, kl_divergence, register_kl
 from torch.types import _size
 
-from ._utils import check_vector_distribution
 from .constraints import ProductSupport
+from .sphere import check_vector_distribution
 
 __all__ = ["StackedProduct"]
 
@@ -116,3 +116,14 @@ class StackedProduct(Distribution):
     @property
     def variance(self) -> Tensor:
         return self.base.variance.flatten(-2)
+
+
+@register_kl(StackedProduct, StackedProduct)
+def _kl_stacked_stacked(p: StackedProduct, q: StackedProduct) -> Tensor:
+    if (p.k, p.factor_size) != (q.k, q.factor_size):
+        raise ValueError(
+            f"KL divergence between stacked products needs the same number and size of factors, got "
+            f"p with {p.k} factors of size {p.factor_size} and q with {q.k} of size {q.factor_size}"
+        )
+    # the factors are the last batch axis of both bases: one pairwise KL call, summed over it
+    return kl_divergence(p.base, q.base).sum(-1)

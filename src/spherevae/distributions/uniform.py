@@ -6,11 +6,11 @@ import math
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution
+from torch.distributions import Distribution, register_kl
 from torch.types import _size
 
-from ._utils import log_sphere_area
 from .constraints import sphere
+from .sphere import broadcast_shapes, check_same_sphere, log_sphere_area
 
 __all__ = ["HypersphericalUniform"]
 
@@ -129,3 +129,10 @@ class HypersphericalUniform(Distribution):
             dtype=self._dtype,
             device=self._device,
         )
+
+
+@register_kl(HypersphericalUniform, HypersphericalUniform)
+def _kl_uniform_uniform(p: HypersphericalUniform, q: HypersphericalUniform) -> Tensor:
+    check_same_sphere(p, q)
+    shape = broadcast_shapes(p.batch_shape, q.batch_shape)
+    return torch.zeros(shape, dtype=torch.promote_types(p.dtype, q.dtype), device=p.device)

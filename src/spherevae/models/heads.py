@@ -186,12 +186,20 @@ class VonMisesFisherHead(_SphereHead):
     ) -> None:
         super().__init__(in_features, ambient, copies)
         self.sampler = sampler
+        # whether the posteriors draw through the compiled kernels (VonMisesFisher's ``compiled``);
+        # the trainer turns it on for its training epochs (train.compiled_sampling)
+        self.compiled_sampling = False
 
     def forward(self, h: Tensor) -> Distribution:
         mu, kappa = self.parameters_of(h)
-        return self._product(
-            VonMisesFisher(mu, kappa, sampler=self.sampler, validate_args=False)  # type: ignore[arg-type]
+        q = VonMisesFisher(
+            mu,
+            kappa,
+            sampler=self.sampler,  # type: ignore[arg-type]
+            compiled=self.compiled_sampling,
+            validate_args=False,
         )
+        return self._product(q)
 
 
 class PowerSphericalHead(_SphereHead):
@@ -295,3 +303,15 @@ class PointHead(nn.Module):
             ],
             dim=-1,
         )
+
+
+def set_compiled_sampling(model: nn.Module, enabled: bool) -> None:
+    """Whether the von Mises-Fisher posteriors of ``model`` (every :class:`VonMisesFisherHead` in it)
+    draw through the compiled kernels: the ``compiled`` argument of
+    :class:`~spherevae.distributions.VonMisesFisher`, passed down by the heads. Same law and gradients
+    either way."""
+    if not isinstance(enabled, bool):
+        raise ValueError(f"enabled must be True or False, got enabled={enabled!r}")
+    for module in model.modules():
+        if isinstance(module, VonMisesFisherHead):
+            module.compiled_sampling = enabled

@@ -35,7 +35,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..distributions import PowerSpherical, VonMisesFisher
-from ..distributions._utils import log_sphere_area
+from ..distributions.sphere import log_sphere_area
 from ._common import FloatArray, as_array
 from .sphere import draw_sphere
 

@@ -32,9 +32,9 @@ from torch import Tensor, nn
 from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
-from ..distributions import compiled_sampling
 from ..io import atomic_write
 from ..models import VAE, AutoEncoder
+from ..models.heads import set_compiled_sampling
 from ..models.pretrained import pretrained_files, write_pretrained_files
 from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
@@ -146,7 +146,8 @@ class Trainer:
         self.dynamic_binarize = dynamic_binarize
         self.device = device
         setting = config.train.compiled_sampling
-        # "auto": the compiled kernels serve CPU and CUDA devices (spherevae.distributions._fused)
+        # "auto": the compiled kernels serve CPU and CUDA devices
+        # (spherevae.distributions.von_mises_fisher.kernels)
         self.compiled_sampling = (
             setting if isinstance(setting, bool) else device.type in ("cpu", "cuda")
         )
@@ -263,8 +264,11 @@ class Trainer:
         good_model = copy.deepcopy(self.model.state_dict())
         good_optimizer = copy.deepcopy(self.optimizer.state_dict())
         while True:
-            with compiled_sampling(self.compiled_sampling):
+            set_compiled_sampling(self.model, self.compiled_sampling)
+            try:
                 record = self._train_epoch(epoch)
+            finally:  # evaluation and sampling after training draw eagerly, as any user's code does
+                set_compiled_sampling(self.model, False)
             if record is not None:
                 return record
             self.state.restarts += 1

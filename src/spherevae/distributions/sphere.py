@@ -10,17 +10,6 @@ from torch import Tensor
 from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution
 
-__all__ = [
-    "broadcast_shapes",
-    "check_concentration",
-    "check_loc",
-    "check_vector_distribution",
-    "log_sphere_area",
-    "normalize",
-    "place_on_sphere",
-    "work_dtype",
-]
-
 
 def broadcast_shapes(*shapes: torch.Size) -> torch.Size:
     """``torch.broadcast_shapes``, with the common cases (equal shapes, and ``()``) answered without it.
@@ -121,10 +110,10 @@ def _dot_last(x: Tensor, y: Tensor) -> Tensor:
     return out
 
 
-def _place(
+def place(
     t: Tensor, loc: Tensor, gauss: Tensor, for_backward: bool
 ) -> tuple[Tensor, tuple[Tensor, ...]]:
-    """The forward pass of :class:`_PlaceOnSphere`; also its whole work when no gradient is needed.
+    """The forward pass of :class:`PlaceOnSphere`; also its whole work when no gradient is needed.
 
     Returns ``z`` and, if ``for_backward``, the tensors the backward pass reads (else ``gauss`` is
     overwritten by ``z``: no sample-sized temporary is kept).
@@ -149,7 +138,7 @@ def _place(
     return z, ((unit, loc_norm, p, a, r, c, radial, one_minus_t) if for_backward else ())
 
 
-class _PlaceOnSphere(torch.autograd.Function):
+class PlaceOnSphere(torch.autograd.Function):
     """``z = (1 - t) l + sqrt(t (2 - t)) p / |p|``: ``l = loc / |loc|``, ``p`` the part of ``g`` orthogonal to ``l``.
 
     ``p = g - (g . l) l`` for a standard Gaussian ``g`` in ``R^m``: a Gaussian in the tangent space at
@@ -194,7 +183,7 @@ class _PlaceOnSphere(torch.autograd.Function):
         slope: Tensor | None = None,
         placed: tuple[Tensor, tuple[Tensor, ...]] | None = None,
     ) -> Tensor:
-        z, saved = placed if placed is not None else _place(t, loc, gauss, for_backward=True)
+        z, saved = placed if placed is not None else place(t, loc, gauss, for_backward=True)
         ctx.save_for_backward(*saved, slope)
         ctx.kappa_dtype = None if kappa is None else kappa.dtype
         return z
@@ -247,7 +236,7 @@ def place_on_sphere(
     """Points ``z = w loc + sqrt(1 - w^2) v`` with ``v`` uniform on the unit sphere of the tangent space.
 
     ``v`` is the normalised projection of a standard Gaussian vector onto the tangent space at ``loc``
-    (:class:`_PlaceOnSphere`); differentiable in ``one_minus_w`` and ``loc`` (and in ``kappa``, see
+    (:class:`PlaceOnSphere`); differentiable in ``one_minus_w`` and ``loc`` (and in ``kappa``, see
     below). Without a gradient to keep, ``z`` is written over the Gaussian draw (no autograd node, one
     sample-sized buffer).
 
@@ -262,9 +251,9 @@ def place_on_sphere(
             graph in that use).
         gauss: the standard Gaussian ``(n, B, m)`` in ``loc``'s dtype, if the caller drew it (else
             drawn here).
-        placed: ``_place(t, loc, gauss, for_backward=True)`` for these ``t`` (clamped to ``[0, 2]``
+        placed: ``place(t, loc, gauss, for_backward=True)`` for these ``t`` (clamped to ``[0, 2]``
             in ``loc``'s dtype), ``loc`` and ``gauss``, if the caller computed it (a compiled kernel of
-            :mod:`._fused`): then only the autograd node is added here.
+            :mod:`.von_mises_fisher.kernels`): then only the autograd node is added here.
 
     Returns:
         ``shape + (m,)`` unit vectors, ``| ||z|| - 1 |`` a few ulps.
@@ -282,11 +271,11 @@ def place_on_sphere(
         kappa, slope = _shaped(kappa, (n_batch,)), _shaped(slope, (n_samples, n_batch))
     differentiable = [x for x in (t, loc, kappa) if x is not None and x.requires_grad]
     if torch.is_grad_enabled() and differentiable:
-        z: Tensor = _PlaceOnSphere.apply(t, loc, gauss, kappa, slope, placed)
+        z: Tensor = PlaceOnSphere.apply(t, loc, gauss, kappa, slope, placed)
     elif placed is not None:
         z = placed[0]
     else:  # no graph: no autograd node, and z is written over the Gaussian draw
-        z = _place(t, loc, gauss, for_backward=False)[0]
+        z = place(t, loc, gauss, for_backward=False)[0]
     return _shaped(z, (*shape, m))
 
 
@@ -333,3 +322,18 @@ def check_concentration(concentration: Tensor, validate: bool) -> None:
         if bool(bad.any()):
             value = concentration[bad].flatten()[0].item()
             raise ValueError(f"concentration must be finite and >= 0, got concentration={value!r}")
+
+
+def check_same_sphere(p: Distribution, q: Distribution) -> int:
+    dp, dq = int(p.event_shape[0]), int(q.event_shape[0])
+    if dp != dq:
+        raise ValueError(
+            f"KL divergence needs distributions on the same sphere, got p of dimension {dp} "
+            f"({type(p).__name__}) and q of dimension {dq} ({type(q).__name__})"
+        )
+    return dp
+
+
+def broadcast_to_batch(x: Tensor, q: Distribution) -> Tensor:
+    shape = broadcast_shapes(x.shape, q.batch_shape)
+    return x if shape == x.shape else x.expand(shape)

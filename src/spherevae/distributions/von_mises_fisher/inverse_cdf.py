@@ -24,7 +24,7 @@ Why this form:
   ``log T`` nearly linear or quadratic in ``phi``, where Newton converges in a few steps.
 - ``T / p(theta)`` is one Gauss-Legendre panel of 24 nodes from ``theta`` towards the end, cut where the
   integrand has fallen by ``exp(-90)`` according to the quadratic model of :func:`._vmf_marginal.
-  _decay_length` and bounded by ``phi``. The cut of ``exp(-60)`` that serves the gradient is too short
+  decay_length` and bounded by ``phi``. The cut of ``exp(-60)`` that serves the gradient is too short
   here: at ``m = 3, kappa = 10, u = 1/2`` the curvature ``(m - 2) / sin^2`` at the sample overstates the
   decay further out, and the truncated mass is ``1e-9`` of the tail. The sample itself is the panel's
   first point (weight 0), so ``p(theta)`` comes with the panel's density values at no extra
@@ -50,7 +50,7 @@ Why this form:
   rows and one sample, dispatch rather than arithmetic sets the time). The loop runs three steps,
   then stops as soon as the largest relative step of ``phi`` is below ``1e-6`` (the error after it
   is then of order ``1e-12``), checking once a step; at most 40 steps.
-- The far right tail, ``1 - u < 2^-24``, is first solved by bisection (:func:`_bisect_right_tail`),
+- The far right tail, ``1 - u < 2^-24``, is first solved by bisection (:func:`bisect_right_tail`),
   from whose root Newton's steps then barely move: there the gamma start can overshoot to ``theta =
   pi``, the panel's length computed at the first iterates is stale when the iterate comes back, and
   the iteration returned wrong values (``t`` off by up to 100% at ``m = 3``, ``kappa`` in ``[13.5,
@@ -58,7 +58,7 @@ Why this form:
   3e-9``). Newton's iteration and the bisection agree to ``3e-13`` for ``1 - u`` in ``[6.5e-8,
   1e-6]`` over ``m`` in ``{2, ..., 20000}`` and ``kappa`` in ``[1e-3, 1e6]`` (181 values).
 
-Large draws (more than 64 samples a row and 4096 in all) take the table path (:func:`_table`):
+Large draws (more than 64 samples a row and 4096 in all) take the table path (:func:`table_inversion`):
 
 - Per row, ``K = 33`` knots in ``u``, logit-spaced over ``[2^-53, 1 - 2^-24]`` (the same ``u``'s for
   every row), are solved by the Newton iteration above, ``33 B`` solves in one call. From the knot's
@@ -69,7 +69,7 @@ Large draws (more than 64 samples a row and 4096 in all) take the table path (:f
   starts every sample within ``1e-3`` of ``min(theta, pi - theta)`` (measured; mostly far closer).
 - Each sample then takes one step on ``int_{theta_k}^theta p = (u - u_k) Z`` from the knot on its
   tail's side (``u < 1/2``: the left knot; the partial mass adds to the tail's), one 8-node
-  Gauss-Legendre panel from the start to the knot (:func:`._vmf_marginal._quadrature`, relative to
+  Gauss-Legendre panel from the start to the knot (:func:`._vmf_marginal.quadrature`, relative to
   ``p`` at the start), inverted to third order in the increment (error ``O(d^4)``: one step takes a
   start error of ``1e-3`` to ``1e-12``). Samples whose step exceeded ``1e-3`` take another, at most
   three in all; measured for ``kappa`` in ``[5, 55]`` (``B = 1000, n = 500``): none at ``m = 2, 3, 4, 11, 64``
@@ -103,60 +103,80 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..special import BesselTerms, bessel_terms
-from ._utils import work_dtype
-from ._vmf_marginal import (
-    _decay_length,
-    _log_density_derivatives,
-    _quadrature,
-    _rule,
-    _weighted_sum,
+from ...special import BesselTerms, bessel_terms
+from ..sphere import work_dtype
+from .marginal import (
     clamp_concentration,
+    decay_length,
+    gauss_legendre_rule,
     limit_concentration,
+    log_density_derivatives,
+    quadrature,
+    weighted_sum,
 )
-
-__all__ = ["invert_theta_cdf", "sample_inverse_cdf"]
 
 # Gauss-Legendre nodes of the tail panel at each step (the last entry for later steps): the first
 # steps only need to bring the iterate near the root, the last one sets the accuracy
-_STEP_NODES = (12, 24)
+STEP_NODES = (12, 24)
+
+
 _LOG_DECAY = 90.0  # the panel ends where the integrand has fallen by exp(-90) (quadratic model)
+
+
 _DECAY_UPDATES = 2  # iterations at whose iterate the panel's length is recomputed
+
+
 _MIN_STEPS = 3  # Newton steps before the first convergence check
+
+
 _MAX_STEPS = 40
-_STEP_TOL = 1e-6  # converged when every step of theta is below this, relative to theta
+
+
+STEP_TOL = 1e-6  # converged when every step of theta is below this, relative to theta
+
+
 # tail masses below this fraction of Z are raised to it (torch.rand never gives a positive u below
 # 2^-53), which keeps phi above _MIN_PHI for m > 2, where sin^2(phi / 2) is still a normal number
 _MIN_TAIL = 1e-140
+
+
 _MIN_PHI = 1e-150
+
+
 _MAX_START_U = 1 - 2.0**-53  # the largest double below 1
-# quantiles above this are solved by bisection (_bisect_right_tail) before Newton's steps: below
+
+
+# quantiles above this are solved by bisection (bisect_right_tail) before Newton's steps: below
 # it Newton's iteration from the gamma start converges (scanned: m in 2..64, kappa dense over the
 # failing ranges, 1 - u down to 1e-7); probability 2^-24 a uniform draw
-_NEWTON_MAX_U = 1 - 2.0**-24
+NEWTON_MAX_U = 1 - 2.0**-24
+
+
 _BISECT_STEPS = 64
+
+
 _MIN_PHI_M2 = 1e-300  # m = 2: no log sin term, and the left tail is linear in phi
 
 
 _RULE0_CACHE: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
 
-def _rule_with_start(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
-    """:func:`._vmf_marginal._rule` on ``[0, 1]`` with the point 0 prepended at weight 0 (cached).
+def rule_with_start(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """:func:`._vmf_marginal.gauss_legendre_rule` on ``[0, 1]`` with the point 0 prepended at weight 0 (cached).
 
     The panel then evaluates the density at its start, the sample, along with its nodes. The weights
     are halved (they sum to 1) and a column, for a matrix product over the nodes.
     """
     key = (k, dtype, device)
     if key not in _RULE0_CACHE:
-        nodes, weights = _rule(k, dtype, device)
+        nodes, weights = gauss_legendre_rule(k, dtype, device)
         zero = torch.zeros(1, dtype=dtype, device=device)
         _RULE0_CACHE[key] = (torch.cat([zero, nodes]), torch.cat([zero, 0.5 * weights])[:, None])
     return _RULE0_CACHE[key]
 
 
-def _log_total_mass(kappa: Tensor, m: int, terms: BesselTerms) -> Tensor:
-    """``log Z`` ``(B,)`` on the reduced scale of :func:`._vmf_marginal._quadrature` (``p / 2^{m-2}``), for
+def log_total_mass(kappa: Tensor, m: int, terms: BesselTerms) -> Tensor:
+    """``log Z`` ``(B,)`` on the reduced scale of :func:`._vmf_marginal.quadrature` (``p / 2^{m-2}``), for
     the concentrations ``kappa`` of ``terms`` (which hold all that depends on them).
 
     ``Z = sqrt(pi) Gamma((m-1)/2) / Gamma(m/2) exp(log 0F1(; m/2; kappa^2/4) - kappa)``: with ``I_v(z) =
@@ -199,7 +219,7 @@ def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None
     test_vmf_inversion.py``). No gradient; computed in the work dtype (float64 off MPS).
 
     Draws of more than ``_TABLE_MIN_ROW_SAMPLES = 64`` quantiles a row and ``_TABLE_MIN_SAMPLES = 4096``
-    in all are inverted from a table of exact knots per row (:func:`_table`; module docstring), with
+    in all are inverted from a table of exact knots per row (:func:`table_inversion`; module docstring), with
     the same accuracy; smaller ones per sample, where the table's ``33`` knot solves a row would cost
     more than they save (measured, m = 11, one thread: per sample 0.37 against 0.51 ms at ``B = 1, n =
     256``, 5.9 against 4.2 ms at ``B = 64, n = 96``, 76 against 67 ms at ``B = 1000, n = 48``).
@@ -230,17 +250,17 @@ def invert_theta_cdf(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms | None
             terms = bessel_terms(m / 2 - 1, kappa)
         one_minus_mean = terms.complement.to(work)
         variance = terms.ratio_derivative(m / 2 - 1).to(work)
-        log_z = _log_total_mass(kappa, m, terms).to(work)
+        log_z = log_total_mass(kappa, m, terms).to(work)
         if u.shape[-1] > _TABLE_MIN_ROW_SAMPLES and u.numel() > _TABLE_MIN_SAMPLES:
-            t = _table(kappa, m, u, one_minus_mean, variance, log_z)
+            t = table_inversion(kappa, m, u, one_minus_mean, variance, log_z)
         else:
-            t = _newton(kappa, m, u, one_minus_mean, variance, log_z)
+            t = newton_inversion(kappa, m, u, one_minus_mean, variance, log_z)
         if scale is not None:
             t = t * scale.unsqueeze(-1)
     return t.to(out_dtype)
 
 
-def _newton(
+def newton_inversion(
     kappa: Tensor, m: int, u: Tensor, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
 ) -> Tensor:
     """``t`` ``(B, n)`` at the quantiles ``u`` ``(B, n)`` by :func:`_newton_half_distance`, rows ``(B,)``."""
@@ -280,7 +300,7 @@ def _newton_start(
     k = kappa[:, None, None]
     left = u < 0.5
     sign = torch.where(left, 1.0, -1.0)  # theta = phi on the left, pi - phi on the right
-    towards_end = -sign  # the panel's direction in theta (_decay_length's side)
+    towards_end = -sign  # the panel's direction in theta (decay_length's side)
     tail = torch.where(left, u, 1 - u).clamp_(min=_MIN_TAIL)
     # the panel below gives T / (2 p(theta)): log 2 joins the target
     log_target = tail.log_().add_(log_z[:, None, None] - math.log(2.0))
@@ -297,14 +317,14 @@ def _newton_start(
 
 def newton_start(kappa: Tensor, m: int, u: Tensor, terms: BesselTerms) -> NewtonState:
     """:func:`_newton_start` from the Bessel terms of ``kappa`` (with the logarithms); quantiles
-    ``u`` ``(B, n)`` below ``1 - 2^-24`` (the far right tail needs :func:`_bisect_right_tail` first)."""
+    ``u`` ``(B, n)`` below ``1 - 2^-24`` (the far right tail needs :func:`bisect_right_tail` first)."""
     return _newton_start(
         kappa,
         m,
         u,
         terms.complement,
         terms.ratio_derivative(m / 2 - 1),
-        _log_total_mass(kappa, m, terms),
+        log_total_mass(kappa, m, terms),
     )
 
 
@@ -317,7 +337,7 @@ def newton_step(
     if step < _DECAY_UPDATES:
         half_cut = _half_cut(a, k, m, sign, towards_end)
     neg_g, ratio = _panel(
-        a, half_cut, k, m, left, log_target, _STEP_NODES[min(step, len(_STEP_NODES) - 1)]
+        a, half_cut, k, m, left, log_target, STEP_NODES[min(step, len(STEP_NODES) - 1)]
     )
     # -g / (dg / dlog phi) = -g T / (phi p) = -g ratio / a
     rel_step = neg_g.mul_(ratio).div_(a)
@@ -353,11 +373,11 @@ def _newton_half_distance(
     # theta = pi, and the panel's length, recomputed at the first iterates only, is then stale when
     # the iterate comes back (measured: t off by up to 100% at m = 3, kappa in [13.5, 25], 1 - u <
     # 1e-10; no convergence at m = 2, kappa in [11.5, 28], 1 - u < 3e-9)
-    far = u.unsqueeze(-1) > _NEWTON_MAX_U
+    far = u.unsqueeze(-1) > NEWTON_MAX_U
     if bool(far.any()):
         rows = far.nonzero(as_tuple=True)
         a = state.a
-        a[rows] = _bisect_right_tail(
+        a[rows] = bisect_right_tail(
             state.k.expand_as(a)[rows].unsqueeze(-1),
             m,
             state.log_target[rows].unsqueeze(-1),
@@ -365,20 +385,20 @@ def _newton_half_distance(
         ).squeeze(-1)
     for step in range(_MAX_STEPS):
         state, largest = newton_step(state, step, measure=step + 1 >= _MIN_STEPS)
-        if largest is not None and largest.item() <= _STEP_TOL:
+        if largest is not None and largest.item() <= STEP_TOL:
             break
     return state.a.squeeze(-1), state.left.squeeze(-1)
 
 
 def _half_cut(a: Tensor, k: Tensor, m: int, sign: Tensor, towards_end: Tensor) -> Tensor:
-    """Half the panel's length at half-distances ``a``: :func:`._vmf_marginal._decay_length` at ``theta``.
+    """Half the panel's length at half-distances ``a``: :func:`._vmf_marginal.decay_length` at ``theta``.
 
     At ``theta``, ``sin theta = sin phi`` and ``cos theta = sign cos phi`` (used as curvature only: ``cos
     phi`` needs no more than its absolute accuracy here).
     """
     phi = 2 * a
     cos_theta = phi.cos().mul_(sign)
-    return _decay_length(k, phi.sin_(), cos_theta, m, towards_end, _LOG_DECAY).mul_(0.5)
+    return decay_length(k, phi.sin_(), cos_theta, m, towards_end, _LOG_DECAY).mul_(0.5)
 
 
 def _log_density_at_half(half: Tensor, left: Tensor, k: Tensor, m: int) -> Tensor:
@@ -409,7 +429,7 @@ def _panel(
     The panel of ``nodes`` points runs from ``a`` towards 0 over ``min(a, half_cut)``; ``-g = log target -
     log T`` (``log_target`` on the scale of ``T / 2``, see :func:`_newton_half_distance`).
     """
-    nodes_01, weights = _rule_with_start(nodes, a.dtype, a.device)
+    nodes_01, weights = rule_with_start(nodes, a.dtype, a.device)
     # a non-finite cut (flat density, sin underflowing) leaves the whole stretch to the end
     half_length = torch.fmin(a, half_cut)
     # half-angles of the sample (the first point) and of the panel's nodes, from a towards 0
@@ -417,15 +437,15 @@ def _panel(
     log_p = _log_density_at_half(half, left, k, m)
     log_p_sample = log_p[..., :1]
     # T / (2 p(theta)): the panel's values relative to the sample's; weights / 2 sum to 1
-    ratio = _weighted_sum((log_p - log_p_sample).exp_(), weights).mul_(half_length)
+    ratio = weighted_sum((log_p - log_p_sample).exp_(), weights).mul_(half_length)
     neg_g = torch.sub(log_target, log_p_sample).sub_(torch.log(ratio))
     return neg_g, ratio
 
 
-def _bisect_right_tail(k: Tensor, m: int, log_target: Tensor, a_min: float) -> Tensor:
+def bisect_right_tail(k: Tensor, m: int, log_target: Tensor, a_min: float) -> Tensor:
     """Half-distances ``a = (pi - theta) / 2`` ``(P, 1)`` of right-tail quantiles, by bisection in ``log a``.
 
-    The robust path for the far right tail, where Newton's iteration is not trusted (:func:`_newton`):
+    The robust path for the far right tail, where Newton's iteration is not trusted (:func:`newton_inversion`):
     the root lies right of the mode ``theta_m`` (the mass right of the mode is far above
     ``2^-24``), so the bracket is ``[a_min, (pi - theta_m) / 2]``; every midpoint is then right of the
     mode, where the integrand of ``R`` falls from the midpoint towards ``pi`` and one panel, with its
@@ -448,7 +468,7 @@ def _bisect_right_tail(k: Tensor, m: int, log_target: Tensor, a_min: float) -> T
         mid = (lo + hi).mul_(0.5)
         a = mid.exp()
         half_cut = _half_cut(a, k, m, sign, towards_end)
-        neg_g, _ = _panel(a, half_cut, k, m, left, log_target, _STEP_NODES[-1])
+        neg_g, _ = _panel(a, half_cut, k, m, left, log_target, STEP_NODES[-1])
         below = neg_g > 0  # R below the target: the root is further from pi
         lo = torch.where(below, mid, lo)
         hi = torch.where(below, hi, mid)
@@ -466,20 +486,35 @@ def sample_inverse_cdf(kappa: Tensor, m: int, n: int, terms: BesselTerms | None 
     return invert_theta_cdf(kappa, m, u, terms)
 
 
-# the table path (_table): knots per row, logit-spaced in u over [_TABLE_MIN_U, _TABLE_MAX_U]
+# the table path (table_inversion): knots per row, logit-spaced in u over [_TABLE_MIN_U, _TABLE_MAX_U]
 _TABLE_KNOTS = 33
+
+
 _TABLE_NODES = 8  # Gauss-Legendre nodes of the panel from the knot to the sample
+
+
 _TABLE_MAX_STEPS = 3  # steps on the samples not yet converged, then the rest goes per sample
+
+
 _TABLE_STEP_TOL = 1e-3  # a step below this (relative to the nearer end) leaves an error ~1e-13
+
+
 _TABLE_MIN_U = 2.0**-53  # the smallest positive torch.rand in double precision
+
+
 # beyond 1 - 2^-24 (6e-8) the right tail is left to the per-sample path, which solves it by bisection
-# (_bisect_right_tail): knots there would need the same
+# (bisect_right_tail): knots there would need the same
 _TABLE_MAX_U = 1 - 2.0**-24
+
+
 # the table path serves draws of more than this many samples per row and in all (measured, m = 11,
 # one thread: per sample 0.37 ms against 0.51 at B = 1, n = 256; 5.9 against 4.2 ms at B = 64, n = 96;
 # 76 against 67 ms at B = 1000, n = 48)
 _TABLE_MIN_ROW_SAMPLES = 64
+
+
 _TABLE_MIN_SAMPLES = 4096
+
 
 _KNOT_CACHE: dict[tuple[int, torch.dtype, torch.device], tuple[Tensor, Tensor]] = {}
 
@@ -500,7 +535,7 @@ def _knots(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Te
 def _table_rows(
     kappa: Tensor, m: int, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
 ) -> Tensor:
-    """The table of :func:`_table`: per row and knot interval ``(B, K - 1, 8)``.
+    """The table of :func:`table_inversion`: per row and knot interval ``(B, K - 1, 8)``.
 
     Columns: the cubic Hermite coefficients ``c0..c3`` of ``y = log(theta / (pi - theta))`` in
     ``x = (s - s_lo) / (s_hi - s_lo)`` (``s = logit u``), then ``theta`` and ``u`` at both knots. The
@@ -553,10 +588,10 @@ def _table_step(
     m: int,
     log_z: Tensor,
 ) -> Tensor:
-    """One step of :func:`_table` from ``theta`` towards ``int_{theta_knot}^theta p = (u - u_knot) Z``.
+    """One step of :func:`table_inversion` from ``theta`` towards ``int_{theta_knot}^theta p = (u - u_knot) Z``.
 
     ``q = int_theta^{theta_knot} p / p(theta)`` is one ``_TABLE_NODES``-point Gauss-Legendre panel
-    (:func:`._vmf_marginal._quadrature`, scaled by the density at ``theta``), so the Newton increment
+    (:func:`._vmf_marginal.quadrature`, scaled by the density at ``theta``), so the Newton increment
     is ``d = (u - u_knot) Z / p(theta) + q``. The step inverts the Taylor series of the integral to third
     order, ``theta + d - l' d^2 / 2 + (2 l'^2 - l'') d^3 / 6`` with ``l = log p`` (``l' = -kappa sin +
     (m - 2) cot``, ``l'' = -kappa cos - (m - 2) / sin^2``): error ``O(d^4)``. The result is kept in
@@ -567,7 +602,7 @@ def _table_step(
     log_p = sh * k * (-2)
     if m > 2:
         log_p.add_(torch.log(0.25 * sin_sq).mul_(0.5 * (m - 2)))
-    q = _quadrature(
+    q = quadrature(
         theta,
         0.5 * (theta_knot - theta),
         _TABLE_NODES,
@@ -578,13 +613,13 @@ def _table_step(
     )
     d = (log_z - log_p).exp_().mul_(u - u_knot).add_(q)
     # with l' = -neg_slope and l'' = -neg_curvature
-    neg_slope, neg_curvature = _log_density_derivatives(k, sin_sq.sqrt(), 1 - 2 * sh, m)
+    neg_slope, neg_curvature = log_density_derivatives(k, sin_sq.sqrt(), 1 - 2 * sh, m)
     corr = (2 * neg_slope * neg_slope + neg_curvature) / 6 * d + 0.5 * neg_slope
     new = theta + d * (1 + d * corr)
     return torch.fmin(torch.fmax(new, theta_lo), theta_hi)
 
 
-def _table(
+def table_inversion(
     kappa: Tensor, m: int, u: Tensor, one_minus_mean: Tensor, variance: Tensor, log_z: Tensor
 ) -> Tensor:
     """``t`` ``(B, n)`` at the quantiles ``u`` ``(B, n)`` from a table of exact knots per row (rows ``(B,)``).
@@ -595,7 +630,7 @@ def _table(
     one; the partial mass is then added to the tail's, never cancelled from it). The samples whose
     step exceeded ``_TABLE_STEP_TOL`` (relative to ``min(theta, pi - theta)``) take another step, at
     most ``_TABLE_MAX_STEPS`` in all (one ``nonzero`` a step, on the shrinking subset). Quantiles
-    outside ``[_TABLE_MIN_U, _TABLE_MAX_U]`` and samples still unconverged go to :func:`_newton`.
+    outside ``[_TABLE_MIN_U, _TABLE_MAX_U]`` and samples still unconverged go to :func:`newton_inversion`.
     """
     rows = _table_rows(kappa, m, one_minus_mean, variance, log_z)
     u_k, s_k = _knots(_TABLE_KNOTS, kappa.dtype, kappa.device)
@@ -639,7 +674,7 @@ def _table(
         rest = torch.cat([rest, idx])
     if rest.numel():
         r = rest // n
-        t.view(-1)[rest] = _newton(
+        t.view(-1)[rest] = newton_inversion(
             kappa[r], m, u.reshape(-1)[rest, None], one_minus_mean[r], variance[r], log_z[r]
         ).squeeze(-1)
     return t

@@ -12,7 +12,7 @@ from torch import Tensor
 from torch.distributions import Distribution, constraints
 from torch.types import _size
 
-from ..special import (
+from ...special import (
     BesselTerms,
     bessel_terms,
     ive_ratio,
@@ -21,8 +21,8 @@ from ..special import (
     mean_resultant_terms,
     term_of,
 )
-from . import _fused
-from ._utils import (
+from ..constraints import sphere
+from ..sphere import (
     broadcast_shapes,
     check_concentration,
     check_loc,
@@ -30,23 +30,24 @@ from ._utils import (
     place_on_sphere,
     work_dtype,
 )
-from ._vmf_inversion import sample_inverse_cdf
-from ._vmf_marginal import (
-    closed_form_m3,
-    dtheta_dkappa,
-    metropolis_hastings,
-    wood_rejection,
-)
-from .constraints import sphere
-
-__all__ = ["VonMisesFisher"]
+from . import kernels
+from .gradient import dtheta_dkappa
+from .inverse_cdf import sample_inverse_cdf
+from .metropolis_hastings import metropolis_hastings
+from .rejection import closed_form_m3, wood_rejection
 
 Sampler = Literal["rejection", "inverse_cdf", "mh"]
+
+
 SAMPLERS: tuple[str, ...] = ("rejection", "inverse_cdf", "mh")
+
+
 # Wood's envelope accepts with probability 1/M >= 0.655 over m in [2, 20000], kappa in [1e-3, 1e6]
 # (measured, 20000 proposals per cell), so after n independence-MH steps the total-variation distance
 # to the vMF is at most (1 - 1/M)^n <= 0.345^25 < 4e-12 (Mengersen and Tweedie 1996, theorem 2.1).
 DEFAULT_MH_STEPS = 25
+
+
 # log_prob takes the form without terms of size kappa from this concentration on (see there)
 _MODE_FORM_FROM = 1e6
 
@@ -67,15 +68,15 @@ class VonMisesFisher(Distribution):
     Sampling draws ``w = mu . x`` from its marginal, density proportional to
     ``exp(kappa w) (1 - w^2)^{(m-3)/2}``, then ``x = w mu + sqrt(1 - w^2) v`` with ``v`` uniform on the
     unit sphere of the tangent space at ``mu`` (a standard Gaussian projected onto that space and
-    normalised; :func:`~spherevae.distributions._utils.place_on_sphere`).
-    ``sampler`` chooses how ``w`` is drawn (see ``spherevae.distributions._vmf_marginal``):
+    normalised; :func:`~spherevae.distributions.sphere.place_on_sphere`).
+    ``sampler`` chooses how ``w`` is drawn (see ``spherevae.distributions.von_mises_fisher.rejection`` and ``.metropolis_hastings``):
 
     - ``"rejection"`` (default): Wood (1994) with the cancellation-free envelope constant; rows whose
       ``kappa`` is large for their ``m`` propose ``1 - w = G / kappa``, ``G ~ Gamma((m-1)/2)``, whose
       acceptance tends to 1 as ``kappa`` grows (Wood's stays near 0.7); each row uses one proposal
       with its own exact test; the exact closed-form inversion at ``m = 3``;
     - ``"inverse_cdf"``: numerical inversion of the CDF of ``theta = arccos w``
-      (``spherevae.distributions._vmf_inversion``; relative error of ``1 - w`` below ``1e-9``, tested
+      (``spherevae.distributions.von_mises_fisher.inverse_cdf``; relative error of ``1 - w`` below ``1e-9``, tested
       against mpmath): per sample by Newton's method on the log tail mass, or for large draws from 33
       exactly solved knots per row, adapted to ``kappa`` and ``m``, and one step from the nearer knot;
     - ``"mh"``: an independence Metropolis-Hastings chain per sample with Wood's proposal, ``mh_steps``
@@ -86,7 +87,7 @@ class VonMisesFisher(Distribution):
     ``kappa`` of the dtype (the log-density, entropy and KL divergences through the cancellation-free
     terms of :class:`~spherevae.special.BesselTerms`; :meth:`log_prob` near the mode through ``|x -
     mu|^2``), and every sampler draws rows beyond
-    :func:`~spherevae.distributions._vmf_marginal.limit_concentration` (``1e6`` to ``6e11`` for ``m``
+    :func:`~spherevae.distributions.von_mises_fisher.marginal.limit_concentration` (``1e6`` to ``6e11`` for ``m``
     up to 1024), where ``t = 1 - mu . x`` is a scaled gamma variate to rounding, at that limit and
     scales ``t``. With validation off, a NaN concentration gives NaN everywhere (samples included)
     and an infinite one samples the mode.
@@ -105,6 +106,12 @@ class VonMisesFisher(Distribution):
         concentration: ``batch_shape`` (broadcastable) concentrations ``kappa >= 0``; no trailing 1.
         sampler: ``"rejection"``, ``"inverse_cdf"`` or ``"mh"``.
         mh_steps: number of Metropolis-Hastings steps per sample (``sampler="mh"`` only).
+        compiled: draw through the kernels compiled by ``torch.compile``
+            (:mod:`spherevae.distributions.von_mises_fisher.kernels`) where they apply: draws of at
+            most 32 samples a row on a CPU or CUDA device, except the closed form of the rejection
+            sampler at ``m = 3``. The same law and gradients as the eager path (not the same numbers
+            for a seed), at a fraction of its dispatch cost; the first draw of each shape compiles
+            (seconds). If compiling fails, a warning says why and the eager path serves.
         validate_args: check the parameters (and samples in :meth:`log_prob`); default as in
             ``torch.distributions`` (on unless Python runs with ``-O``).
 
@@ -137,6 +144,7 @@ class VonMisesFisher(Distribution):
         *,
         sampler: Sampler = "rejection",
         mh_steps: int = DEFAULT_MH_STEPS,
+        compiled: bool = False,
         validate_args: bool | None = None,
     ) -> None:
         validate = validate_args if validate_args is not None else Distribution._validate_args
@@ -158,8 +166,11 @@ class VonMisesFisher(Distribution):
             if concentration.shape == batch_shape
             else concentration.expand(batch_shape)
         )
+        if not isinstance(compiled, bool):
+            raise ValueError(f"compiled must be True or False, got compiled={compiled!r}")
         self.sampler: Sampler = sampler
         self.mh_steps = mh_steps
+        self.compiled = compiled
         self.acceptance_rate: Tensor | None = None
         self._terms: tuple[Tensor, int, BesselTerms] | None = None
         super().__init__(batch_shape, torch.Size([m]), validate_args=validate_args)
@@ -171,7 +182,8 @@ class VonMisesFisher(Distribution):
         return int(self.event_shape[0])
 
     @property
-    def _order(self) -> float:
+    def order(self) -> float:
+        """The order ``v = m/2 - 1`` of the Bessel functions of this distribution (see :meth:`bessel_terms`)."""
         return self.dim / 2 - 1
 
     def _kappa64(self) -> Tensor:
@@ -184,14 +196,16 @@ class VonMisesFisher(Distribution):
         new.concentration = self.concentration.expand(batch_shape)
         new.sampler = self.sampler
         new.mh_steps = self.mh_steps
+        new.compiled = self.compiled
         new.acceptance_rate = None
         new._terms = None
         super(VonMisesFisher, new).__init__(batch_shape, self.event_shape, validate_args=False)
         new._validate_args = self._validate_args
         return new
 
-    def _cached_terms(self) -> BesselTerms | None:
-        """The cached :meth:`_bessel_terms`, or ``None`` if there are none for the current concentration."""
+    def cached_bessel_terms(self) -> BesselTerms | None:
+        """The terms of :meth:`bessel_terms` if they were evaluated for the current concentration, else
+        ``None`` (evaluates nothing)."""
         kappa = self.concentration
         if self._terms is None or kappa.is_inference():
             return None
@@ -203,7 +217,7 @@ class VonMisesFisher(Distribution):
         if not kappa.is_inference():  # an inference tensor has no version counter
             self._terms = (kappa, kappa._version, terms)
 
-    def _bessel_terms(self, kappa_work: Tensor | None = None) -> BesselTerms:
+    def bessel_terms(self, kappa_work: Tensor | None = None) -> BesselTerms:
         """No-grad Bessel terms of the concentrations (:func:`spherevae.special.bessel_terms`, order
         ``m/2 - 1``, shape ``batch_shape``, working dtype): ``A``, ``1 - A``, ``A / kappa`` and
         ``log 0F1(; m/2; kappa^2/4)``.
@@ -216,24 +230,24 @@ class VonMisesFisher(Distribution):
         concentration already detached and in the working dtype, shape ``batch_shape``, if the caller
         has it (one conversion fewer).
         """
-        terms = self._cached_terms()
+        terms = self.cached_bessel_terms()
         if terms is None:
             kappa = self.concentration if kappa_work is None else kappa_work
-            terms = bessel_terms(self._order, kappa)
+            terms = bessel_terms(self.order, kappa)
             self._set_terms(terms)
         return terms
 
     def _flat_terms(self, kappa_work: Tensor) -> BesselTerms:
-        """:meth:`_bessel_terms` flattened to ``(B,)``, as the samplers take them; ``kappa_work``: the
+        """:meth:`bessel_terms` flattened to ``(B,)``, as the samplers take them; ``kappa_work``: the
         flat concentrations, detached, in the working dtype."""
         if len(self.batch_shape) == 1:
-            return self._bessel_terms(kappa_work)
-        return self._bessel_terms().map(lambda x: x.reshape(-1))
+            return self.bessel_terms(kappa_work)
+        return self.bessel_terms().map(lambda x: x.reshape(-1))
 
     @property
     def mean_resultant_length(self) -> Tensor:
         """``A_m(kappa) = E[mu . x] = I_{m/2}(kappa) / I_{m/2-1}(kappa)``, shape ``batch_shape``."""
-        return ive_ratio(self._order, self._kappa64()).to(self.loc.dtype)
+        return ive_ratio(self.order, self._kappa64()).to(self.loc.dtype)
 
     @property
     def mean(self) -> Tensor:
@@ -254,13 +268,13 @@ class VonMisesFisher(Distribution):
         """
         kappa = self._kappa64()
         if torch.is_grad_enabled() and kappa.requires_grad:
-            ratio = ive_ratio(self._order, kappa)
+            ratio = ive_ratio(self.order, kappa)
             (a_prime,) = torch.autograd.grad(ratio.sum(), kappa, create_graph=True)
             positive = kappa > 0
             kappa_safe = torch.where(positive, kappa, torch.ones_like(kappa))
             a_over_kappa = torch.where(positive, ratio / kappa_safe, 1.0 / self.dim)
         else:
-            _, _, a_over_kappa, a_prime = mean_resultant_terms(self._order, kappa.detach())
+            _, _, a_over_kappa, a_prime = mean_resultant_terms(self.order, kappa.detach())
         mu2 = self.loc.to(a_prime.dtype) ** 2
         var = a_over_kappa.unsqueeze(-1) * (1 - mu2) + a_prime.unsqueeze(-1) * mu2
         return var.to(self.loc.dtype)
@@ -271,7 +285,7 @@ class VonMisesFisher(Distribution):
         return self._log_normalizer64().to(self.loc.dtype)
 
     def _log_normalizer64(self) -> Tensor:
-        return log_sphere_area(self.dim) + log_iv_normalized(self._order, self._kappa64())
+        return log_sphere_area(self.dim) + log_iv_normalized(self.order, self._kappa64())
 
     def log_prob(self, value: Tensor) -> Tensor:
         """``log p(x) = kappa mu . x - log Z(kappa)``, in one of three forms by ``kappa``.
@@ -298,7 +312,7 @@ class VonMisesFisher(Distribution):
         work = work_dtype(value.device)
         loc, x = self.loc.to(work), value.to(work)
         kappa = self._kappa64()
-        terms, v = self._bessel_terms(), self._order
+        terms, v = self.bessel_terms(), self.order
         area = log_sphere_area(self.dim)
         small, middle, large = _log_prob_forms(kappa)
         forms: list[Tensor] = []
@@ -323,7 +337,7 @@ class VonMisesFisher(Distribution):
 
     def entropy(self) -> Tensor:
         # H = log area - KL(q || uniform): one Bessel evaluation (shared with rsample) for both terms
-        kl = kl_to_uniform(self._order, self._kappa64(), self._bessel_terms())
+        kl = kl_to_uniform(self.order, self._kappa64(), self.bessel_terms())
         return (log_sphere_area(self.dim) - kl).to(self.loc.dtype)
 
     # -- sampling ----------------------------------------------------------------------------------
@@ -336,7 +350,11 @@ class VonMisesFisher(Distribution):
         kappa = self.concentration  # (B,)
         if kappa.dim() != 1:
             kappa = kappa.reshape(-1)
-        if _fused.applies(kappa.device, n) and not (self.sampler == "rejection" and self.dim == 3):
+        if (
+            self.compiled
+            and kernels.applies(kappa.device, n)
+            and not (self.sampler == "rejection" and self.dim == 3)
+        ):
             return self._rsample_compiled(kappa, n, shape)
         t, slope = self._sample_one_minus_w(kappa, n)  # (B, n) each
         t = t.transpose(0, 1).to(self.loc.dtype)  # (n, B)
@@ -345,7 +363,7 @@ class VonMisesFisher(Distribution):
         return place_on_sphere(t, self.loc, shape, kappa, slope.transpose(0, 1))
 
     def _rsample_compiled(self, kappa: Tensor, n: int, shape: torch.Size) -> Tensor:
-        """:meth:`rsample` by the compiled kernels of :mod:`._fused`: the Bessel terms, ``t``, the slope
+        """:meth:`rsample` by the compiled kernels of :mod:`.kernels`: the Bessel terms, ``t``, the slope
         and the placement's forward pass in one call (``kappa`` flat ``(B,)``)."""
         m = self.dim
         needs_grad = torch.is_grad_enabled() and kappa.requires_grad
@@ -354,7 +372,7 @@ class VonMisesFisher(Distribution):
         single = loc.dtype != torch.float64  # the slope's precision follows loc's
         precision = "none" if not needs_grad else "single" if single else "double"
         with torch.no_grad():
-            draw = _fused.sample(
+            draw = kernels.sample(
                 self.sampler,
                 kappa.detach().to(work_dtype(kappa.device)),
                 m,
@@ -364,7 +382,7 @@ class VonMisesFisher(Distribution):
                 loc.detach(),
                 gauss,
             )
-        if self._cached_terms() is None:
+        if self.cached_bessel_terms() is None:
             self._set_terms(_shaped_terms(draw.terms, self.batch_shape))
         rate = draw.acceptance_rate
         self.acceptance_rate = None if rate is None else rate.reshape(self.batch_shape)
@@ -444,7 +462,7 @@ def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFishe
     and every member gets its slice, for its KL divergence later. Either way no concentration is
     evaluated twice.
     """
-    cached = [c._cached_terms() for c in members]
+    cached = [c.cached_bessel_terms() for c in members]
     if all(terms is not None for terms in cached):
         parts = [terms for terms in cached if terms is not None]
         # each field stacked over the members (None where a member has none: the logarithms)
@@ -454,6 +472,6 @@ def share_bessel_terms(members: Sequence[VonMisesFisher], stacked: VonMisesFishe
         ]
         stacked._set_terms(BesselTerms(*fields))  # type: ignore[arg-type]
         return
-    terms = stacked._bessel_terms()
+    terms = stacked.bessel_terms()
     for j, c in enumerate(members):
         c._set_terms(terms.map(operator.itemgetter(j)))

@@ -1,29 +1,29 @@
-r"""Compiled kernels for the von Mises-Fisher draws of training (:func:`compiled_sampling`).
+r"""Compiled kernels for the von Mises-Fisher draws of training.
 
-The trainer turns them on for CPU and CUDA devices (``train.compiled_sampling: auto``); elsewhere they
-are opt-in, with ``spherevae.distributions.compiled_sampling()``.
+A :class:`~spherevae.distributions.VonMisesFisher` built with ``compiled=True`` draws through them (on
+CPU and CUDA devices, up to :data:`MAX_SAMPLES_PER_ROW` samples a row); the models pass
+``train.compiled_sampling`` down to their posterior (``auto``: on for CPU and CUDA devices).
 
 Why: at training sizes (a batch of 64 rows, one sample each) a tensor operation costs 1 to 2 us of
 dispatch and almost nothing of arithmetic. An eager draw with its gradient takes about 170 such
 operations more than a Gaussian latent (the Bessel terms, a round of proposals and their tests, the
-slope ``dtheta/dkappa`` by quadrature), a fifth of the step of a small MLP VAE on a CPU. The
+slope ``dtheta/dkappa`` by quadrature), a large share of the step of a small MLP VAE on a CPU. The
 operations of the sampler and the slope have no data-dependent branch once a few choices are made for
-the whole batch, so ``torch.compile`` fuses them into one C++ (or GPU) kernel: one call. At m = 11,
-64 rows, one thread, a draw took 72 us against 328 eager with warm caches, 178 against 442 with
-the caches flushed between calls, as inside a training step (rejection; ``python
-benchmarks/compiled_sampling.py`` at commit 1514a4a; the other samplers in ``benchmarks/README.md``).
+the whole batch, so ``torch.compile`` fuses them into one C++ (or GPU) kernel: one call
+(``benchmarks/compiled_sampling.py`` measures both paths side by side; results in
+``benchmarks/README.md``).
 
 What is compiled is the math of the eager path itself, not a second implementation: the Bessel terms
 of :func:`spherevae.special.merged_values` (both regions on every element), the proposals and tests
-of :func:`._vmf_marginal.candidates` (both proposals on every row, each row keeping its own), the
-chains of :func:`._vmf_marginal.mh_chains` (step by step), the Newton steps of
-:mod:`._vmf_inversion` and the quadrature of :func:`._vmf_marginal.dtheta_dkappa_direct`. The random
+of :func:`.rejection.candidates` (both proposals on every row, each row keeping its own), the
+chains of :func:`.metropolis_hastings.mh_chains` (step by step), the Newton steps of
+:mod:`.inverse_cdf` and the quadrature of :func:`.gradient.dtheta_dkappa_direct`. The random
 numbers are drawn outside, by torch's generator, so that seeds work as everywhere else; the draws are
 from the same law as the eager path's but not the same numbers for the same seed (gamma variates of
 small shapes come from uniforms, and normal ones from Box-Muller pairs, :func:`_variates`; the eager
 path takes Wood's proposal for every row of a small draw that straddles the gamma proposal's
 threshold, and checks for convergence after each Newton step from the third on). The placement's
-forward pass (:func:`._utils._place`) runs in the same kernel when the caller gives ``loc`` and the
+forward pass (:func:`spherevae.distributions.sphere.place`) runs in the same kernel when the caller gives ``loc`` and the
 Gaussian; its backward pass stays eager: compiled as kernels of their own, the two passes were
 faster with warm caches but slower with cold ones, as inside a training step (measured with a
 scratch script, not in the repository).
@@ -48,34 +48,148 @@ then on.
 
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
+import types
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
+from torch.distributions import Distribution
 
-from ..special import BesselTerms, OrderPlan, merged_values, order_plan
-from . import _vmf_inversion as inversion
-from . import _vmf_marginal as marginal
-from ._compiled import kernel, on_device
-from ._utils import _place, clamp_one_minus_w
+from ...special import BesselTerms, OrderPlan, merged_values, order_plan
+from ..sphere import clamp_one_minus_w, place
+from . import gradient, inverse_cdf, marginal, metropolis_hastings, proposals, rejection
 
-__all__ = ["Draw", "applies", "sample"]
+# Whether torch.compile failed here for the first kernel (no C++ compiler, a torch or Python version
+# without it): a fact about the environment, recorded once so that later draws go the eager way at
+# once. It never changes what a draw computes, only which code path computes it.
+_compile_failures = {"first_kernel": False}
 
-MAX_SAMPLES_PER_ROW = marginal._DIRECT_GRADIENT_MAX_SAMPLES
+
+def compiling_works() -> bool:
+    """``False`` once compiling the first kernel has failed in this process (a warning said why)."""
+    return not _compile_failures["first_kernel"]
+
+
+def clear_kernels() -> None:
+    """Forget every compiled kernel and any failure to compile: the next draw compiles again (after
+    a compiler was installed, or a module constant that the kernels read was changed, as in tests)."""
+    _KERNELS.clear()
+    _BOUND.clear()
+    _compile_failures["first_kernel"] = False
+
+
+class _Kernel:
+    """A function compiled on its first call (``fullgraph``: no graph breaks), with some of its
+    arguments bound as constants (the dimension ``m``, the slope's precision, the number of
+    Metropolis-Hastings steps, which gradients are needed): ``torch.compile`` specialises on them
+    rather than treating integers as dynamic. Each binding gets its own code object, so that its
+    compiled variants do not crowd another's in torch's cache.
+
+    Failures never reach the caller: if the first compile fails (no C++ compiler, a torch or Python
+    version without ``torch.compile``), a warning says why, the call runs the function eagerly, and
+    the compiled kernels are off for the process; if a later call fails (torch gives up recompiling a
+    kernel for new shapes after its limit of 8 variants), that kernel alone runs eagerly from then on.
+    """
+
+    def __init__(self, fn: Callable[..., Any], constants: dict[str, Any]) -> None:
+        def bound(*args: Any) -> Any:
+            return fn(*args, **constants)
+
+        # torch keeps its compiled variants per code object: a fresh one for each binding
+        # a name never used before in the process: torch keys what it learns of a frame (which
+        # arguments vary) by the code object's value, so a name reused after clear_kernels() would
+        # make a new binding's constants look like varying arguments of the old one
+        code = bound.__code__.replace(co_name=f"{fn.__name__}_{next(_KERNEL_NAMES)}")
+        self.unique = types.FunctionType(
+            code, bound.__globals__, code.co_name, None, bound.__closure__
+        )
+        self.eager = bound
+        self.compiled: Callable[..., Any] | None = None
+        self.failed = False
+
+    def __call__(self, *args: Any) -> Any:
+        if self.failed:
+            return self.eager(*args)
+        try:
+            if self.compiled is not None:
+                return self.compiled(*args)
+            # the first call compiles. torch's compiler warns about its own internals while it loads
+            # (a deprecation in torch.jit with torch 2.13), which a program that turns warnings into
+            # errors (as our test suite does) would otherwise see as a failure to compile
+            with warnings.catch_warnings(), _keeping_global_state():
+                warnings.filterwarnings("ignore", module=r"torch(\.|$)")
+                compiled = torch.compile(self.unique, fullgraph=True)
+                out = compiled(*args)
+            self.compiled = compiled
+            return out
+        except Exception as err:
+            first = self.compiled is None
+            self.failed = True
+            if first:  # compiling does not work here: the eager path serves from now on
+                _compile_failures["first_kernel"] = True
+            # the cause is often on the message's second line: all of it, on one line, shortened
+            message = " ".join(str(err).split())
+            if len(message) > 400:
+                message = message[:400] + " ..."
+            what = "the eager path is used instead" if first else "this kernel now runs eagerly"
+            warnings.warn(
+                f"spherevae: compiling the von Mises-Fisher sampling kernels failed "
+                f"({type(err).__name__}: {message}); {what} "
+                "(train.compiled_sampling: false turns the attempt off)",
+                RuntimeWarning,
+                stacklevel=3,
+            )
+            return self.eager(*args)
+
+
+@contextmanager
+def _keeping_global_state() -> Iterator[None]:
+    """Undo what loading torch's compiler changes for the whole process: it turns off the argument
+    validation of every ``torch.distributions.Distribution`` (``torch._dynamo``'s patches, torch
+    2.13), which would silently drop the checks of every distribution the user builds afterwards."""
+    validate = Distribution._validate_args
+    try:
+        yield
+    finally:
+        Distribution.set_default_validate_args(validate)
+
+
+_KERNELS: dict[tuple[Any, ...], _Kernel] = {}
+_KERNEL_NAMES = itertools.count()
+
+
+def kernel(fn: Callable[..., Any], **constants: Any) -> Callable[..., Any]:
+    """``fn`` compiled with the keyword arguments ``constants`` bound (cached per function and values);
+    called with ``fn``'s other arguments, positionally."""
+    key = (fn, *constants.items())
+    if key not in _KERNELS:
+        _KERNELS[key] = _Kernel(fn, constants)
+    return _KERNELS[key]
+
+
+MAX_SAMPLES_PER_ROW = gradient.DIRECT_GRADIENT_MAX_SAMPLES
+
+
 # gamma shapes (m - 1) / 2 up to this are drawn from uniforms and normals in the kernel
 # (_variates): m <= 33
 _GAMMA_BY_UNIFORMS_MAX_SHAPE = 16
+
+
 # Newton steps of the compiled inversion before its one convergence check (one more than the eager
 # iteration's minimum of 3: at training concentrations, m = 11, kappa in [5, 300], every draw had
 # converged after them; tests/test_compiled_sampling.py checks that no draw there is redone)
-_NEWTON_STEPS = 4
+NEWTON_STEPS = 4
 
 
 def applies(device: torch.device, n: int) -> bool:
-    """Whether a draw of ``n`` samples a row on ``device`` takes the compiled path now."""
-    return n <= MAX_SAMPLES_PER_ROW and on_device(device)
+    """Whether a draw of ``n`` samples a row on ``device`` can take the compiled path: few enough
+    samples, a CPU or CUDA device, and compiling works here (:func:`compiling_works`)."""
+    return n <= MAX_SAMPLES_PER_ROW and device.type in ("cpu", "cuda") and compiling_works()
 
 
 Placed = tuple[Tensor, tuple[Tensor, ...]]
@@ -84,7 +198,7 @@ Placed = tuple[Tensor, tuple[Tensor, ...]]
 class Draw(NamedTuple):
     """A compiled draw: ``t`` ``(B, n)``, the slope ``dtheta/dkappa`` ``(B, n)`` or ``None``, the Bessel
     terms ``(B,)`` of the concentrations, the acceptance rate ``(B,)`` (``None`` for the inverse CDF),
-    and the samples placed on the sphere with what the backward pass reads (:func:`._utils._place`),
+    and the samples placed on the sphere with what the backward pass reads (:func:`spherevae.distributions.sphere.place`),
     if the caller gave ``loc`` and the Gaussian (``None`` otherwise, or where a fallback changed
     ``t`` after the kernel)."""
 
@@ -96,21 +210,21 @@ class Draw(NamedTuple):
 
 
 def _placed(t: Tensor, loc: Tensor | None, gauss: Tensor | None) -> Placed | None:
-    """:func:`._utils._place` of ``t`` ``(B, n)`` at ``loc`` ``(B, m)`` with ``gauss`` ``(n, B, m)``, as
-    :func:`._utils.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[0, 2]``);
+    """:func:`spherevae.distributions.sphere.place` of ``t`` ``(B, n)`` at ``loc`` ``(B, m)`` with ``gauss`` ``(n, B, m)``, as
+    :func:`spherevae.distributions.sphere.place_on_sphere` would do it (``t`` in ``loc``'s dtype, clamped to ``[0, 2]``);
     ``None`` without ``loc``. Inside a kernel: the placement's forward pass then costs no call of its
     own."""
     if loc is None or gauss is None:
         return None
     t = clamp_one_minus_w(t.transpose(0, 1).to(loc.dtype))
-    return _place(t, loc, gauss, for_backward=True)
+    return place(t, loc, gauss, for_backward=True)
 
 
 def _slope(t: Tensor, kappa: Tensor, m: int, terms: BesselTerms, slope: str) -> Tensor | None:
     """``dtheta/dkappa`` for ``slope`` ``"double"`` or ``"single"`` precision of the parameters, or none."""
     if slope == "none":
         return None
-    return marginal.dtheta_dkappa_direct(t, kappa, m, terms.complement, slope == "single")
+    return gradient.dtheta_dkappa_direct(t, kappa, m, terms.complement, slope == "single")
 
 
 def _draw_uniforms(m: int, shape: tuple[int, ...], like: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -120,7 +234,7 @@ def _draw_uniforms(m: int, shape: tuple[int, ...], like: Tensor) -> tuple[Tensor
     a = (m - 1) / 2
     drawn = None
     if a > _GAMMA_BY_UNIFORMS_MAX_SHAPE:
-        drawn = marginal.gamma_variates(m, shape, like)
+        drawn = proposals.gamma_variates(m, shape, like)
     k = 0 if drawn is not None else int(a)
     return torch.rand((k + 3, *shape), dtype=like.dtype, device=like.device), drawn
 
@@ -173,11 +287,11 @@ def _rejection_kernel(
     gamma, normal, u = _variates(m, uniforms, drawn)
     log_u = u.log()
     values = merged_values(kappa, True, plan)
-    mode = marginal._WOOD if math.isinf(marginal._gamma_threshold(m)) else marginal._MIXED
-    # rows beyond the limit draw at the limit, scaled (marginal.clamp_concentration)
+    mode = proposals.WOOD if math.isinf(proposals.gamma_threshold(m)) else proposals.MIXED
+    # rows beyond the limit draw at the limit, scaled (:func:`.marginal.clamp_concentration`)
     kappa_draw, scale = marginal.clamp_concentration(kappa, m)
-    columns = marginal._Proposals.row_constants(kappa_draw.unsqueeze(-1), m, mode)
-    t, log_bound = marginal.candidates(mode, columns, m, gamma, normal)
+    columns = rejection.Proposals.row_constants(kappa_draw.unsqueeze(-1), m, mode)
+    t, log_bound = rejection.candidates(mode, columns, m, gamma, normal)
     accepted = log_u <= log_bound
     has, first = accepted.view(torch.uint8).max(0, keepdim=True)
     value = t.gather(0, first).squeeze(0) * scale.unsqueeze(-1)
@@ -197,7 +311,7 @@ def _mh_kernel(
     slope: str,
     steps: int,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
-    """Metropolis-Hastings chains step by step (:func:`._vmf_marginal.mh_chains`), the Bessel terms
+    """Metropolis-Hastings chains step by step (:func:`.metropolis_hastings.mh_chains`), the Bessel terms
     and the slopes, from the random numbers of :func:`_draw_uniforms` for ``(S + 1, B, n)`` proposals
     (``S = steps``; the tests take the uniforms of the first ``S``). Returns the Bessel rows ``(8, B)``, ``t`` and the
     slopes ``(B, n)``, the rate ``(B,)`` and the placement (:func:`_placed`)."""
@@ -205,7 +319,9 @@ def _mh_kernel(
     log_u = u[:steps].log()
     values = merged_values(kappa, True, plan)
     kappa_draw, scale = marginal.clamp_concentration(kappa, m)
-    t, rate = marginal.mh_chains(kappa_draw, m, gamma, normal, log_u, marginal._chain_by_steps)
+    t, rate = metropolis_hastings.mh_chains(
+        kappa_draw, m, gamma, normal, log_u, metropolis_hastings.chain_by_steps
+    )
     t = t * scale.unsqueeze(-1)
     return (
         values,
@@ -225,34 +341,34 @@ def _inversion_kernel(
     m: int,
     slope: str,
 ) -> tuple[Tensor, Tensor, Tensor | None, Tensor, Placed | None]:
-    """``_NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
+    """``NEWTON_STEPS`` steps of the per-sample inversion, the Bessel terms and the slopes.
 
     Returns the Bessel rows ``(8, B)``, ``t`` and the slopes ``(B, n)``, and whether the draw must be
     redone eagerly (a 0-dimensional bool: the last step was above the tolerance, a quantile is in
     the far right tail, where the iteration needs a bisection first, or a concentration is beyond
-    :func:`._vmf_marginal.limit_concentration` or NaN), for one check outside, and the placement
+    :func:`.marginal.limit_concentration` or NaN), for one check outside, and the placement
     (:func:`_placed`).
     """
     values = merged_values(kappa, True, plan)
     terms = BesselTerms.from_rows(values)
-    state = inversion.newton_start(kappa, m, u, terms)
-    for step in range(_NEWTON_STEPS - 1):
-        state, _ = inversion.newton_step(state, step, measure=False)
-    state, last = inversion.newton_step(state, _NEWTON_STEPS - 1)
+    state = inverse_cdf.newton_start(kappa, m, u, terms)
+    for step in range(NEWTON_STEPS - 1):
+        state, _ = inverse_cdf.newton_step(state, step, measure=False)
+    state, last = inverse_cdf.newton_step(state, NEWTON_STEPS - 1)
     assert last is not None
     # a concentration beyond the limit (or NaN) is inverted at the limit, by the eager path
     beyond = (kappa <= marginal.limit_concentration(m)).logical_not().any()
-    redo = (last > inversion._STEP_TOL) | (u > inversion._NEWTON_MAX_U).any() | beyond
-    t = inversion.newton_result(state)
+    redo = (last > inverse_cdf.STEP_TOL) | (u > inverse_cdf.NEWTON_MAX_U).any() | beyond
+    t = inverse_cdf.newton_result(state)
     return values, t, _slope(t, kappa, m, terms, slope), redo, _placed(t, loc, gauss)
 
 
 def _prime(m: int, dtype: torch.dtype, device: torch.device) -> OrderPlan:
     """Fill the caches the kernels read (traced as constants, never built inside a compiled call)."""
-    marginal._rule(marginal._DIRECT_NODES, dtype, device)
-    marginal._rule(marginal._DIRECT_NODES_SINGLE, dtype, device)
-    for nodes in inversion._STEP_NODES:
-        inversion._rule_with_start(nodes, dtype, device)
+    marginal.gauss_legendre_rule(gradient.DIRECT_NODES, dtype, device)
+    marginal.gauss_legendre_rule(gradient.DIRECT_NODES_SINGLE, dtype, device)
+    for nodes in inverse_cdf.STEP_NODES:
+        inverse_cdf.rule_with_start(nodes, dtype, device)
     return order_plan(m / 2 - 1, dtype, device)
 
 
@@ -299,16 +415,16 @@ def _rejection(
     kappa: Tensor, m: int, n: int, slope: str, loc: Tensor | None, gauss: Tensor | None
 ) -> Draw:
     compiled = _bound(_rejection_kernel, m, slope, kappa)
-    shape = (marginal._first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
+    shape = (rejection.first_round_candidates(kappa.shape[0] * n), kappa.shape[0], n)
     uniforms, drawn = _draw_uniforms(m, shape, kappa)
     values, t, has, slope_t, rate, placed = compiled(kappa, uniforms, drawn, loc, gauss)
     terms = BesselTerms.from_rows(values)
     if not bool(has.all()):  # rare by the choice of k: the eager sampler goes on for these samples
         missing = (~has).nonzero(as_tuple=True)
         kappa_missing = kappa[missing[0]]
-        t[missing] = marginal.wood_rejection(kappa_missing, m, 1)[0].view(-1)
+        t[missing] = rejection.wood_rejection(kappa_missing, m, 1)[0].view(-1)
         if slope_t is not None:
-            slope_t[missing] = marginal.dtheta_dkappa_direct(
+            slope_t[missing] = gradient.dtheta_dkappa_direct(
                 t[missing].unsqueeze(-1),
                 kappa_missing,
                 m,
@@ -327,7 +443,7 @@ def _inverse_cdf(
     values, t, slope_t, redo, placed = compiled(kappa, u, loc, gauss)
     terms = BesselTerms.from_rows(values)
     if redo.item():  # not converged, or the far right tail: the eager iteration from the start
-        t = inversion.invert_theta_cdf(kappa, m, u, terms)
+        t = inverse_cdf.invert_theta_cdf(kappa, m, u, terms)
         slope_t = _slope(t, kappa, m, terms, slope)
         placed = None
     return Draw(t, slope_t, terms, None, placed)

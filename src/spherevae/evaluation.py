@@ -4,7 +4,9 @@ Every number says how it was computed: the log-likelihood carries its number of 
 ``K`` (the literature uses anything from 10 to 5000, often without saying), the kNN accuracy its
 ``k``, metric and number of labelled examples.
 
-- Negative ELBO, reconstruction and KL: one reparameterised sample per image, KL in closed form.
+- Negative ELBO, reconstruction NLL ``-E_q[log p(x|z)]`` and KL: one reparameterised sample per
+  image, KL in closed form. All three are losses, positive; ``log p(x)`` is negative (the papers'
+  convention).
 - ``log p(x)``: ``logsumexp_k w_k - log K`` with ``w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)``,
   ``z_k ~ q(z|x)`` the trained encoder (Burda et al. 2016); a lower bound in expectation that tightens
   as ``K`` grows. Batched over images and samples: the decoder sees ``chunk`` images at once.
@@ -38,8 +40,8 @@ class EvaluationResult:
     """Per-image averages over a data set (``nan`` where not computed).
 
     Attributes:
-        negative_elbo: ``-ELBO`` (nats).
-        reconstruction: ``E_q[log p(x|z)]`` (nats, negative).
+        negative_elbo: ``-ELBO`` (nats, positive).
+        reconstruction_nll: ``-E_q[log p(x|z)]`` (nats, positive).
         kl: ``KL(q(z|x) || p(z))`` (nats).
         log_likelihood: importance-weighted ``log p(x)`` with ``ll_samples`` samples (nats).
         ll_samples: ``K``.
@@ -49,7 +51,7 @@ class EvaluationResult:
     """
 
     negative_elbo: float
-    reconstruction: float
+    reconstruction_nll: float
     kl: float
     log_likelihood: float
     ll_samples: int
@@ -184,13 +186,13 @@ def evaluate(
             if ll_samples > 0
             else torch.zeros(())
         )
-        sums = [-(out.reconstruction - out.kl).sum(), out.reconstruction.sum(), out.kl.sum(), ll]
+        sums = [-(out.reconstruction - out.kl).sum(), -out.reconstruction.sum(), out.kl.sum(), ll]
         totals += torch.stack([s.double().cpu() for s in sums])
     n = max(len(images), 1)
     means = latent_means(model, images, labels)
     result = EvaluationResult(
         negative_elbo=float(totals[0]) / n,
-        reconstruction=float(totals[1]) / n,
+        reconstruction_nll=float(totals[1]) / n,
         kl=float(totals[2]) / n,
         log_likelihood=float(totals[3]) / n if ll_samples > 0 else math.nan,
         ll_samples=ll_samples,

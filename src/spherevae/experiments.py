@@ -218,7 +218,7 @@ def _row(
 
     history = read_metrics(run_dir)
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    val = [row["val_loss"] for row in history if not math.isnan(row["val_loss"])]
+    val = [row["val_negative_elbo"] for row in history if not math.isnan(row["val_negative_elbo"])]
     return {
         "experiment": experiment,
         "model": spec.name,
@@ -233,7 +233,7 @@ def _row(
         "log_likelihood": result.log_likelihood,
         "ll_samples": result.ll_samples,
         "negative_elbo": result.negative_elbo,
-        "reconstruction": result.reconstruction,
+        "reconstruction_nll": result.reconstruction_nll,
         "kl": result.kl,
         "active_units": result.active_units,
         "test_images": result.n_images,
@@ -365,7 +365,7 @@ def _md_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]) ->
     return "\n".join(lines)
 
 
-_METRICS = ("log_likelihood", "negative_elbo", "reconstruction", "kl")
+_METRICS = ("log_likelihood", "negative_elbo", "reconstruction_nll", "kl")
 
 
 # -- samplers ----------------------------------------------------------------------------------------
@@ -460,7 +460,7 @@ def _samplers_report(
     }
     curves = seed_band_curves(
         groups,
-        train_keys=("train_loss", "train_reconstruction", "train_kl"),
+        train_keys=("train_loss", "train_reconstruction_nll", "train_kl"),
         title="S-VAE S2 on MNIST by sampler: training (dashed) and validation",
     )
     save_figure(curves, out / "curves.png")
@@ -612,7 +612,7 @@ def _table1_report(
                     ("ll_samples", "K"),
                     ("published", "published log p(x)"),
                     ("negative_elbo", "-ELBO"),
-                    ("reconstruction", "RE"),
+                    ("reconstruction_nll", "rec NLL"),
                     ("kl", "KL"),
                 ],
             ),

@@ -62,16 +62,21 @@ def kl_weight(config: RunConfig, epoch: int) -> float:
 
 @dataclass
 class EpochRecord:
-    """One row of ``metrics.csv`` (per-example averages; ``loss`` is the training objective)."""
+    """One row of ``metrics.csv``: per-example averages in nats, every term a loss (positive).
+
+    ``train_loss`` is the training objective (the negative ELBO with the KL weight of the epoch);
+    ``*_reconstruction_nll`` is ``-E_q[log p(x|z)]``; ``val_negative_elbo`` is ``-ELBO`` at KL
+    weight 1; ``val_log_likelihood`` is ``log p(x)`` itself (negative).
+    """
 
     epoch: int
     lr: float
     kl_weight: float
     train_loss: float
-    train_reconstruction: float
+    train_reconstruction_nll: float
     train_kl: float
-    val_loss: float = math.nan
-    val_reconstruction: float = math.nan
+    val_negative_elbo: float = math.nan
+    val_reconstruction_nll: float = math.nan
     val_kl: float = math.nan
     val_log_likelihood: float = math.nan
     restarts: int = 0
@@ -340,7 +345,7 @@ class Trainer:
             lr=self.state.lr,
             kl_weight=weight,
             train_loss=float(totals[0]),
-            train_reconstruction=float(totals[1]),
+            train_reconstruction_nll=float(totals[1]),
             train_kl=float(totals[2]),
             restarts=self.state.restarts,
         )
@@ -394,7 +399,9 @@ class Trainer:
                 torch.stack([(-rec + kl).sum(), -rec.sum(), kl.sum(), ll.sum()]).double().cpu()
             )
         totals = self._all_reduce(totals, len(share))
-        record.val_loss, record.val_reconstruction, record.val_kl = map(float, totals[:3])
+        record.val_negative_elbo, record.val_reconstruction_nll, record.val_kl = map(
+            float, totals[:3]
+        )
         if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
             record.val_log_likelihood = float(totals[3])
 
@@ -403,8 +410,8 @@ class Trainer:
         train = self.config.train
         if record.epoch <= train.burn_in:
             return
-        if record.val_loss < self.state.best_val - train.min_improvement:
-            self.state.best_val, self.state.best_epoch = record.val_loss, record.epoch
+        if record.val_negative_elbo < self.state.best_val - train.min_improvement:
+            self.state.best_val, self.state.best_epoch = record.val_negative_elbo, record.epoch
             self.state.epochs_without_improvement = 0
             self.export_model()
         else:
@@ -475,13 +482,14 @@ def _finite_gradients(model: nn.Module) -> bool:
 
 
 def _format_record(record: EpochRecord, seconds: float) -> str:
+    # the papers' convention: losses (-ELBO, rec NLL, KL) positive, log p(x) negative, in nats
     line = (
         f"epoch {record.epoch}: train loss {record.train_loss:.3f} "
-        f"(rec {record.train_reconstruction:.3f}, kl {record.train_kl:.3f}, "
-        f"weight {record.kl_weight:.3g})"
+        f"(rec NLL {record.train_reconstruction_nll:.3f}, KL {record.train_kl:.3f}, "
+        f"KL weight {record.kl_weight:.3g})"
     )
-    if not math.isnan(record.val_loss):
-        line += f" | val -elbo {record.val_loss:.3f}"
+    if not math.isnan(record.val_negative_elbo):
+        line += f" | val -ELBO {record.val_negative_elbo:.3f}"
     if not math.isnan(record.val_log_likelihood):
         line += f" | val log p(x) {record.val_log_likelihood:.3f}"
     return line + f" | {seconds:.1f} s"

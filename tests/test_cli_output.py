@@ -7,6 +7,7 @@ named as losses; log p(x) is negative. Training lines, metrics.csv, eval and its
 from __future__ import annotations
 
 import csv
+import html
 import json
 import re
 from pathlib import Path
@@ -70,3 +71,58 @@ def test_metrics_eval_and_lines_agree_on_the_sign(
         float(best["val_reconstruction_nll"]), rel=0.1
     )
     assert scores["kl"] == pytest.approx(float(best["val_kl"]), rel=0.1)
+
+
+# -- the static_mnist stand-in: only when asked for, and said by every output that used it ----------
+@pytest.fixture
+def mnist_without_amat(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data folder with a small fake MNIST and no .amat files; no network."""
+    import data_fixtures as fx
+    from spherevae.data import mnist
+
+    fx.forbid_network(monkeypatch)
+    arrays = fx.fake_idx_arrays(seed=5, n_train=120, n_test=30)
+    monkeypatch.setattr(mnist, "IDX_SHA256", fx.checksums_of(arrays))
+    monkeypatch.setattr(mnist, "N_VALIDATION", 30)
+    fx.write_idx_folder(tmp_path / "data" / "mnist", arrays, gz=True)
+    return tmp_path / "data"
+
+
+def test_static_mnist_stand_in_needs_the_flag_and_is_marked(
+    mnist_without_amat: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from spherevae.data.static_mnist import STANDIN_NOTE
+    from spherevae.report import write_report
+
+    run_dir = tmp_path / "run"
+    argv = ["train", "--dataset", "static_mnist", "--data-dir", str(mnist_without_amat)]
+    argv += ["--latent", "S2", "--hidden-sizes", "16", "--epochs", "1", "--no-compiled-sampling"]
+    argv += ["--device", "cpu", "--out", str(run_dir)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "--allow-substitute" in error[0], error
+    assert not run_dir.exists()
+
+    assert main([*argv, "--allow-substitute"]) == 0
+    assert f"warning: {STANDIN_NOTE}" in capsys.readouterr().out
+    assert "allow_substitute: true" in (run_dir / "config.yaml").read_text()
+    assert json.loads((run_dir / "run.json").read_text())["dataset_substitute"] == STANDIN_NOTE
+    assert main(["eval", str(run_dir), "--ll-samples", "2"]) == 0  # the run's own setting
+    captured = capsys.readouterr()
+    assert f"dataset_substitute: {STANDIN_NOTE}" in captured.out
+    assert STANDIN_NOTE in captured.err
+    assert (
+        json.loads((run_dir / "eval_test.json").read_text())["dataset_substitute"] == STANDIN_NOTE
+    )
+    assert STANDIN_NOTE in (run_dir / "model" / "README.md").read_text()
+    page = write_report(run_dir).read_text()
+    assert f'<p id="substitute"><strong>Data: {html.escape(STANDIN_NOTE)}.' in page
+
+
+def test_allow_substitute_without_a_stand_in_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["train", *FAST, "--epochs", "0", "--allow-substitute", "--out", str(tmp_path / "r")]
+    assert main(argv) == 0
+    assert "warning: --allow-substitute has no effect" in capsys.readouterr().err
+    assert "dataset_substitute" not in json.loads((tmp_path / "r" / "run.json").read_text())

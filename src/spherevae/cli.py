@@ -253,6 +253,14 @@ def _build_parser() -> argparse.ArgumentParser:
         help="store the latent means of N validation images after every epoch (for 'plot "
         "evolution') (default: 0, none)",
     )
+    g.add_argument(
+        "--allow-substitute",
+        action="store_true",
+        default=None,
+        help="when the data set's files cannot be had, train on its stand-in (static_mnist: a "
+        "fixed-seed binarisation of MNIST, not comparable with published results; every output "
+        "says so) instead of stopping (default: off)",
+    )
     g = train.add_argument_group("model")
     g.add_argument("--latent", help="latent space: S2, S10, S4xS4, S9xR5, R10, ... (default: S10)")
     g.add_argument(
@@ -683,6 +691,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data["binarize"] = "dynamic"
     if args.train_limit is not None:
         data["train_limit"] = args.train_limit
+    if args.allow_substitute:
+        data["allow_substitute"] = True
 
     for flag, key in [
         ("epochs", "epochs"),
@@ -724,6 +734,13 @@ def _settings_that_do_not_apply(config: Any, given: dict[str, dict[str, Any]]) -
         warnings.append(
             f"--sampler {model.sampler} has no effect: only von Mises-Fisher posteriors sample with "
             f"it (posterior {model.posterior}, latent {model.latent})"
+        )
+    from .data import DATASETS_WITH_SUBSTITUTE
+
+    if "allow_substitute" in given["data"] and config.data.dataset not in DATASETS_WITH_SUBSTITUTE:
+        warnings.append(
+            f"--allow-substitute has no effect: only {', '.join(DATASETS_WITH_SUBSTITUTE)} has a "
+            f"stand-in (dataset {config.data.dataset})"
         )
     return warnings
 
@@ -874,6 +891,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "split": args.split,
         "dataset": splits.info.name,
         "dataset_source": splits.info.source,
+        **({"dataset_substitute": splits.info.substitute} if splits.info.substitute else {}),
         "binarization": f"Bernoulli draw with seed {args.seed}" if dynamic else "none",
         "seed": args.seed,
         **result.to_dict(),
@@ -883,6 +901,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         write_model_card(run_dir)  # with the test scores
     for key, value in report.items():
         print(f"{key}: {value}")
+    if splits.info.substitute:
+        print(f"spherevae: warning: {splits.info.substitute}", file=sys.stderr)
     return 0
 
 

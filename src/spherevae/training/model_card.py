@@ -95,6 +95,7 @@ def write_model_card(run_dir: Path) -> Path:
         "## Data",
         "",
         f"- Data set: {info.get('dataset', '?')} ({info.get('dataset_source', '?')}).",
+        *([f"- **{info['dataset_substitute']}.**"] if info.get("dataset_substitute") else []),
         f"- Splits: {info.get('splits', {})}; dynamic binarisation: "
         f"{info.get('dynamic_binarization', '?')}.",
         f"- Trained by spherevae {info.get('spherevae', '?')} with torch {info.get('torch', '?')}"

@@ -866,6 +866,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .models import VAE
     from .training.model_card import write_model_card
     from .training.run import prepare_data
+    from .training.trainer import print_line
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
     model = VAE.from_pretrained(run_dir / "model")
@@ -886,6 +887,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         train_images=splits.train.images if knn else None,
         train_labels=splits.train.labels if knn else None,
         knn_k=args.knn_k,
+        log=print_line,
     )
     report = {
         "split": args.split,

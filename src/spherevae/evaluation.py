@@ -23,12 +23,14 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
 from .models import VAE, AutoEncoder
+from .progress import Progress
 
 __all__ = ["EvaluationResult", "active_units", "evaluate", "knn_accuracy", "latent_means"]
 
@@ -158,6 +160,7 @@ def evaluate(
     train_labels: Tensor | None = None,
     knn_k: int = 5,
     knn_labelled: int = 10_000,
+    log: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``images`` (already binarised if the model expects binary data).
 
@@ -170,6 +173,8 @@ def evaluate(
         labels, train_images, train_labels: for the kNN accuracy (skipped when any is missing);
             the classifier is fitted on the first ``knn_labelled`` training images.
         knn_k: neighbours of the kNN classifier.
+        log: prints one line; given, the evaluation shows its progress (a bar on a terminal, a
+            line every :data:`~spherevae.progress.PROGRESS_SECONDS` seconds in a log).
     """
     if ll_samples < 0:
         raise ValueError(f"ll_samples must be >= 0, got ll_samples={ll_samples}")
@@ -177,7 +182,12 @@ def evaluate(
     device = next(model.parameters()).device
     totals = torch.zeros(4, dtype=torch.float64)
     chunk = max(1, max_decoded // batch_size)
-    for start in range(0, len(images), batch_size):
+    if log is not None:
+        progress = Progress("evaluation", len(images), log)
+    else:
+        progress = Progress("evaluation", len(images), print, bar=False, lines=False)
+    starts = range(0, len(images), batch_size)
+    for start in progress.track(starts, lambda s: min(batch_size, len(images) - s)):
         x = images[start : start + batch_size].to(device)
         y = _condition(model, labels, start, start + batch_size, device)
         out = model.elbo(x, 1, 1.0, y)

@@ -176,7 +176,7 @@ def _run_task(
         images = evaluation_images(test.images[:n], dynamic=True)
         torch.manual_seed(seed)
         result = evaluate(
-            VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
+            VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples, log=log
         )
         atomic_write_json(run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()})
     else:

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
 from ..distributions import compiled_sampling
 from ..io import atomic_write
 from ..models import VAE, AutoEncoder
 from ..models.pretrained import pretrained_files, write_pretrained_files
+from ..progress import Progress
 from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
 from .manifest import record_sums
@@ -295,17 +295,8 @@ class Trainer:
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64)
         seen = 0
-        n_batches = math.ceil(len(self.train_images) / self.config.data.batch_size)
-        # a progress bar on a terminal, plain log lines (from fit) otherwise
-        show_bar = self.context.is_main and sys.stderr.isatty()
-        batches = tqdm(
-            self._batches(epoch),
-            total=n_batches,
-            desc=f"epoch {epoch + 1}",
-            leave=False,
-            disable=not show_bar,
-        )
-        for x, y in batches:
+        progress = self._progress(f"epoch {epoch + 1}", len(self.train_images))
+        for x, y in progress.track(self._batches(epoch), lambda batch: len(batch[0])):
             n_global = x.shape[0]
             share_slice = self.context.shard(n_global)
             x = x[share_slice].to(self.device, non_blocking=True)
@@ -381,7 +372,10 @@ class Trainer:
         labels = self.val_labels[mine] if self.val_labels is not None else None
         batch = self.config.data.eval_batch_size
         k = self.config.train.ll_samples
-        for start in range(0, len(share), batch):
+        progress = self._progress(f"epoch {record.epoch}: validation", len(share))
+        for start in progress.track(
+            range(0, len(share), batch), lambda s: min(batch, len(share) - s)
+        ):
             x = share[start : start + batch].to(self.device)
             y = labels[start : start + batch].to(self.device) if labels is not None else None
             if isinstance(self.model, VAE):
@@ -404,6 +398,13 @@ class Trainer:
         )
         if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
             record.val_log_likelihood = float(totals[3])
+
+    def _progress(self, what: str, total: int) -> Progress:
+        """Progress of a loop over ``total`` examples: a bar on a terminal, lines in a log (from the
+        main process only)."""
+        if self.context.is_main:
+            return Progress(what, total, self.log)
+        return Progress(what, total, self.log, bar=False, lines=False)
 
     def _early_stopping(self, record: EpochRecord) -> None:
         """Track the best validation objective after burn-in; export the best model; stop on patience."""

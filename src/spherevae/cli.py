@@ -84,6 +84,8 @@ class UsageError(ValueError):
 class _HelpFormatter(argparse.HelpFormatter):
     """Names each option by its short flags and its first long spelling (kebab-case).
 
+    It overrides the formatter's own hooks (argparse documents subclassing it, not the hooks).
+
     The other long spellings of an option (the snake_case ones of earlier versions, the reference
     run-file's ``--lr``, ...) still parse; the epilog names them once (:func:`_alias_note`).
     """
@@ -123,7 +125,8 @@ def _shown_spellings(action: argparse.Action) -> list[str]:
 
 
 def _primary(action: argparse.Action) -> str:
-    return next(s for s in action.option_strings if s.startswith("--"))
+    """The spelling an option is known by: its first long one (else its first)."""
+    return next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
 
 
 def _alias_note(parser: argparse.ArgumentParser) -> str | None:

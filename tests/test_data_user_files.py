@@ -104,6 +104,10 @@ def test_static_mnist_from_amat_files(tmp_path: Path, monkeypatch: pytest.Monkey
     info = splits.info
     assert info.binary and not info.labelled and info.num_classes == 0
     assert "Larochelle & Murray" in info.source and "stand-in" not in info.source
+    assert info.substitute == ""
+    # the files are used whether or not a stand-in would be allowed
+    allowed = load_dataset("static_mnist", data_dir=tmp_path, allow_substitute=True)
+    assert allowed.info == info
 
 
 def test_static_mnist_amat_checksum_is_enforced(
@@ -124,10 +128,14 @@ def test_static_mnist_standin(
     monkeypatch.setattr(mnist, "IDX_SHA256", fx.checksums_of(arrays))
     monkeypatch.setattr(mnist, "N_VALIDATION", fx.N_VAL)
     fx.write_idx_folder(tmp_path / "mnist", arrays, gz=True)
-    splits = load_dataset("static_mnist", data_dir=tmp_path)
+    # only when asked for: else an error that says how to ask, and how to have the real files
+    with pytest.raises(DataError, match=r"no binarized_mnist_train\.amat in .*--allow-substitute"):
+        load_dataset("static_mnist", data_dir=tmp_path)
+    splits = load_dataset("static_mnist", data_dir=tmp_path, allow_substitute=True)
     # the official .amat download was tried first (and failed: offline)
     assert _offline[0] == static_mnist.AMAT_URL + "binarized_mnist_train.amat"
     info = splits.info
+    assert info.substitute == static_mnist.STANDIN_NOTE
     assert info.source.startswith("fixed-seed binarisation of MNIST")
     assert "stand-in" in info.source and "binarized_mnist_train.amat" in info.source
     assert info.binary and info.labelled and info.num_classes == 10
@@ -143,13 +151,13 @@ def test_static_mnist_standin(
             got, torch.from_numpy(array).float().unsqueeze(1), rtol=0, atol=0
         )
     torch.testing.assert_close(splits.test.labels, torch.from_numpy(arrays.test_labels).long())
-    again = load_dataset("static_mnist", data_dir=tmp_path)
+    again = load_dataset("static_mnist", data_dir=tmp_path, allow_substitute=True)
     assert torch.equal(again.train.images, splits.train.images)
 
 
 def test_static_mnist_without_amat_or_mnist(tmp_path: Path) -> None:
     with pytest.raises(SourceUnavailable, match="MNIST: no source could provide the data"):
-        load_dataset("static_mnist", data_dir=tmp_path, download=False)
+        load_dataset("static_mnist", data_dir=tmp_path, download=False, allow_substitute=True)
 
 
 # ---------------------------------------------------------------------------------------- OMNIGLOT

@@ -19,8 +19,8 @@ def test_the_model_card_follows_the_run(tmp_path: Path) -> None:
     assert "digits" in card and "scikit-learn" in card
     with (run_dir / "metrics.csv").open() as f:
         rows = list(csv.DictReader(f))
-    best = min(rows, key=lambda r: float(r["val_loss"]))
-    assert f"{float(best['val_loss']):.3f} nats at epoch {best['epoch']}" in card
+    best = min(rows, key=lambda r: float(r["val_negative_elbo"]))
+    assert f"{float(best['val_negative_elbo']):.3f} nats at epoch {best['epoch']}" in card
     for name, tensor in load_file(run_dir / "model" / "model.safetensors").items():
         assert f"| `{name}` | {tuple(tensor.shape)} |" in card
     assert "spherevae eval" in card  # no test scores yet

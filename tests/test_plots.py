@@ -319,9 +319,9 @@ def _history(seed: int, epochs: int) -> list[dict[str, float]]:
         {
             "epoch": e,
             "train_loss": 100 / e + rng.normal(),
-            "val_loss": 100 / e + rng.normal(),
-            "train_reconstruction": -90.0,
-            "val_reconstruction": -91.0,
+            "val_negative_elbo": 100 / e + rng.normal(),
+            "train_reconstruction_nll": 90.0,
+            "val_reconstruction_nll": 91.0,
             "train_kl": 5.0,
             "val_kl": 5.5,
         }
@@ -334,7 +334,7 @@ def test_seed_band_curves(tmp_path: Path) -> None:
         "rejection": [_history(0, 6), _history(1, 6), _history(2, 5)],
         "mh": [_history(3, 6), _history(4, 6)],
     }
-    fig = seed_band_curves(groups, keys=("val_loss", "val_kl"))
+    fig = seed_band_curves(groups, keys=("val_negative_elbo", "val_kl"))
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert len(ax.lines) == 2 and len(ax.collections) == 2  # a mean line and a band per group
@@ -344,7 +344,7 @@ def test_seed_band_curves(tmp_path: Path) -> None:
 def test_seed_band_curves_with_training_curves(tmp_path: Path) -> None:
     """Training metrics drawn dashed beside the validation ones, in each group's colour."""
     groups = {"rejection": [_history(0, 6), _history(1, 6)], "mh": [_history(3, 6)]}
-    fig = seed_band_curves(groups, keys=("val_loss",), train_keys=("train_loss",))
+    fig = seed_band_curves(groups, keys=("val_negative_elbo",), train_keys=("train_loss",))
     (ax,) = fig.axes
     dashed = [line for line in ax.lines if line.get_linestyle() == "--"]
     solid = [line for line in ax.lines if line.get_linestyle() == "-"]
@@ -354,7 +354,7 @@ def test_seed_band_curves_with_training_curves(tmp_path: Path) -> None:
     assert dashed[0].get_color() == solid[0].get_color()
     _check_png(fig, tmp_path / "bands_train.png")
     with pytest.raises(ValueError, match="train_keys"):
-        seed_band_curves(groups, keys=("val_loss", "val_kl"), train_keys=("train_loss",))
+        seed_band_curves(groups, keys=("val_negative_elbo", "val_kl"), train_keys=("train_loss",))
 
 
 def test_result_lines(tmp_path: Path) -> None:

@@ -252,14 +252,14 @@ def test_chi_density_integrates_to_one(d: int) -> None:
 # -- curves over seeds -----------------------------------------------------------------------------
 def test_seed_statistics_aligns_epochs_and_skips_nan() -> None:
     runs = [
-        [{"epoch": 1, "val_loss": 3.0}, {"epoch": 2, "val_loss": 1.0}],
+        [{"epoch": 1, "val_negative_elbo": 3.0}, {"epoch": 2, "val_negative_elbo": 1.0}],
         [
-            {"epoch": 1, "val_loss": 5.0},
-            {"epoch": 2, "val_loss": math.nan},
-            {"epoch": 3, "val_loss": 0.5},
+            {"epoch": 1, "val_negative_elbo": 5.0},
+            {"epoch": 2, "val_negative_elbo": math.nan},
+            {"epoch": 3, "val_negative_elbo": 0.5},
         ],
     ]
-    epochs, mean, std, count = seed_statistics(runs, "val_loss")
+    epochs, mean, std, count = seed_statistics(runs, "val_negative_elbo")
     np.testing.assert_array_equal(epochs, [1, 2, 3])
     np.testing.assert_allclose(mean, [4.0, 1.0, 0.5])
     np.testing.assert_allclose(std, [math.sqrt(2), 0.0, 0.0])

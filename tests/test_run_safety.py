@@ -499,7 +499,7 @@ def test_a_crafted_image_shape_is_refused_by_from_pretrained(
 @pytest.mark.parametrize(
     ("flags", "warning"),
     [
-        (["--latent", "S2", "-cvm", "full"], "-cvm/--covariance_matrix full has no effect"),
+        (["--latent", "S2", "-cvm", "full"], "-cvm/--covariance full has no effect"),
         (["--latent", "S2", "--posterior", "powerspherical", "--sampler", "mh"], "--sampler mh"),
         (["--latent", "R2", "--posterior", "normal", "--sampler", "mh"], "--sampler mh"),
     ],

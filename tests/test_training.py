@@ -63,7 +63,7 @@ def test_kl_weight_schedule() -> None:
 def test_training_lowers_the_validation_objective() -> None:
     trainer = _trainer(_config(epochs=6))
     state = trainer.fit()
-    first, last = state.history[0]["val_loss"], state.history[-1]["val_loss"]
+    first, last = state.history[0]["val_negative_elbo"], state.history[-1]["val_negative_elbo"]
     assert state.epoch == 6 and state.finished
     assert last < first - 1.0, (first, last)
 
@@ -117,7 +117,7 @@ def test_early_stopping_after_patience(tmp_path: Path) -> None:
     values = iter([5.0, 4.0, 3.0, 3.5, 3.2, 1.0, 0.5])
 
     def fake_validate(record) -> None:  # type: ignore[no-untyped-def]
-        record.val_loss = next(values)
+        record.val_negative_elbo = next(values)
 
     trainer._validate = fake_validate  # type: ignore[method-assign]
     state = trainer.fit()

@@ -24,6 +24,7 @@ import dataclasses
 import errno
 import shlex
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -80,8 +81,75 @@ class UsageError(ValueError):
     """Bad command-line input (turned into exit status 2)."""
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Names each option by its short flags and its first long spelling (kebab-case).
+
+    It overrides the formatter's own hooks (argparse documents subclassing it, not the hooks).
+
+    The other long spellings of an option (the snake_case ones of earlier versions, the reference
+    run-file's ``--lr``, ...) still parse; the epilog names them once (:func:`_alias_note`).
+    """
+
+    def _format_action_invocation(self, action: argparse.Action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        shown = _shown_spellings(action)
+        if action.nargs == 0:
+            return ", ".join(shown)
+        metavar = self._format_args(action, self._get_default_metavar_for_optional(action))
+        return f"{', '.join(shown)} {metavar}"
+
+    def _get_default_metavar_for_optional(self, action: argparse.Action) -> str:
+        # from the shown spelling, not from the destination: --patience N, not LOOK_AHEAD
+        return _primary(action).removeprefix("--").replace("-", "_").upper()
+
+    # flags are not split at their hyphens when lines wrap
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        return textwrap.fill(
+            " ".join(text.split()),
+            width,
+            initial_indent=indent,
+            subsequent_indent=indent,
+            break_on_hyphens=False,
+        )
+
+
+def _shown_spellings(action: argparse.Action) -> list[str]:
+    """The spellings ``--help`` shows: the short flags, the first long one and its ``--no-`` form."""
+    long = [s for s in action.option_strings if s.startswith("--")]
+    short = [s for s in action.option_strings if not s.startswith("--")]
+    return short + long[:1] + [s for s in long[1:] if s.startswith("--no-")]
+
+
+def _primary(action: argparse.Action) -> str:
+    """The spelling an option is known by: its first long one (else its first)."""
+    return next((s for s in action.option_strings if s.startswith("--")), action.option_strings[0])
+
+
+def _alias_note(parser: argparse.ArgumentParser) -> str | None:
+    """One sentence naming the long spellings that parse but ``--help`` does not show."""
+    pairs = [
+        f"{alias} = {_primary(action)}"
+        for action in parser._actions
+        for alias in action.option_strings
+        if alias.startswith("--") and alias not in _shown_spellings(action)
+    ]
+    return f"Also accepted (earlier spellings): {', '.join(pairs)}." if pairs else None
+
+
 class _Parser(argparse.ArgumentParser):
-    """``argparse`` whose errors are one line on stderr and exit status 2 (no usage dump)."""
+    """``argparse`` whose errors are one line on stderr and exit status 2 (no usage dump), whose
+    help names each option once (:class:`_HelpFormatter`), and which takes flags spelled out."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        # a prefix of a flag is not taken for the flag: with two spellings of one option, argparse
+        # (before Python 3.12) calls a common prefix ambiguous, and a new flag could change its meaning
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
@@ -123,107 +191,381 @@ def _build_parser() -> argparse.ArgumentParser:
         ),
     )
     g = train.add_argument_group("run")
-    g.add_argument("--config", type=Path, help="YAML run configuration")
-    g.add_argument("--out", type=Path, help="run directory to create")
-    g.add_argument("--resume", type=Path, help="run directory or checkpoint file to continue")
-    g.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"])
-    g.add_argument("--seed", "-rs", "--rs", dest="seed", type=_non_negative_int)
-    g.add_argument("--epochs", "-e", dest="epochs", type=_non_negative_int)
+    g.add_argument(
+        "--config", type=Path, help="YAML run configuration (default: none; flags override it)"
+    )
+    g.add_argument(
+        "--out",
+        type=Path,
+        help="run directory to create (default: LOG_DIR/EXP_NAME, i.e. "
+        "runs/DATASET-LATENT-POSTERIOR)",
+    )
+    g.add_argument(
+        "--resume",
+        type=Path,
+        help="run directory or checkpoint file to continue (default: none, a new run)",
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda", "mps"],
+        help="where to train; auto picks CUDA, then MPS, then the CPU (default: auto)",
+    )
+    g.add_argument(
+        "--seed",
+        "-rs",
+        "--rs",
+        dest="seed",
+        type=_non_negative_int,
+        help="seed of every random number generator (default: 0)",
+    )
+    g.add_argument(
+        "--epochs",
+        "-e",
+        dest="epochs",
+        type=_non_negative_int,
+        help="maximum number of epochs (default: 200)",
+    )
     g.add_argument(
         "--dataset",
         "-d",
         dest="dataset",
-        help=f"data set: {', '.join(DATASET_NAMES)}, or npz:PATH for your own arrays (default "
+        help=f"data set: {', '.join(DATASET_NAMES)}, or npz:PATH for your own arrays (default: "
         "mnist)",
     )
-    g.add_argument("--data-dir", dest="data_dir")
     g.add_argument(
-        "--train-limit", type=_non_negative_int, help="use only the first N training images"
+        "--data-dir",
+        dest="data_dir",
+        help="folder of downloaded data (default: $SPHEREVAE_DATA_DIR, else the user's cache "
+        "folder)",
+    )
+    g.add_argument(
+        "--train-limit",
+        type=_non_negative_int,
+        help="use only the first N training images (default: all)",
     )
     g.add_argument(
         "--compiled-sampling",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="draw the vMF latents of the training steps with kernels compiled by torch.compile "
-        "(faster steps; needs a C++ compiler on a CPU); default: on for CPU and CUDA devices",
+        "(faster steps; needs a C++ compiler on a CPU) (default: on for CPU and CUDA devices)",
     )
     g.add_argument(
         "--track-latents",
         type=_non_negative_int,
-        help="store the latent means of N validation images after every epoch (for 'plot evolution')",
+        help="store the latent means of N validation images after every epoch (for 'plot "
+        "evolution') (default: 0, none)",
+    )
+    g.add_argument(
+        "--allow-substitute",
+        action="store_true",
+        default=None,
+        help="when the data set's files cannot be had, train on its stand-in (static_mnist: a "
+        "fixed-seed binarisation of MNIST, not comparable with published results; every output "
+        "says so) instead of stopping (default: off)",
     )
     g = train.add_argument_group("model")
-    g.add_argument("--latent", help="latent space: S2, S10, S4xS4, S9xR5, R10, ...")
-    g.add_argument("--posterior", choices=["vmf", "powerspherical", "normal"])
-    g.add_argument("--sampler", choices=["rejection", "inverse_cdf", "mh"])
-    g.add_argument("--kind", choices=["vae", "autoencoder"])
+    g.add_argument("--latent", help="latent space: S2, S10, S4xS4, S9xR5, R10, ... (default: S10)")
+    g.add_argument(
+        "--posterior",
+        choices=["vmf", "powerspherical", "normal"],
+        help="posterior family (default: vmf)",
+    )
+    g.add_argument(
+        "--sampler",
+        choices=["rejection", "inverse_cdf", "mh"],
+        help="how von Mises-Fisher posteriors are sampled (default: rejection)",
+    )
+    g.add_argument(
+        "--kind",
+        choices=["vae", "autoencoder"],
+        help="a VAE or a deterministic auto-encoder (default: vae)",
+    )
     g.add_argument(
         "--conditional",
         action="store_true",
-        help="class-conditional VAE: the one-hot label is fed to the encoder and the decoder",
+        help="class-conditional VAE: the one-hot label is fed to the encoder and the decoder "
+        "(default: off)",
     )
-    g = train.add_argument_group("reference run-file flags (same meaning)")
-    g.add_argument("-n", "--name", choices=["vmf", "normal", "productspace"])
-    g.add_argument("-dis", "--distribution", choices=["vmf", "normal"])
-    g.add_argument("-z", "--z", type=int, help="latent manifold dimension (S^z or R^z)")
-    g.add_argument("-zd", "--z_dims", help="comma-separated sphere dimensions of a product space")
-    g.add_argument("-hd", "--h_dims", "--h", dest="h_dims", help="hidden sizes, e.g. 256,128")
-    g.add_argument("-et", "--encode_type", choices=["mlp", "cnn"])
-    g.add_argument("-dt", "--decode_type", choices=["mlp", "cnn"])
-    g.add_argument("-cvm", "--covariance_matrix", choices=["single", "diagonal", "full"])
-    g.add_argument("-lf", "--loss_function", choices=["bce", "mse"])
-    g.add_argument("-b", "--beta", type=float)
-    g.add_argument("-bi", "--burn_in", type=int)
-    g.add_argument("-la", "--look_ahead", type=int)
-    g.add_argument("-mi", "--min_improv", type=float)
-    g.add_argument("-lr", "--lr", type=float)
-    g.add_argument("-bs", "--batch_size", type=int)
-    g.add_argument("-klw", "--kl_warmup", type=int)
-    g.add_argument("-klf", "--kl_freeze", type=int)
-    g.add_argument("-klt", "--kl_target", type=float)
-    g.add_argument("-mr", "--max_restarts", type=int)
-    g.add_argument("-lls", "--ll_sample", type=int, help="importance samples for log-likelihoods")
-    g.add_argument("-pf", "--pf", type=int, help="print every N epochs")
-    g.add_argument("-vll", "--val_nll", action="store_true", default=None)
-    g.add_argument("-vf", "--val_f", type=int, help="validate every N epochs")
-    g.add_argument("-sf", "--save_f", type=int, help="checkpoint every N epochs")
-    g.add_argument("-en", "--exp_name", help="run name (run directory LOG_DIR/NAME)")
-    g.add_argument("-ld", "--log_dir", help="parent of the run directory")
-    g.add_argument("-bnz", "--binarize", action="store_true", default=None)
+    g = train.add_argument_group(
+        "model and training (the short flags are the reference run-file's, with its meaning)"
+    )
+    g.add_argument(
+        "--name",
+        "-n",
+        choices=["vmf", "normal", "productspace"],
+        help="vmf or normal: one space of --z-dim dimensions with that posterior; productspace: "
+        "the spheres of --z-dims (default: none, see --latent)",
+    )
+    g.add_argument(
+        "--distribution",
+        "-dis",
+        choices=["vmf", "normal"],
+        help="posterior of a --z-dim or --z-dims latent: vmf (spheres) or normal (Euclidean) "
+        "(default: vmf)",
+    )
+    g.add_argument(
+        "--z-dim",
+        "-z",
+        "--z",
+        dest="z",
+        type=int,
+        help="latent manifold dimension: S^Z or R^Z (default: none, see --latent)",
+    )
+    g.add_argument(
+        "--z-dims",
+        "-zd",
+        "--z_dims",
+        dest="z_dims",
+        help="comma-separated sphere dimensions of a product space, with --name productspace "
+        "(default: none)",
+    )
+    g.add_argument(
+        "--hidden-sizes",
+        "-hd",
+        "--h_dims",
+        "--h",
+        dest="h_dims",
+        help="comma-separated hidden layer sizes, e.g. 256,128 (default: 256,128)",
+    )
+    g.add_argument(
+        "--encode-type",
+        "-et",
+        "--encode_type",
+        dest="encode_type",
+        choices=["mlp", "cnn"],
+        help="encoder network; must match --decode-type (default: mlp)",
+    )
+    g.add_argument(
+        "--decode-type",
+        "-dt",
+        "--decode_type",
+        dest="decode_type",
+        choices=["mlp", "cnn"],
+        help="decoder network; must match --encode-type (default: mlp)",
+    )
+    g.add_argument(
+        "--covariance",
+        "-cvm",
+        "--covariance_matrix",
+        dest="covariance_matrix",
+        choices=["single", "diagonal", "full"],
+        help="covariance of a Gaussian posterior on Euclidean factors (default: diagonal)",
+    )
+    g.add_argument(
+        "--loss-function",
+        "-lf",
+        "--loss_function",
+        dest="loss_function",
+        choices=["bce", "mse"],
+        help="bce: Bernoulli likelihood; mse: Gaussian likelihood (default: bce)",
+    )
+    g.add_argument("--beta", "-b", type=float, help="final KL weight (default: 1.0)")
+    g.add_argument(
+        "--burn-in",
+        "-bi",
+        "--burn_in",
+        dest="burn_in",
+        type=int,
+        help="epochs before the best model is tracked (default: 0)",
+    )
+    g.add_argument(
+        "--patience",
+        "-la",
+        "--look_ahead",
+        dest="look_ahead",
+        type=int,
+        help="epochs without improvement of the validation -ELBO before stopping (default: 50)",
+    )
+    g.add_argument(
+        "--min-improvement",
+        "-mi",
+        "--min_improv",
+        dest="min_improv",
+        type=float,
+        help="smallest decrease of the validation -ELBO that counts (default: 0.0)",
+    )
+    g.add_argument(
+        "--learning-rate",
+        "-lr",
+        "--lr",
+        dest="lr",
+        type=float,
+        help="Adam learning rate (default: 0.001)",
+    )
+    g.add_argument(
+        "--batch-size",
+        "-bs",
+        "--batch_size",
+        dest="batch_size",
+        type=int,
+        help="training batch size (default: 100)",
+    )
+    g.add_argument(
+        "--kl-warmup",
+        "-klw",
+        "--kl_warmup",
+        dest="kl_warmup",
+        type=int,
+        help="epochs of linear KL warm-up (default: 0, none)",
+    )
+    g.add_argument(
+        "--kl-freeze",
+        "-klf",
+        "--kl_freeze",
+        dest="kl_freeze",
+        type=int,
+        help="epochs at KL weight 0 before the warm-up (default: 0)",
+    )
+    g.add_argument(
+        "--kl-target",
+        "-klt",
+        "--kl_target",
+        dest="kl_target",
+        type=float,
+        help="target of the |weight * KL - target| term (default: 0.0)",
+    )
+    g.add_argument(
+        "--max-restarts",
+        "-mr",
+        "--max_restarts",
+        dest="max_restarts",
+        type=int,
+        help="non-finite epochs retried at a halved learning rate before failing (default: 20)",
+    )
+    g.add_argument(
+        "--ll-samples",
+        "-lls",
+        "--ll_sample",
+        dest="ll_sample",
+        type=int,
+        help="importance samples for log-likelihoods (default: 500)",
+    )
+    g.add_argument(
+        "--print-every", "-pf", "--pf", dest="pf", type=int, help="log every N epochs (default: 1)"
+    )
+    g.add_argument(
+        "--val-log-likelihood",
+        "-vll",
+        "--val_nll",
+        dest="val_nll",
+        action="store_true",
+        default=None,
+        help="also estimate the validation log p(x) at every validation (default: off)",
+    )
+    g.add_argument(
+        "--val-every",
+        "-vf",
+        "--val_f",
+        dest="val_f",
+        type=int,
+        help="validate every N epochs (default: 1)",
+    )
+    g.add_argument(
+        "--save-every",
+        "-sf",
+        "--save_f",
+        dest="save_f",
+        type=int,
+        help="checkpoint every N epochs (default: 1)",
+    )
+    g.add_argument(
+        "--exp-name",
+        "-en",
+        "--exp_name",
+        dest="exp_name",
+        help="run name, the run directory being LOG_DIR/EXP_NAME (default: "
+        "DATASET-LATENT-POSTERIOR)",
+    )
+    g.add_argument(
+        "--log-dir",
+        "-ld",
+        "--log_dir",
+        dest="log_dir",
+        help="parent of the run directory (default: runs)",
+    )
+    g.add_argument(
+        "--binarize",
+        "-bnz",
+        action="store_true",
+        default=None,
+        help="draw a fresh Bernoulli image for every training batch (default: auto, that is for "
+        "grey levels under a Bernoulli likelihood)",
+    )
 
+    run_dir_help = "a run directory written by 'spherevae train'"
+    data_dir_help = "folder of downloaded data (default: the run's own data.data_dir)"
     ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
-    ev.add_argument("run_dir", type=Path)
-    ev.add_argument("--split", choices=["test", "val"], default="test")
-    ev.add_argument("--ll-samples", type=_at_least_one, default=500, help="importance samples K")
-    ev.add_argument("--batch-size", type=_at_least_one, default=100)
-    ev.add_argument("--limit", type=_at_least_one, help="evaluate only the first N images")
-    ev.add_argument("--knn-k", type=_at_least_one, default=5)
-    ev.add_argument("--seed", type=_non_negative_int, default=0)
-    ev.add_argument("--data-dir")
+    ev.add_argument("run_dir", type=Path, help=run_dir_help)
+    ev.add_argument(
+        "--split",
+        choices=["test", "val"],
+        default="test",
+        help="the split to evaluate (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--ll-samples",
+        type=_at_least_one,
+        default=500,
+        help="importance samples K of log p(x) (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--batch-size",
+        type=_at_least_one,
+        default=100,
+        help="images a batch (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--limit",
+        type=_at_least_one,
+        help="evaluate only the first N images (default: all of the split)",
+    )
+    ev.add_argument(
+        "--knn-k",
+        type=_at_least_one,
+        default=5,
+        help="neighbours of the kNN classifier on latent means (default: %(default)s)",
+    )
+    ev.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of the test images' binarisation and the latent samples (default: %(default)s)",
+    )
+    ev.add_argument("--data-dir", help=data_dir_help)
 
     sa = commands.add_parser("sample", help="draw images from a trained model's prior")
-    sa.add_argument("run_dir", type=Path)
+    sa.add_argument("run_dir", type=Path, help=run_dir_help)
     sa.add_argument(
-        "--n", type=_at_least_one, default=64, help="images (per class with --grid), at least 1"
+        "--n",
+        type=_at_least_one,
+        default=64,
+        help="images (per class with --grid), at least 1 (default: %(default)s)",
     )
-    sa.add_argument("--label", type=int, help="class to draw (conditional models)")
+    sa.add_argument("--label", type=int, help="class to draw (conditional models) (default: none)")
     sa.add_argument(
-        "--grid", action="store_true", help="one row per class (conditional models; --n per row)"
+        "--grid",
+        action="store_true",
+        help="one row per class (conditional models; --n per row) (default: off)",
     )
-    sa.add_argument("--seed", type=_non_negative_int, default=0)
-    sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
+    sa.add_argument(
+        "--seed", type=_non_negative_int, default=0, help="seed of the draw (default: %(default)s)"
+    )
+    sa.add_argument(
+        "--out", type=Path, help="PNG file to write (default: RUN_DIR/plots/samples.png)"
+    )
 
     rp = commands.add_parser(
         "report", help="write RUN_DIR/report.html: one self-contained page about a run"
     )
-    rp.add_argument("run_dir", type=Path)
-    rp.add_argument("--data-dir")
+    rp.add_argument("run_dir", type=Path, help=run_dir_help)
+    rp.add_argument("--data-dir", help=data_dir_help)
     rp.add_argument(
         "--plotlyjs",
         choices=["inline", "directory"],
         default="inline",
-        help="embed plotly.js in the page (default: one offline file) or write plotly.min.js "
-        "beside report.html and reference it (a small page)",
+        help="inline: embed plotly.js in the page (one offline file); directory: write "
+        "plotly.min.js beside report.html and reference it (a small page) (default: %(default)s)",
     )
 
     ex = commands.add_parser(
@@ -231,34 +573,43 @@ def _build_parser() -> argparse.ArgumentParser:
         help="run a classic experiment: samplers, table1 or productspace",
         description="Train and evaluate what an experiment needs; write results.csv/.md and figures.",
     )
-    ex.add_argument("name", choices=["samplers", "table1", "productspace"])
-    ex.add_argument("--quick", action="store_true", help="minutes on a CPU: checks the pipeline")
-    ex.add_argument("--out", type=Path, help="output directory (default experiments/NAME[-quick])")
-    ex.add_argument("--data-dir")
-    ex.add_argument("--epochs", type=int, help="at most this many epochs per model (default 200)")
-    ex.add_argument("--seeds", type=int, help="seeds per model (default 3)")
+    ex.add_argument(
+        "name", choices=["samplers", "table1", "productspace"], help="the experiment to run"
+    )
+    ex.add_argument(
+        "--quick", action="store_true", help="minutes on a CPU: checks the pipeline (default: off)"
+    )
+    ex.add_argument("--out", type=Path, help="output directory (default: experiments/NAME[-quick])")
+    ex.add_argument("--data-dir", help="folder of downloaded data (default: the user's cache)")
+    ex.add_argument(
+        "--epochs",
+        type=int,
+        help="at most this many epochs per model (default: 200, with --quick fewer)",
+    )
+    ex.add_argument("--seeds", type=int, help="seeds per model (default: 3, with --quick fewer)")
     ex.add_argument(
         "--models",
         help="comma list of the models to train, by their names in the results table "
-        "(e.g. 'N-VAE R10,S-VAE S10'; default all)",
+        "(e.g. 'N-VAE R10,S-VAE S10') (default: all)",
     )
     ex.add_argument(
         "--jobs",
         type=_at_least_one,
         default=1,
         help="train this many runs at once, each in its own process with a share of the threads "
-        "(default 1)",
+        "(default: %(default)s)",
     )
     ex.add_argument(
         "--finished-only",
         action="store_true",
         help="train and score nothing: write results.csv and results.md from the runs that have "
-        "finished and been scored so far",
+        "finished and been scored so far (default: off)",
     )
     ex.add_argument(
         "--shard",
         help="i/n: train only the i-th of n disjoint slices of the runs (a cluster's array job) and "
-        "write OUT/shards/results-i-of-n.csv; a later call without --shard gathers the report",
+        "write OUT/shards/results-i-of-n.csv; a later call without --shard gathers the report "
+        "(default: all runs)",
     )
 
     xp = commands.add_parser(
@@ -266,18 +617,26 @@ def _build_parser() -> argparse.ArgumentParser:
         help="write a run's encoder (x -> posterior mode) and decoder (z -> likelihood parameters) "
         "as ONNX or torch.export graphs",
     )
-    xp.add_argument("run_dir", type=Path)
-    xp.add_argument("--format", choices=["onnx", "pt2"], required=True, dest="fmt")
-    xp.add_argument("--out", type=Path, help="output folder (default RUN_DIR/export)")
+    xp.add_argument("run_dir", type=Path, help=run_dir_help)
+    xp.add_argument(
+        "--format",
+        choices=["onnx", "pt2"],
+        required=True,
+        dest="fmt",
+        help="onnx or pt2 (torch.export) (default: none, required)",
+    )
+    xp.add_argument("--out", type=Path, help="output folder (default: RUN_DIR/export)")
 
     pl = commands.add_parser("plot", help="draw a run's figures")
-    pl.add_argument("run_dir", type=Path)
+    pl.add_argument("run_dir", type=Path, help=run_dir_help)
     pl.add_argument(
         "what",
         nargs="*",
         help="figures to draw (default: all): " + ", ".join(FIGURE_NAMES),
     )
-    pl.add_argument("--data-dir")
+    pl.add_argument("--data-dir", help=data_dir_help)
+    for subparser in commands.choices.values():
+        subparser.epilog = _alias_note(subparser)
     return parser
 
 
@@ -291,7 +650,9 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     latent = _latent_from_flags(args)
     if args.latent is not None:
         if latent is not None:
-            raise UsageError("give the latent space either as --latent or as -z/-zd, not both")
+            raise UsageError(
+                "give the latent space either as --latent or as -z/--z-dim or -zd/--z-dims, not both"
+            )
         latent = args.latent
     if latent is not None:
         model["latent"] = latent
@@ -307,12 +668,12 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     if args.kind is not None:
         model["kind"] = args.kind
     if args.h_dims is not None:
-        model["hidden_sizes"] = _int_list("-hd/--h_dims", args.h_dims)
+        model["hidden_sizes"] = _int_list("-hd/--hidden-sizes", args.h_dims)
     if args.encode_type or args.decode_type:
         types = {t for t in (args.encode_type, args.decode_type) if t}
         if len(types) > 1:
             raise UsageError(
-                f"-et/--encode_type and -dt/--decode_type must agree (the networks are built as a "
+                f"-et/--encode-type and -dt/--decode-type must agree (the networks are built as a "
                 f"pair), got -et {args.encode_type} -dt {args.decode_type}"
             )
         model["network"] = types.pop()
@@ -333,6 +694,8 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
         data["binarize"] = "dynamic"
     if args.train_limit is not None:
         data["train_limit"] = args.train_limit
+    if args.allow_substitute:
+        data["allow_substitute"] = True
 
     for flag, key in [
         ("epochs", "epochs"),
@@ -367,13 +730,20 @@ def _settings_that_do_not_apply(config: Any, given: dict[str, dict[str, Any]]) -
     warnings = []
     if "covariance" in given["model"] and not any(not f.is_sphere for f in spec.factors):
         warnings.append(
-            f"-cvm/--covariance_matrix {model.covariance} has no effect: latent {model.latent} has "
+            f"-cvm/--covariance {model.covariance} has no effect: latent {model.latent} has "
             f"no Euclidean factor"
         )
     if "sampler" in given["model"] and (model.posterior != "vmf" or not spec.has_sphere):
         warnings.append(
             f"--sampler {model.sampler} has no effect: only von Mises-Fisher posteriors sample with "
             f"it (posterior {model.posterior}, latent {model.latent})"
+        )
+    from .data import DATASETS_WITH_SUBSTITUTE
+
+    if "allow_substitute" in given["data"] and config.data.dataset not in DATASETS_WITH_SUBSTITUTE:
+        warnings.append(
+            f"--allow-substitute has no effect: only {', '.join(DATASETS_WITH_SUBSTITUTE)} has a "
+            f"stand-in (dataset {config.data.dataset})"
         )
     return warnings
 
@@ -384,15 +754,17 @@ def _latent_from_flags(args: argparse.Namespace) -> str | None:
     if args.z_dims is not None:
         if args.name not in (None, "productspace"):
             raise UsageError(
-                f"-zd/--z_dims describes a product space and needs -n productspace, got -n "
-                f"{args.name}; use -z for a single sphere"
+                f"-zd/--z-dims describes a product space and needs -n/--name productspace, got -n "
+                f"{args.name}; use -z/--z-dim for a single sphere"
             )
         if args.z is not None:
-            raise UsageError("give either -z (one space) or -zd (a product space), not both")
-        dims = _int_list("-zd/--z_dims", args.z_dims)
+            raise UsageError(
+                "give either -z/--z-dim (one space) or -zd/--z-dims (a product space), not both"
+            )
+        dims = _int_list("-zd/--z-dims", args.z_dims)
         return "x".join(f"{flat}{d}" for d in dims)
     if args.name == "productspace":
-        raise UsageError("-n productspace needs -zd/--z_dims, e.g. -zd 4,4")
+        raise UsageError("-n/--name productspace needs -zd/--z-dims, e.g. -zd 4,4")
     if args.z is not None:
         return f"{flat}{args.z}"
     return None
@@ -454,8 +826,8 @@ def _resume(
     for flag, given in (
         ("--config", args.config is not None),
         ("--conditional", args.conditional),
-        ("-en/--exp_name", args.exp_name is not None),
-        ("-ld/--log_dir", args.log_dir is not None),
+        ("-en/--exp-name", args.exp_name is not None),
+        ("-ld/--log-dir", args.log_dir is not None),
     ):
         if given:
             raise UsageError(
@@ -497,6 +869,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .models import VAE
     from .training.model_card import write_model_card
     from .training.run import prepare_data
+    from .training.trainer import print_line
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
     model = VAE.from_pretrained(run_dir / "model")
@@ -517,11 +890,13 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         train_images=splits.train.images if knn else None,
         train_labels=splits.train.labels if knn else None,
         knn_k=args.knn_k,
+        log=print_line,
     )
     report = {
         "split": args.split,
         "dataset": splits.info.name,
         "dataset_source": splits.info.source,
+        **({"dataset_substitute": splits.info.substitute} if splits.info.substitute else {}),
         "binarization": f"Bernoulli draw with seed {args.seed}" if dynamic else "none",
         "seed": args.seed,
         **result.to_dict(),
@@ -531,6 +906,8 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         write_model_card(run_dir)  # with the test scores
     for key, value in report.items():
         print(f"{key}: {value}")
+    if splits.info.substitute:
+        print(f"spherevae: warning: {splits.info.substitute}", file=sys.stderr)
     return 0
 
 

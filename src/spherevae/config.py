@@ -60,6 +60,10 @@ class DataConfig:
         batch_size: training batch size (global: split across processes under ``torchrun``).
         eval_batch_size: batch size for validation and evaluation.
         train_limit: use only the first ``train_limit`` training images (quick runs); ``None``: all.
+        allow_substitute: when a data set's files cannot be had, train on its stand-in instead of
+            stopping with an error (``static_mnist``: a fixed-seed binarisation of MNIST, whose
+            likelihoods are not comparable with published ones). Every output of such a run says
+            so (``run.json``'s ``dataset_substitute``, ``eval``, the report, figure titles).
     """
 
     dataset: str = "mnist"
@@ -68,6 +72,7 @@ class DataConfig:
     batch_size: int = Field(default=100, ge=1)
     eval_batch_size: int = Field(default=500, ge=1)
     train_limit: int | None = Field(default=None, ge=1)
+    allow_substitute: bool = False
 
 
 @pydantic.dataclasses.dataclass(config=_STRICT_KEYS)

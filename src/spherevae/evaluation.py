@@ -4,7 +4,9 @@ Every number says how it was computed: the log-likelihood carries its number of 
 ``K`` (the literature uses anything from 10 to 5000, often without saying), the kNN accuracy its
 ``k``, metric and number of labelled examples.
 
-- Negative ELBO, reconstruction and KL: one reparameterised sample per image, KL in closed form.
+- Negative ELBO, reconstruction NLL ``-E_q[log p(x|z)]`` and KL: one reparameterised sample per
+  image, KL in closed form. All three are losses, positive; ``log p(x)`` is negative (the papers'
+  convention).
 - ``log p(x)``: ``logsumexp_k w_k - log K`` with ``w_k = log p(x|z_k) + log p(z_k) - log q(z_k|x)``,
   ``z_k ~ q(z|x)`` the trained encoder (Burda et al. 2016); a lower bound in expectation that tightens
   as ``K`` grows. Batched over images and samples: the decoder sees ``chunk`` images at once.
@@ -21,12 +23,14 @@ References:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor
 
 from .models import VAE, AutoEncoder
+from .progress import Progress
 
 __all__ = ["EvaluationResult", "active_units", "evaluate", "knn_accuracy", "latent_means"]
 
@@ -38,8 +42,8 @@ class EvaluationResult:
     """Per-image averages over a data set (``nan`` where not computed).
 
     Attributes:
-        negative_elbo: ``-ELBO`` (nats).
-        reconstruction: ``E_q[log p(x|z)]`` (nats, negative).
+        negative_elbo: ``-ELBO`` (nats, positive).
+        reconstruction_nll: ``-E_q[log p(x|z)]`` (nats, positive).
         kl: ``KL(q(z|x) || p(z))`` (nats).
         log_likelihood: importance-weighted ``log p(x)`` with ``ll_samples`` samples (nats).
         ll_samples: ``K``.
@@ -49,7 +53,7 @@ class EvaluationResult:
     """
 
     negative_elbo: float
-    reconstruction: float
+    reconstruction_nll: float
     kl: float
     log_likelihood: float
     ll_samples: int
@@ -156,6 +160,7 @@ def evaluate(
     train_labels: Tensor | None = None,
     knn_k: int = 5,
     knn_labelled: int = 10_000,
+    log: Callable[[str], None] | None = None,
 ) -> EvaluationResult:
     """Evaluate ``model`` on ``images`` (already binarised if the model expects binary data).
 
@@ -168,6 +173,8 @@ def evaluate(
         labels, train_images, train_labels: for the kNN accuracy (skipped when any is missing);
             the classifier is fitted on the first ``knn_labelled`` training images.
         knn_k: neighbours of the kNN classifier.
+        log: prints one line; given, the evaluation shows its progress (a bar on a terminal, a
+            line every :data:`~spherevae.progress.PROGRESS_SECONDS` seconds in a log).
     """
     if ll_samples < 0:
         raise ValueError(f"ll_samples must be >= 0, got ll_samples={ll_samples}")
@@ -175,7 +182,12 @@ def evaluate(
     device = next(model.parameters()).device
     totals = torch.zeros(4, dtype=torch.float64)
     chunk = max(1, max_decoded // batch_size)
-    for start in range(0, len(images), batch_size):
+    if log is not None:
+        progress = Progress("evaluation", len(images), log)
+    else:
+        progress = Progress("evaluation", len(images), print, bar=False, lines=False)
+    starts = range(0, len(images), batch_size)
+    for start in progress.track(starts, lambda s: min(batch_size, len(images) - s)):
         x = images[start : start + batch_size].to(device)
         y = _condition(model, labels, start, start + batch_size, device)
         out = model.elbo(x, 1, 1.0, y)
@@ -184,13 +196,13 @@ def evaluate(
             if ll_samples > 0
             else torch.zeros(())
         )
-        sums = [-(out.reconstruction - out.kl).sum(), out.reconstruction.sum(), out.kl.sum(), ll]
+        sums = [-(out.reconstruction - out.kl).sum(), -out.reconstruction.sum(), out.kl.sum(), ll]
         totals += torch.stack([s.double().cpu() for s in sums])
     n = max(len(images), 1)
     means = latent_means(model, images, labels)
     result = EvaluationResult(
         negative_elbo=float(totals[0]) / n,
-        reconstruction=float(totals[1]) / n,
+        reconstruction_nll=float(totals[1]) / n,
         kl=float(totals[2]) / n,
         log_likelihood=float(totals[3]) / n if ll_samples > 0 else math.nan,
         ll_samples=ll_samples,

@@ -18,8 +18,8 @@ models compare.
 - ``table1``: the S-VAE paper's MNIST table: N-VAE on R^d against S-VAE on S^d for d in {2, 5, 10,
   20, 40}, plus Power Spherical on S^d and a product of two spheres of total dimension d, with the
   published log-likelihoods beside ours.
-- ``productspace``: products of spheres at a fixed ambient size (10 and 40) on MNIST and
-  Fashion-MNIST.
+- ``productspace``: products of spheres at a fixed ambient size (10 and 40; S2xS2xS2 has 9, the
+  nearest for three equal spheres, and its rows say so) on MNIST and Fashion-MNIST.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ def _run_task(
         images = evaluation_images(test.images[:n], dynamic=True)
         torch.manual_seed(seed)
         result = evaluate(
-            VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples
+            VAE.from_pretrained(run_dir / "model"), images, ll_samples=setting.ll_samples, log=log
         )
         atomic_write_json(run_dir / _EVALUATION_FILE, {"key": key, "result": result.to_dict()})
     else:
@@ -218,7 +218,7 @@ def _row(
 
     history = read_metrics(run_dir)
     info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    val = [row["val_loss"] for row in history if not math.isnan(row["val_loss"])]
+    val = [row["val_negative_elbo"] for row in history if not math.isnan(row["val_negative_elbo"])]
     return {
         "experiment": experiment,
         "model": spec.name,
@@ -233,7 +233,7 @@ def _row(
         "log_likelihood": result.log_likelihood,
         "ll_samples": result.ll_samples,
         "negative_elbo": result.negative_elbo,
-        "reconstruction": result.reconstruction,
+        "reconstruction_nll": result.reconstruction_nll,
         "kl": result.kl,
         "active_units": result.active_units,
         "test_images": result.n_images,
@@ -365,7 +365,7 @@ def _md_table(rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]) ->
     return "\n".join(lines)
 
 
-_METRICS = ("log_likelihood", "negative_elbo", "reconstruction", "kl")
+_METRICS = ("log_likelihood", "negative_elbo", "reconstruction_nll", "kl")
 
 
 # -- samplers ----------------------------------------------------------------------------------------
@@ -460,7 +460,7 @@ def _samplers_report(
     }
     curves = seed_band_curves(
         groups,
-        train_keys=("train_loss", "train_reconstruction", "train_kl"),
+        train_keys=("train_loss", "train_reconstruction_nll", "train_kl"),
         title="S-VAE S2 on MNIST by sampler: training (dashed) and validation",
     )
     save_figure(curves, out / "curves.png")
@@ -612,7 +612,7 @@ def _table1_report(
                     ("ll_samples", "K"),
                     ("published", "published log p(x)"),
                     ("negative_elbo", "-ELBO"),
-                    ("reconstruction", "RE"),
+                    ("reconstruction_nll", "rec NLL"),
                     ("kl", "KL"),
                 ],
             ),
@@ -623,6 +623,10 @@ def _table1_report(
 
 
 def _productspace_specs(setting: Setting) -> list[ModelSpec]:
+    """The latents grouped by the ambient size they aim at; ``ambient`` is each one's true size
+    (three equal spheres cannot make 10: S2xS2xS2 has 9)."""
+    from .models.latent import parse_latent
+
     latents = {
         10: ["S9", "S4xS4", "S2xS2xS2", "x".join(["S1"] * 5)],
         40: ["S39", "S19xS19", "S9xS9xS9xS9"],
@@ -630,7 +634,13 @@ def _productspace_specs(setting: Setting) -> list[ModelSpec]:
     datasets = ("mnist",) if setting.quick else ("mnist", "fashion_mnist")
     ambients = (10,) if setting.quick else (10, 40)
     return [
-        ModelSpec(f"{ds} {lat}", lat, "vmf", dataset=ds, group={"ambient": a})
+        ModelSpec(
+            f"{ds} {lat}",
+            lat,
+            "vmf",
+            dataset=ds,
+            group={"ambient": parse_latent(lat).ambient_dim, "ambient_target": a},
+        )
         for ds in datasets
         for a in ambients
         for lat in latents[a]
@@ -648,20 +658,27 @@ def _productspace_report(
     _save_result_figure(
         out / "log_likelihood.png",
         [
-            ((e["dataset"], f"ambient {e['ambient']}"), e["latent"].count("x") + 1, e)
+            ((e["dataset"], _ambient_series(summary, e["ambient_target"])), _factors(e), e)
             for e in summary
         ],
         xlabel="number of sphere factors",
     )
+    off_target = {
+        f"{e['latent']} has ambient size {e['ambient']}, the nearest to {e['ambient_target']} "
+        f"of {_factors(e)} equal spheres"
+        for e in summary
+        if e["ambient"] != e["ambient_target"]
+    }
     return "\n".join(
         [
             "## Products of spheres at a fixed ambient size",
             "",
+            *([f"{'; '.join(sorted(off_target))}.", ""] if off_target else []),
             _md_table(
                 summary,
                 [
                     ("model", "model"),
-                    ("ambient", "ambient"),
+                    ("ambient", "ambient size"),
                     ("seeds", "seeds"),
                     ("log_likelihood", "log p(x)"),
                     ("ll_samples", "K"),
@@ -671,6 +688,23 @@ def _productspace_report(
             ),
         ]
     )
+
+
+def _factors(entry: dict[str, Any]) -> int:
+    return int(entry["latent"].count("x")) + 1
+
+
+def _ambient_series(summary: list[dict[str, Any]], target: int) -> str:
+    """The figure's name for the latents aiming at ambient size ``target``, naming any that miss it
+    (``"ambient 10 (S2xS2xS2: 9)"``)."""
+    off = sorted(
+        {
+            f"{e['latent']}: {e['ambient']}"
+            for e in summary
+            if e["ambient_target"] == target and e["ambient"] != target
+        }
+    )
+    return f"ambient {target}" + (f" ({', '.join(off)})" if off else "")
 
 
 @dataclass(frozen=True)

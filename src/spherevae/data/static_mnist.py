@@ -6,13 +6,15 @@ registry. They are read from ``<data_dir>/static_mnist/`` (downloaded there from
 location when possible) and checked against the SHA-256 values that TensorFlow Datasets records
 for them (``tensorflow_datasets/url_checksums/binarized_mnist.txt``).
 
-When they cannot be had, :func:`load_static_mnist` falls back to a **stand-in**: one fixed-seed
+When they cannot be had, :func:`load_static_mnist` refuses, unless asked for a **stand-in**
+(``allow_substitute=True``; ``--allow-substitute`` or ``data.allow_substitute: true`` for a run): one fixed-seed
 Bernoulli draw of the exact MNIST (pixel on with probability ``pixel / 255``, drawn with
 ``numpy.random.default_rng(0)``, first over the 60,000 training images then over the 10,000 test
 images), split 50,000 / 10,000 / 10,000 like the original. It has MNIST's labels, its on-pixel rate
 (0.131) is close to the original's, but it is *not* the same sample: likelihoods on it are
-comparable to published ``.amat`` numbers only approximately, and :attr:`DatasetInfo.source` says
-so.
+comparable to published ``.amat`` numbers only approximately, :attr:`DatasetInfo.source` says
+so, and :attr:`DatasetInfo.substitute` says what stood in (a run records it in ``run.json``, and
+``eval`` and the report repeat it).
 
 References:
     H. Larochelle, I. Murray, "The neural autoregressive distribution estimator", AISTATS 2011.
@@ -32,7 +34,14 @@ from .errors import DataError, SourceUnavailable
 from .files import resolve_data_dir
 from .splits import DatasetInfo, DatasetSplits, make_split, split_off_last
 
-__all__ = ["AMAT_FILES", "AMAT_SHA256", "STANDIN_SEED", "load_static_mnist", "read_amat"]
+__all__ = [
+    "AMAT_FILES",
+    "AMAT_SHA256",
+    "STANDIN_NOTE",
+    "STANDIN_SEED",
+    "load_static_mnist",
+    "read_amat",
+]
 
 AMAT_FILES = {
     "train": "binarized_mnist_train.amat",
@@ -49,6 +58,12 @@ AMAT_SHA256 = {
 
 STANDIN_SEED = 0
 """Seed of the stand-in's ``numpy.random.default_rng``."""
+
+STANDIN_NOTE = (
+    "static_mnist stand-in: a fixed-seed binarisation of MNIST, not Larochelle & Murray's files; "
+    "likelihoods are not comparable with published static MNIST results"
+)
+"""What :attr:`DatasetInfo.substitute` says of the stand-in."""
 
 _SIDE = 28
 _CHUNK = 10_000  # images binarised at a time: bounds the float32 temporaries to ~60 MB
@@ -134,31 +149,38 @@ def _standin(data_dir: str | os.PathLike[str] | None, download: bool, why: str) 
                 f"train {len(tr)} / val {len(va)} = first / last images of the binarised MNIST "
                 f"training set, test {len(test)} = the binarised MNIST test set"
             ),
+            substitute=STANDIN_NOTE,
         ),
     )
 
 
 def load_static_mnist(
-    data_dir: str | os.PathLike[str] | None = None, *, download: bool = True
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    allow_substitute: bool = False,
 ) -> DatasetSplits:
     """Statically binarised MNIST, 50,000 / 10,000 / 10,000 binary images.
 
     With the three ``.amat`` files (in ``<data_dir>/static_mnist/`` or downloadable) the splits are
     the files' (train / valid / test), and the data have no labels (labels are ``-1``,
-    ``info.labelled`` is ``False``). Without them, the labelled stand-in described in the module
-    docstring is returned, and ``info.source`` starts with ``"fixed-seed binarisation of MNIST"``.
+    ``info.labelled`` is ``False``). Without them, and only with ``allow_substitute``, the labelled
+    stand-in described in the module docstring is returned: ``info.source`` starts with
+    ``"fixed-seed binarisation of MNIST"`` and ``info.substitute`` is :data:`STANDIN_NOTE`.
 
     Args:
         data_dir: data folder (default: :func:`~spherevae.data.files.default_data_dir`).
         download: try the official download (of the ``.amat`` files, and of MNIST for the
             stand-in).
+        allow_substitute: use the stand-in when the ``.amat`` files cannot be had (else refuse).
 
     Returns:
         Images ``float32`` ``(N, 1, 28, 28)`` with values in ``{0, 1}``.
 
     Raises:
-        DataError: an ``.amat`` file is malformed or fails its checksum, or the stand-in needs
-            MNIST and it cannot be obtained.
+        DataError: an ``.amat`` file is malformed or fails its checksum, the files cannot be had
+            and ``allow_substitute`` is false, or the stand-in needs MNIST and it cannot be
+            obtained.
     """
     folder = resolve_data_dir(data_dir) / "static_mnist"
     arrays: dict[str, np.ndarray] = {}
@@ -173,7 +195,15 @@ def load_static_mnist(
             )
         except SourceUnavailable:
             tried = " and could not be downloaded" if download else ""
-            return _standin(data_dir, download, f"no {name} in {folder}{tried}")
+            why = f"no {name} in {folder}{tried}"
+            if not allow_substitute:
+                raise DataError(
+                    f"static_mnist: {why}; put Larochelle & Murray's binarized_mnist_"
+                    f"{{train,valid,test}}.amat there, or allow the stand-in with --allow-substitute "
+                    f"(config data.allow_substitute: true): a fixed-seed binarisation of MNIST "
+                    f"whose likelihoods are not comparable with published ones"
+                ) from None
+            return _standin(data_dir, download, why)
         arrays[split] = read_amat(path)
     return DatasetSplits(
         **{split: make_split(x, None, scale=1.0) for split, x in arrays.items()},

@@ -14,7 +14,7 @@ from ._common import FloatArray
 __all__ = ["result_lines", "seed_band_curves", "seed_statistics", "training_curves"]
 
 History = Sequence[Mapping[str, float]]
-"""One run's per-epoch rows, e.g. ``[{"epoch": 1, "train_loss": ..., "val_loss": ...}, ...]``."""
+"""One run's per-epoch rows, e.g. ``[{"epoch": 1, "train_loss": ..., "val_negative_elbo": ...}, ...]``."""
 
 
 def training_curves(history: History) -> Figure:
@@ -23,8 +23,8 @@ def training_curves(history: History) -> Figure:
     axes = figure.subplots(1, 3)
     epochs = [row["epoch"] for row in history]
     panels = [
-        ("objective (nats)", "train_loss", "val_loss", "train loss", "val -ELBO"),
-        ("-reconstruction (nats)", "train_reconstruction", "val_reconstruction", "train", "val"),
+        ("objective (nats)", "train_loss", "val_negative_elbo", "train loss", "val -ELBO"),
+        ("rec NLL (nats)", "train_reconstruction_nll", "val_reconstruction_nll", "train", "val"),
         ("KL (nats)", "train_kl", "val_kl", "train", "val"),
     ]
     for ax, (label, train_key, val_key, train_name, val_name) in zip(axes, panels, strict=True):
@@ -67,7 +67,7 @@ def seed_statistics(
 
 def seed_band_curves(
     groups: Mapping[str, Sequence[History]],
-    keys: Sequence[str] = ("val_loss", "val_reconstruction", "val_kl"),
+    keys: Sequence[str] = ("val_negative_elbo", "val_reconstruction_nll", "val_kl"),
     *,
     train_keys: Sequence[str] | None = None,
     title: str = "",

@@ -103,6 +103,8 @@ class _RunContext:
         self.labels = test.labels
         self.labelled = splits.info.labelled
         self.conditional = isinstance(model, VAE) and model.n_classes > 0
+        # said in the titles of the figures of data: a stand-in is not the data set it replaces
+        self.data_note = f" ({splits.info.name} stand-in)" if splits.info.substitute else ""
 
     def vae(self) -> VAE:
         if not isinstance(self.model, VAE):
@@ -144,7 +146,7 @@ def _reconstructions(c: _RunContext, path: Path) -> None:
         recon = c.model.reconstruct(x, c.labels[:10] if c.conditional else None)
     else:
         recon = c.model.reconstruct(x)
-    title = "test images (top) and reconstructions"
+    title = "test images (top) and reconstructions" + c.data_note
     save_figure(image_grid(torch.cat([x, recon]), ncols=10, title=title), path)
 
 
@@ -154,16 +156,18 @@ def _prior_samples(c: _RunContext, path: Path) -> None:
     if c.conditional:
         classes = torch.arange(model.n_classes).repeat_interleave(10)
         figure = image_grid(
-            model.generate(len(classes), classes), title="samples from the prior, one row per class"
+            model.generate(len(classes), classes),
+            title="samples from the prior, one row per class" + c.data_note,
         )
     else:
-        figure = image_grid(model.generate(50), title="samples from the prior")
+        figure = image_grid(model.generate(50), title="samples from the prior" + c.data_note)
     save_figure(figure, path)
 
 
 def _latent_means(c: _RunContext, path: Path) -> None:
     points, labels = c.points()
-    figure = latent_figure(points, labels, latent=c.model.latent, title="test latent means")
+    title = "test latent means" + c.data_note
+    figure = latent_figure(points, labels, latent=c.model.latent, title=title)
     save_figure(figure, path)
 
 

@@ -54,12 +54,16 @@ def _best_epoch(run_dir: Path, burn_in: int) -> tuple[int, float]:
     from .run import read_metrics
 
     rows = [
-        r for r in read_metrics(run_dir) if r["epoch"] > burn_in and not math.isnan(r["val_loss"])
+        r
+        for r in read_metrics(run_dir)
+        if r["epoch"] > burn_in and not math.isnan(r["val_negative_elbo"])
     ]
     if not rows:
         return -1, math.nan
-    best = min(rows, key=lambda r: r["val_loss"])  # the first of equals, as the trainer keeps it
-    return int(best["epoch"]), best["val_loss"]
+    best = min(
+        rows, key=lambda r: r["val_negative_elbo"]
+    )  # the first of equals, as the trainer keeps it
+    return int(best["epoch"]), best["val_negative_elbo"]
 
 
 def write_model_card(run_dir: Path) -> Path:
@@ -91,6 +95,7 @@ def write_model_card(run_dir: Path) -> Path:
         "## Data",
         "",
         f"- Data set: {info.get('dataset', '?')} ({info.get('dataset_source', '?')}).",
+        *([f"- **{info['dataset_substitute']}.**"] if info.get("dataset_substitute") else []),
         f"- Splits: {info.get('splits', {})}; dynamic binarisation: "
         f"{info.get('dynamic_binarization', '?')}.",
         f"- Trained by spherevae {info.get('spherevae', '?')} with torch {info.get('torch', '?')}"

@@ -152,7 +152,11 @@ def prepare_data(config: RunConfig) -> tuple[DatasetSplits, bool]:
     """Load the data set and decide whether training batches are binarised dynamically: with
     ``binarize: auto``, grey levels in ``[0, 1]`` that are not already binary, under a Bernoulli
     likelihood."""
-    splits = load_dataset(config.data.dataset, data_dir=config.data.data_dir)
+    splits = load_dataset(
+        config.data.dataset,
+        data_dir=config.data.data_dir,
+        allow_substitute=config.data.allow_substitute,
+    )
     binarize = config.data.binarize
     if binarize == "auto":
         grey = not splits.info.binary and in_unit_interval(splits)
@@ -359,6 +363,8 @@ def _train(
             f"{len(train_images)} training images, device {device}; run directory {run_dir}"
         )
 
+    if context.is_main and splits.info.substitute:
+        log(f"warning: {splits.info.substitute}")
     if context.is_main and trainer.compiled_sampling and config.model.posterior == "vmf":
         log(
             "compiled sampling: torch.compile builds the sampling kernels during the first steps, "
@@ -470,6 +476,7 @@ def _write_run_info(
         "stop_reason": stop_reason,
         "dataset": splits.info.name,
         "dataset_source": splits.info.source,
+        **({"dataset_substitute": splits.info.substitute} if splits.info.substitute else {}),
         "splits": splits.sizes(),
         "dynamic_binarization": dynamic,
         "latent": config.model.latent,

@@ -29,13 +29,13 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from tqdm import tqdm
 
 from ..config import RunConfig, config_to_dict
 from ..io import atomic_write
 from ..models import VAE, AutoEncoder
 from ..models.heads import set_compiled_sampling
 from ..models.pretrained import pretrained_files, write_pretrained_files
+from ..progress import Progress
 from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
 from .manifest import record_sums
@@ -62,16 +62,21 @@ def kl_weight(config: RunConfig, epoch: int) -> float:
 
 @dataclass
 class EpochRecord:
-    """One row of ``metrics.csv`` (per-example averages; ``loss`` is the training objective)."""
+    """One row of ``metrics.csv``: per-example averages in nats, every term a loss (positive).
+
+    ``train_loss`` is the training objective (the negative ELBO with the KL weight of the epoch);
+    ``*_reconstruction_nll`` is ``-E_q[log p(x|z)]``; ``val_negative_elbo`` is ``-ELBO`` at KL
+    weight 1; ``val_log_likelihood`` is ``log p(x)`` itself (negative).
+    """
 
     epoch: int
     lr: float
     kl_weight: float
     train_loss: float
-    train_reconstruction: float
+    train_reconstruction_nll: float
     train_kl: float
-    val_loss: float = math.nan
-    val_reconstruction: float = math.nan
+    val_negative_elbo: float = math.nan
+    val_reconstruction_nll: float = math.nan
     val_kl: float = math.nan
     val_log_likelihood: float = math.nan
     restarts: int = 0
@@ -294,17 +299,8 @@ class Trainer:
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64)
         seen = 0
-        n_batches = math.ceil(len(self.train_images) / self.config.data.batch_size)
-        # a progress bar on a terminal, plain log lines (from fit) otherwise
-        show_bar = self.context.is_main and sys.stderr.isatty()
-        batches = tqdm(
-            self._batches(epoch),
-            total=n_batches,
-            desc=f"epoch {epoch + 1}",
-            leave=False,
-            disable=not show_bar,
-        )
-        for x, y in batches:
+        progress = self._progress(f"epoch {epoch + 1}", len(self.train_images))
+        for x, y in progress.track(self._batches(epoch), lambda batch: len(batch[0])):
             n_global = x.shape[0]
             share_slice = self.context.shard(n_global)
             x = x[share_slice].to(self.device, non_blocking=True)
@@ -344,7 +340,7 @@ class Trainer:
             lr=self.state.lr,
             kl_weight=weight,
             train_loss=float(totals[0]),
-            train_reconstruction=float(totals[1]),
+            train_reconstruction_nll=float(totals[1]),
             train_kl=float(totals[2]),
             restarts=self.state.restarts,
         )
@@ -380,7 +376,10 @@ class Trainer:
         labels = self.val_labels[mine] if self.val_labels is not None else None
         batch = self.config.data.eval_batch_size
         k = self.config.train.ll_samples
-        for start in range(0, len(share), batch):
+        progress = self._progress(f"epoch {record.epoch}: validation", len(share))
+        for start in progress.track(
+            range(0, len(share), batch), lambda s: min(batch, len(share) - s)
+        ):
             x = share[start : start + batch].to(self.device)
             y = labels[start : start + batch].to(self.device) if labels is not None else None
             if isinstance(self.model, VAE):
@@ -398,17 +397,26 @@ class Trainer:
                 torch.stack([(-rec + kl).sum(), -rec.sum(), kl.sum(), ll.sum()]).double().cpu()
             )
         totals = self._all_reduce(totals, len(share))
-        record.val_loss, record.val_reconstruction, record.val_kl = map(float, totals[:3])
+        record.val_negative_elbo, record.val_reconstruction_nll, record.val_kl = map(
+            float, totals[:3]
+        )
         if self.config.train.val_log_likelihood and isinstance(self.model, VAE):
             record.val_log_likelihood = float(totals[3])
+
+    def _progress(self, what: str, total: int) -> Progress:
+        """Progress of a loop over ``total`` examples: a bar on a terminal, lines in a log (from the
+        main process only)."""
+        if self.context.is_main:
+            return Progress(what, total, self.log)
+        return Progress(what, total, self.log, bar=False, lines=False)
 
     def _early_stopping(self, record: EpochRecord) -> None:
         """Track the best validation objective after burn-in; export the best model; stop on patience."""
         train = self.config.train
         if record.epoch <= train.burn_in:
             return
-        if record.val_loss < self.state.best_val - train.min_improvement:
-            self.state.best_val, self.state.best_epoch = record.val_loss, record.epoch
+        if record.val_negative_elbo < self.state.best_val - train.min_improvement:
+            self.state.best_val, self.state.best_epoch = record.val_negative_elbo, record.epoch
             self.state.epochs_without_improvement = 0
             self.export_model()
         else:
@@ -479,13 +487,14 @@ def _finite_gradients(model: nn.Module) -> bool:
 
 
 def _format_record(record: EpochRecord, seconds: float) -> str:
+    # the papers' convention: losses (-ELBO, rec NLL, KL) positive, log p(x) negative, in nats
     line = (
         f"epoch {record.epoch}: train loss {record.train_loss:.3f} "
-        f"(rec {record.train_reconstruction:.3f}, kl {record.train_kl:.3f}, "
-        f"weight {record.kl_weight:.3g})"
+        f"(rec NLL {record.train_reconstruction_nll:.3f}, KL {record.train_kl:.3f}, "
+        f"KL weight {record.kl_weight:.3g})"
     )
-    if not math.isnan(record.val_loss):
-        line += f" | val -elbo {record.val_loss:.3f}"
+    if not math.isnan(record.val_negative_elbo):
+        line += f" | val -ELBO {record.val_negative_elbo:.3f}"
     if not math.isnan(record.val_log_likelihood):
         line += f" | val log p(x) {record.val_log_likelihood:.3f}"
     return line + f" | {seconds:.1f} s"

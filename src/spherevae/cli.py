@@ -72,6 +72,8 @@ FIGURE_NAMES = (
     "evolution",
 )
 
+# your own data: PREFIX + PATH (checked against spherevae.data.USER_DATA_PREFIXES in the tests)
+USER_DATA_PREFIXES = ("npz:", "folder:", "csv:")
 # the reference run-file's data set names
 _DATASET_ALIASES = {"f_mnist": "fashion_mnist", "fmnist": "fashion_mnist"}
 
@@ -133,8 +135,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dataset",
         "-d",
         dest="dataset",
-        help=f"data set: {', '.join(DATASET_NAMES)}, or npz:PATH for your own arrays (default "
-        "mnist)",
+        help=f"data set: {', '.join(DATASET_NAMES)}; or your own data: npz:PATH (arrays), "
+        "folder:PATH (PNG/JPEG images, one subfolder per class or none), csv:PATH (numeric "
+        "columns with a header) (default mnist)",
+    )
+    g.add_argument(
+        "--image-size",
+        nargs=2,
+        type=_at_least_one,
+        metavar=("H", "W"),
+        help="folder:PATH data: resize every image to H x W (default: all images must share one "
+        "size)",
+    )
+    g.add_argument(
+        "--label-column",
+        metavar="NAME",
+        help="csv:PATH data: the column of integer labels 0..k-1 (default: unlabelled)",
     )
     g.add_argument("--data-dir", dest="data_dir")
     g.add_argument(
@@ -323,8 +339,14 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
     if args.dataset is not None:
         data["dataset"] = _DATASET_ALIASES.get(args.dataset, args.dataset)
-        if args.dataset.startswith("npz:"):  # absolute: eval and plot find it from anywhere
-            data["dataset"] = "npz:" + str(Path(args.dataset[4:]).expanduser().resolve())
+        prefix = next((p for p in USER_DATA_PREFIXES if args.dataset.startswith(p)), None)
+        if prefix is not None:  # absolute: eval and plot find it from anywhere
+            path = Path(args.dataset[len(prefix) :]).expanduser().resolve()
+            data["dataset"] = prefix + str(path)
+    if args.image_size is not None:
+        data["image_size"] = list(args.image_size)
+    if args.label_column is not None:
+        data["label_column"] = args.label_column
     if args.data_dir is not None:
         data["data_dir"] = args.data_dir
     if args.batch_size is not None:
@@ -500,7 +522,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
     model = VAE.from_pretrained(run_dir / "model")
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     split = splits.split(args.split)
     images, labels = split.images, split.labels
     if args.limit is not None:
@@ -588,7 +610,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     unknown = [name for name in args.what if name not in RUN_FIGURES]
     if unknown:
         raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     for path in write_run_figures(run_dir, splits, dynamic, args.what or None):
         print(path)
     return 0

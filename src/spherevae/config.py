@@ -52,7 +52,8 @@ class DataConfig:
 
     Attributes:
         dataset: ``mnist``, ``fashion_mnist``, ``static_mnist``, ``omniglot``, ``caltech``, ``digits``
-            or ``synthetic`` (see :mod:`spherevae.data`).
+            or ``synthetic``; or your own data: ``npz:PATH``, ``folder:PATH`` (PNG/JPEG images) or
+            ``csv:PATH`` (see :func:`spherevae.data.load_dataset`).
         data_dir: cache directory for downloaded files (default: the user's cache directory).
         binarize: ``dynamic`` draws a fresh Bernoulli image from the grey levels for every batch,
             ``static`` uses a fixed binarisation, ``none`` keeps grey levels; ``auto`` is ``dynamic``
@@ -60,6 +61,10 @@ class DataConfig:
         batch_size: training batch size (global: split across processes under ``torchrun``).
         eval_batch_size: batch size for validation and evaluation.
         train_limit: use only the first ``train_limit`` training images (quick runs); ``None``: all.
+        image_size: ``[H, W]``: resize the images of a ``folder:PATH`` data set to this size;
+            ``None``: they must share one size.
+        label_column: the column of integer labels of a ``csv:PATH`` data set; ``None``:
+            unlabelled.
     """
 
     dataset: str = "mnist"
@@ -68,6 +73,12 @@ class DataConfig:
     batch_size: int = Field(default=100, ge=1)
     eval_batch_size: int = Field(default=500, ge=1)
     train_limit: int | None = Field(default=None, ge=1)
+    image_size: tuple[int, int] | None = None
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None and min(self.image_size) < 1:
+            raise ValueError(f"image_size must be [H, W] >= 1, got {list(self.image_size)}")
 
 
 @pydantic.dataclasses.dataclass(config=_STRICT_KEYS)
@@ -151,6 +162,9 @@ _ADAPTER = TypeAdapter(RunConfig)
 
 
 SECTIONS = ("data", "model", "train")
+# settings added after runs were first written: a run's config.yaml without them means the default
+# (what those runs did), so it is still complete
+_ADDED_LATER = {"data": ("image_size", "label_column")}
 
 
 def _field_types(section: str) -> dict[str, str]:
@@ -260,7 +274,10 @@ def read_config_file(path: str | os.PathLike[str], *, complete: bool = False) ->
         for section in SECTIONS:
             values = raw.get(section)
             missing = [
-                k for k in _field_types(section) if not isinstance(values, dict) or k not in values
+                k
+                for k in _field_types(section)
+                if (not isinstance(values, dict) or k not in values)
+                and k not in _ADDED_LATER.get(section, ())
             ]
             if missing:
                 raise ConfigError(

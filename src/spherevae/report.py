@@ -76,14 +76,19 @@ def _file_data_uri(path: Path) -> str:
 
 
 def _image_uri(image: Tensor) -> str:
-    """A tiny greyscale PNG of one image ``(1, H, W)`` in ``[0, 1]`` (for hover), as a data URI."""
+    """A tiny PNG of one image ``(C, H, W)`` in ``[0, 1]`` (for hover), as a data URI: grey levels
+    as the PNG figures draw them (ink dark on white), colour images in their colours."""
     from PIL import Image
 
-    pixels = (255 * (1 - image[0].clamp(0, 1))).round().to(torch.uint8).cpu().numpy()
+    from .plots import display_pixels
+
+    pixels = display_pixels(image.unsqueeze(0))[0]
+    if pixels.ndim == 2:
+        pixels = 1 - pixels  # as gray_r draws them
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").resize((56, 56), Image.Resampling.NEAREST).save(
-        buffer, format="PNG"
-    )
+    Image.fromarray(np.round(255 * pixels).astype(np.uint8)).resize(
+        (56, 56), Image.Resampling.NEAREST
+    ).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -385,7 +390,7 @@ def write_report(
     if not isinstance(model, VAE):
         raise ValueError(f"{run_dir} holds an auto-encoder; the report needs a VAE")
     model.eval()
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     test = splits.test
     images = evaluation_images(test.images, dynamic)
     n = min(_MAX_POINTS, len(images))

@@ -96,6 +96,11 @@ def test_channels_follow_the_richest_image(tmp_path: Path) -> None:
     images = torch.cat([splits.split(s).images for s in ("train", "val", "test")])
     alphas = sorted({round(float(img[3].mean()), 3) for img in images})
     assert alphas == [round(128 / 255, 3), 1.0]  # opaque images get alpha 1
+    grey_alpha = tmp_path / "grey"
+    _write(grey_alpha / "a.png", grey)
+    _write(grey_alpha / "b.png", np.stack([grey, np.full_like(grey, 255)], -1))  # LA
+    _write(grey_alpha / "c.png", grey)
+    assert load_dataset(f"folder:{grey_alpha}").info.image_shape == (2, 4, 4)
 
 
 def test_sixteen_bit_grey_png(tmp_path: Path) -> None:
@@ -125,10 +130,9 @@ def test_mixed_sizes_need_image_size(tmp_path: Path) -> None:
 def test_digest_covers_names_and_bytes(tmp_path: Path) -> None:
     _classes(tmp_path, ("a", "b"), n=3)
     digest = folder_sha256(tmp_path)
-    (tmp_path / "b" / "00.png").rename(tmp_path / "b" / "99.png")
-    renamed = folder_sha256(tmp_path)
-    assert renamed != digest
-    (tmp_path / "b" / "99.png").rename(tmp_path / "b" / "00.png")
+    (tmp_path / "b" / "00.png").rename(tmp_path / "b" / "00x.png")  # the same order
+    assert folder_sha256(tmp_path) != digest
+    (tmp_path / "b" / "00x.png").rename(tmp_path / "b" / "00.png")
     assert folder_sha256(tmp_path) == digest
     (tmp_path / "a" / "x.txt").write_text("ignored")
     assert folder_sha256(tmp_path) == digest

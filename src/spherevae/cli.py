@@ -227,7 +227,12 @@ def _build_parser() -> argparse.ArgumentParser:
         "--grid", action="store_true", help="one row per class (conditional models; --n per row)"
     )
     sa.add_argument("--seed", type=_non_negative_int, default=0)
-    sa.add_argument("--out", type=Path, help="PNG file (default RUN_DIR/plots/samples.png)")
+    sa.add_argument(
+        "--out",
+        type=Path,
+        help="PNG file (default RUN_DIR/plots/samples.png); for a model of vectors a CSV file "
+        "(default RUN_DIR/samples.csv), one sample a row",
+    )
 
     rp = commands.add_parser(
         "report", help="write RUN_DIR/report.html: one self-contained page about a run"
@@ -563,11 +568,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .plots import image_grid, save_figure
 
     _, run_dir = _load_run(args.run_dir)
-    if args.out is not None and args.out.suffix.lower() != ".png":
-        raise UsageError(f"--out must name a .png file (sample writes a PNG image), got {args.out}")
+    model = VAE.from_pretrained(run_dir / "model")
+    vectors = len(model.config.image_shape) == 1
+    suffix = ".csv" if vectors else ".png"
+    if args.out is not None and args.out.suffix.lower() != suffix:
+        what = "a CSV file of vectors (the model draws vectors)" if vectors else "a PNG image"
+        raise UsageError(f"--out must name a {suffix} file (sample writes {what}), got {args.out}")
     if args.n > MAX_SAMPLE_IMAGES:
         raise UsageError(f"--n must be at most {MAX_SAMPLE_IMAGES} (one figure), got --n {args.n}")
-    model = VAE.from_pretrained(run_dir / "model")
     torch.manual_seed(args.seed)
     k = model.n_classes
     if (args.label is not None or args.grid) and k == 0:
@@ -588,18 +596,35 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         classes = torch.arange(k).repeat_interleave(args.n)
         images = model.generate(len(classes), classes)
         title = f"{args.n} samples per class, one row per class (seed {args.seed})"
-        figure = image_grid(images, ncols=args.n, title=title)
+        labels: torch.Tensor | None = classes
+        ncols = args.n
     else:
         labels = None if args.label is None else torch.full((args.n,), args.label)
         images = model.generate(args.n, labels)
         what = "" if args.label is None else f" of class {args.label}"
-        figure = image_grid(
-            images, title=f"{args.n} samples{what} from the prior (seed {args.seed})"
-        )
-    out = args.out or run_dir / "plots" / "samples.png"
-    save_figure(figure, out)
+        title = f"{args.n} samples{what} from the prior (seed {args.seed})"
+        ncols = 10
+    if vectors:
+        out = args.out or run_dir / "samples.csv"
+        _write_vectors(out, images, labels)
+    else:
+        out = args.out or run_dir / "plots" / "samples.png"
+        save_figure(image_grid(images, ncols=ncols, title=title), out)
     print(out)
     return 0
+
+
+def _write_vectors(path: Path, vectors: Any, labels: Any) -> None:
+    """``vectors`` ``(N, D)`` as CSV with the header ``x0..x{D-1}`` (and ``label``), atomically."""
+    from .io import atomic_write_text
+
+    d = vectors.shape[1]
+    header = [f"x{i}" for i in range(d)] + ([] if labels is None else ["label"])
+    lines = [",".join(header)]
+    for i, row in enumerate(vectors.tolist()):
+        cells = [repr(float(v)) for v in row] + ([] if labels is None else [str(int(labels[i]))])
+        lines.append(",".join(cells))
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:

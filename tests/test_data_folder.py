@@ -232,3 +232,20 @@ def test_image_size_is_recorded_and_used_again(tmp_path: Path) -> None:
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert config["data"]["image_size"] == [5, 4] and config["model"]["image_shape"] == [1, 5, 4]
     assert main(["eval", str(run_dir), "--ll-samples", "2"]) == 0  # reloaded at 5 x 4
+
+
+def test_figures_draw_colour_channels_in_colour() -> None:
+    from spherevae.plots import display_pixels
+
+    x = torch.rand(2, 4, 3, 5)
+    grey = display_pixels(x[:, :1])
+    assert grey.shape == (2, 3, 5) and np.allclose(grey, x[:, 0].double().numpy())
+    rgb = display_pixels(x[:, :3])
+    assert rgb.shape == (2, 3, 5, 4) and np.allclose(rgb[..., 3], 1)
+    assert np.allclose(rgb[..., :3], x[:, :3].permute(0, 2, 3, 1).double().numpy())
+    rgba = display_pixels(x)
+    assert np.allclose(rgba, x.permute(0, 2, 3, 1).double().numpy())
+    grey_alpha = display_pixels(x[:, :2])
+    assert np.allclose(grey_alpha[..., 1], x[:, 0].double().numpy())  # grey in R, G and B
+    assert np.allclose(grey_alpha[..., 3], x[:, 1].double().numpy())
+    assert display_pixels(torch.rand(2, 5, 3, 3)).shape == (2, 3, 3)  # not colours: channel 0

@@ -122,3 +122,10 @@ def test_runs_recorded_before_the_digest_field(
     capsys.readouterr()
     assert main(["eval", str(run_dir), "--ll-samples", "2"]) == 2
     assert "changed since the run recorded it" in capsys.readouterr().err
+
+
+def test_the_command_line_knows_every_user_data_prefix() -> None:
+    from spherevae import cli
+    from spherevae.data import USER_DATA_PREFIXES
+
+    assert cli.USER_DATA_PREFIXES == USER_DATA_PREFIXES

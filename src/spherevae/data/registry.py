@@ -117,13 +117,13 @@ def load_dataset(
     :func:`~.synthetic.load_synthetic`.
 
     Args:
-        name: one of :data:`DATASET_NAMES`.
+        name: one of :data:`DATASET_NAMES`, or a prefix of :data:`USER_DATA_PREFIXES` and a path.
         data_dir: data folder (default ``$SPHEREVAE_DATA_DIR``, else
             ``$XDG_CACHE_HOME/spherevae``, else ``~/.cache/spherevae``); unused by ``digits`` and
             ``synthetic``.
         download: allow network and registry downloads for missing files.
-        expected_sha256: for your own data, the digest it must have (a run's record); other data
-            raise :class:`DataError` (``None``: no check). The built-in data sets check their
+        expected_sha256: for your own data, the digest it must have (a run's record); data with
+            another digest raise :class:`DataError` (``None``: no check). The built-in data sets check their
             files against known digests and take no ``expected_sha256``.
         **options: dataset-specific options (:func:`dataset_options`), e.g.
             ``load_dataset("synthetic", dim=4, seed=1)``.

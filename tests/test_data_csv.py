@@ -124,3 +124,13 @@ def test_csv_trains_with_a_gaussian_and_keeps_its_label_column(
     assert "knn_labelled: 48" in out  # reloaded with its labels
     assert main(["report", str(run_dir)]) == 0
     assert (run_dir / "report.html").stat().st_size > 1000
+
+
+def test_default_run_directory_is_named_after_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    x, _ = _table(30)
+    path = _write(tmp_path / "my table.csv", x, None)
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", f"csv:{path}", "--latent", "S2", *FAST]) == 0
+    assert (tmp_path / "runs" / "csv-my table-S2-vmf" / "run.json").is_file()

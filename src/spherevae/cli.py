@@ -460,9 +460,11 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"spherevae: warning: {warning}", file=sys.stderr)
     out = args.out
     if out is None and args.resume is None:
-        name = (
-            args.exp_name or f"{config.data.dataset}-{config.model.latent}-{config.model.posterior}"
-        )
+        data = config.data.dataset
+        prefix = next((p for p in USER_DATA_PREFIXES if data.startswith(p)), None)
+        if prefix is not None:  # a path is no folder name: npz:/data/x.npz -> npz-x
+            data = f"{prefix[:-1]}-{Path(data[len(prefix) :]).stem}"
+        name = args.exp_name or f"{data}-{config.model.latent}-{config.model.posterior}"
         out = Path(args.log_dir or "runs") / name
     elif out is None and (args.exp_name or args.log_dir):
         out = Path(args.log_dir or "runs") / (args.exp_name or "run")

@@ -73,6 +73,8 @@ FIGURE_NAMES = (
     "evolution",
 )
 
+# your own data: PREFIX + PATH (checked against spherevae.data.USER_DATA_PREFIXES in the tests)
+USER_DATA_PREFIXES = ("npz:", "folder:", "csv:")
 # the reference run-file's data set names
 _DATASET_ALIASES = {"f_mnist": "fashion_mnist", "fmnist": "fashion_mnist"}
 
@@ -229,8 +231,22 @@ def _build_parser() -> argparse.ArgumentParser:
         "--dataset",
         "-d",
         dest="dataset",
-        help=f"data set: {', '.join(DATASET_NAMES)}, or npz:PATH for your own arrays (default: "
-        "mnist)",
+        help=f"data set: {', '.join(DATASET_NAMES)}; or your own data: npz:PATH (arrays), "
+        "folder:PATH (PNG/JPEG images, one subfolder per class or none), csv:PATH (numeric "
+        "columns with a header) (default: mnist)",
+    )
+    g.add_argument(
+        "--image-size",
+        nargs=2,
+        type=_at_least_one,
+        metavar=("H", "W"),
+        help="folder:PATH data: resize every image to H x W (default: all images must share one "
+        "size)",
+    )
+    g.add_argument(
+        "--label-column",
+        metavar="NAME",
+        help="csv:PATH data: the column of integer labels 0..k-1 (default: unlabelled)",
     )
     g.add_argument(
         "--data-dir",
@@ -552,7 +568,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--seed", type=_non_negative_int, default=0, help="seed of the draw (default: %(default)s)"
     )
     sa.add_argument(
-        "--out", type=Path, help="PNG file to write (default: RUN_DIR/plots/samples.png)"
+        "--out",
+        type=Path,
+        help="PNG file to write (default: RUN_DIR/plots/samples.png); for a model of vectors a CSV "
+        "file, one sample a row (default: RUN_DIR/samples.csv)",
     )
 
     rp = commands.add_parser(
@@ -684,8 +703,14 @@ def _train_overrides(args: argparse.Namespace) -> dict[str, dict[str, Any]]:
 
     if args.dataset is not None:
         data["dataset"] = _DATASET_ALIASES.get(args.dataset, args.dataset)
-        if args.dataset.startswith("npz:"):  # absolute: eval and plot find it from anywhere
-            data["dataset"] = "npz:" + str(Path(args.dataset[4:]).expanduser().resolve())
+        prefix = next((p for p in USER_DATA_PREFIXES if args.dataset.startswith(p)), None)
+        if prefix is not None:  # absolute: eval and plot find it from anywhere
+            path = Path(args.dataset[len(prefix) :]).expanduser().resolve()
+            data["dataset"] = prefix + str(path)
+    if args.image_size is not None:
+        data["image_size"] = list(args.image_size)
+    if args.label_column is not None:
+        data["label_column"] = args.label_column
     if args.data_dir is not None:
         data["data_dir"] = args.data_dir
     if args.batch_size is not None:
@@ -805,9 +830,11 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"spherevae: warning: {warning}", file=sys.stderr)
     out = args.out
     if out is None and args.resume is None:
-        name = (
-            args.exp_name or f"{config.data.dataset}-{config.model.latent}-{config.model.posterior}"
-        )
+        data = config.data.dataset
+        prefix = next((p for p in USER_DATA_PREFIXES if data.startswith(p)), None)
+        if prefix is not None:  # a path is no folder name: npz:/data/x.npz -> npz-x
+            data = f"{prefix[:-1]}-{Path(data[len(prefix) :]).stem}"
+        name = args.exp_name or f"{data}-{config.model.latent}-{config.model.posterior}"
         out = Path(args.log_dir or "runs") / name
     elif out is None and (args.exp_name or args.log_dir):
         out = Path(args.log_dir or "runs") / (args.exp_name or "run")
@@ -873,7 +900,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
     model = VAE.from_pretrained(run_dir / "model")
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     split = splits.split(args.split)
     images, labels = split.images, split.labels
     if args.limit is not None:
@@ -918,11 +945,14 @@ def _cmd_sample(args: argparse.Namespace) -> int:
     from .plots import image_grid, save_figure
 
     _, run_dir = _load_run(args.run_dir)
-    if args.out is not None and args.out.suffix.lower() != ".png":
-        raise UsageError(f"--out must name a .png file (sample writes a PNG image), got {args.out}")
+    model = VAE.from_pretrained(run_dir / "model")
+    vectors = len(model.config.image_shape) == 1
+    suffix = ".csv" if vectors else ".png"
+    if args.out is not None and args.out.suffix.lower() != suffix:
+        what = "a CSV file of vectors (the model draws vectors)" if vectors else "a PNG image"
+        raise UsageError(f"--out must name a {suffix} file (sample writes {what}), got {args.out}")
     if args.n > MAX_SAMPLE_IMAGES:
         raise UsageError(f"--n must be at most {MAX_SAMPLE_IMAGES} (one figure), got --n {args.n}")
-    model = VAE.from_pretrained(run_dir / "model")
     torch.manual_seed(args.seed)
     k = model.n_classes
     if (args.label is not None or args.grid) and k == 0:
@@ -943,18 +973,35 @@ def _cmd_sample(args: argparse.Namespace) -> int:
         classes = torch.arange(k).repeat_interleave(args.n)
         images = model.generate(len(classes), classes)
         title = f"{args.n} samples per class, one row per class (seed {args.seed})"
-        figure = image_grid(images, ncols=args.n, title=title)
+        labels: torch.Tensor | None = classes
+        ncols = args.n
     else:
         labels = None if args.label is None else torch.full((args.n,), args.label)
         images = model.generate(args.n, labels)
         what = "" if args.label is None else f" of class {args.label}"
-        figure = image_grid(
-            images, title=f"{args.n} samples{what} from the prior (seed {args.seed})"
-        )
-    out = args.out or run_dir / "plots" / "samples.png"
-    save_figure(figure, out)
+        title = f"{args.n} samples{what} from the prior (seed {args.seed})"
+        ncols = 10
+    if vectors:
+        out = args.out or run_dir / "samples.csv"
+        _write_vectors(out, images, labels)
+    else:
+        out = args.out or run_dir / "plots" / "samples.png"
+        save_figure(image_grid(images, ncols=ncols, title=title), out)
     print(out)
     return 0
+
+
+def _write_vectors(path: Path, vectors: Any, labels: Any) -> None:
+    """``vectors`` ``(N, D)`` as CSV with the header ``x0..x{D-1}`` (and ``label``), atomically."""
+    from .io import atomic_write_text
+
+    d = vectors.shape[1]
+    header = [f"x{i}" for i in range(d)] + ([] if labels is None else ["label"])
+    lines = [",".join(header)]
+    for i, row in enumerate(vectors.tolist()):
+        cells = [repr(float(v)) for v in row] + ([] if labels is None else [str(int(labels[i]))])
+        lines.append(",".join(cells))
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def _cmd_plot(args: argparse.Namespace) -> int:
@@ -965,7 +1012,7 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     unknown = [name for name in args.what if name not in RUN_FIGURES]
     if unknown:
         raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     for path in write_run_figures(run_dir, splits, dynamic, args.what or None):
         print(path)
     return 0

@@ -52,7 +52,8 @@ class DataConfig:
 
     Attributes:
         dataset: ``mnist``, ``fashion_mnist``, ``static_mnist``, ``omniglot``, ``caltech``, ``digits``
-            or ``synthetic`` (see :mod:`spherevae.data`).
+            or ``synthetic``; or your own data: ``npz:PATH``, ``folder:PATH`` (PNG/JPEG images) or
+            ``csv:PATH`` (see :func:`spherevae.data.load_dataset`).
         data_dir: cache directory for downloaded files (default: the user's cache directory).
         binarize: ``dynamic`` draws a fresh Bernoulli image from the grey levels for every batch,
             ``static`` uses a fixed binarisation, ``none`` keeps grey levels; ``auto`` is ``dynamic``
@@ -64,6 +65,10 @@ class DataConfig:
             stopping with an error (``static_mnist``: a fixed-seed binarisation of MNIST, whose
             likelihoods are not comparable with published ones). Every output of such a run says
             so (``run.json``'s ``dataset_substitute``, ``eval``, the report, figure titles).
+        image_size: ``[H, W]``: resize the images of a ``folder:PATH`` data set to this size;
+            ``None``: they must share one size.
+        label_column: the column of integer labels of a ``csv:PATH`` data set; ``None``:
+            unlabelled.
     """
 
     dataset: str = "mnist"
@@ -73,6 +78,12 @@ class DataConfig:
     eval_batch_size: int = Field(default=500, ge=1)
     train_limit: int | None = Field(default=None, ge=1)
     allow_substitute: bool = False
+    image_size: tuple[int, int] | None = None
+    label_column: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.image_size is not None and min(self.image_size) < 1:
+            raise ValueError(f"image_size must be [H, W] >= 1, got {list(self.image_size)}")
 
 
 @pydantic.dataclasses.dataclass(config=_STRICT_KEYS)

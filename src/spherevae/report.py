@@ -76,14 +76,19 @@ def _file_data_uri(path: Path) -> str:
 
 
 def _image_uri(image: Tensor) -> str:
-    """A tiny greyscale PNG of one image ``(1, H, W)`` in ``[0, 1]`` (for hover), as a data URI."""
+    """A tiny PNG of one image ``(C, H, W)`` in ``[0, 1]`` (for hover), as a data URI: grey levels
+    as the PNG figures draw them (ink dark on white), colour images in their colours."""
     from PIL import Image
 
-    pixels = (255 * (1 - image[0].clamp(0, 1))).round().to(torch.uint8).cpu().numpy()
+    from .plots import display_pixels
+
+    pixels = display_pixels(image.unsqueeze(0))[0]
+    if pixels.ndim == 2:
+        pixels = 1 - pixels  # as gray_r draws them
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").resize((56, 56), Image.Resampling.NEAREST).save(
-        buffer, format="PNG"
-    )
+    Image.fromarray(np.round(255 * pixels).astype(np.uint8)).resize(
+        (56, 56), Image.Resampling.NEAREST
+    ).save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
@@ -385,7 +390,7 @@ def write_report(
     if not isinstance(model, VAE):
         raise ValueError(f"{run_dir} holds an auto-encoder; the report needs a VAE")
     model.eval()
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, run_dir)
     test = splits.test
     images = evaluation_images(test.images, dynamic)
     n = min(_MAX_POINTS, len(images))
@@ -405,7 +410,9 @@ def write_report(
         return class_names[v] if class_names and 0 <= v < len(class_names) else str(v)
 
     figure, sentences = _latent_view(model.latent, modes.double().numpy(), values, label_name)
-    hover_images = [_image_uri(img) for img in decoded]
+    # vectors have no picture: the hover shows the label alone
+    pictures = len(splits.info.image_shape) == 3
+    hover_images = [_image_uri(img) for img in decoded] if pictures else [""] * n
     hover_labels = [label_name(int(v)) for v in values] if values is not None else ["-"] * n
 
     history = read_metrics(run_dir)
@@ -416,7 +423,9 @@ def write_report(
     if eval_file.exists():
         metric_rows += [(f"test: {k}", v) for k, v in json.loads(eval_file.read_text()).items()]
 
-    figures = _figure_sections(run_dir, model, images, labels if conditional else None, history)
+    figures = _figure_sections(
+        run_dir, model, images, labels if conditional else None, history, pictures
+    )
 
     if plotlyjs == "directory":
         atomic_write_text(run_dir / "plotly.min.js", plotly.offline.get_plotlyjs())
@@ -492,7 +501,9 @@ label and the image decoded from it.</p>
     div.on("plotly_hover", function (ev) {{
       var i = ev.points[0].customdata;
       if (typeof i !== "number") return;
-      document.getElementById("hover-image").src = images[i];
+      var picture = document.getElementById("hover-image");
+      picture.src = images[i];
+      picture.style.display = images[i] ? "" : "none";
       document.getElementById("hover-label").textContent = "label " + labels[i];
     }});
     document.body.setAttribute("data-plot-ready", "1");
@@ -512,9 +523,11 @@ def _figure_sections(
     images: Tensor,
     labels: Tensor | None,
     history: list[dict[str, float]],
+    pictures: bool = True,
 ) -> str:
     """The sections of figures: training curves, reconstructions and prior samples (the run's PNG
-    when ``RUN_DIR/plots`` has it, else drawn here), then every other PNG and GIF of ``plots``."""
+    when ``RUN_DIR/plots`` has it, else drawn here; with ``pictures=False``, vector data, no
+    images), then every other PNG and GIF of ``plots``."""
     from .plots.run_figures import RUN_FIGURES
 
     files = sorted(
@@ -525,6 +538,9 @@ def _figure_sections(
     by_stem = {p.stem: p for p in files if p.suffix.lower() == ".png"}
     sections = []
     for stem, heading in _SECTIONS.items():
+        if not pictures and stem != "curves":
+            sections.append(f"<h2>{heading}</h2>\n<p>none: this data set holds vectors</p>")
+            continue
         if stem in by_stem:
             path = by_stem[stem]
             uri, caption = _file_data_uri(path), f"plots/{path.name}: {RUN_FIGURES[stem]}"

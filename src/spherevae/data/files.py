@@ -25,6 +25,7 @@ from .errors import DataError
 __all__ = [
     "DATA_DIR_ENV",
     "atomic_path",
+    "check_recorded_sha256",
     "check_sha256",
     "default_data_dir",
     "load_mat",
@@ -92,6 +93,16 @@ def check_sha256(actual: str, expected: str, what: str) -> None:
         raise DataError(
             f"checksum mismatch for {what}: expected sha256 {expected.lower()}, got {actual}. "
             "The file is corrupt or not the expected release; delete it and load again"
+        )
+
+
+def check_recorded_sha256(path: Path, actual: str, expected: str | None) -> None:
+    """Raise :class:`DataError` naming ``path`` when a user's data no longer has the digest a run
+    recorded (``expected``; ``None``: nothing recorded, nothing to check)."""
+    if expected is not None and actual != expected.lower():
+        raise DataError(
+            f"{path} changed since the run recorded it (sha256 {expected.lower()}, now {actual}); "
+            "restore the data the run used, or train a new run on the new data"
         )
 
 

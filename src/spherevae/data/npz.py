@@ -21,8 +21,8 @@ import numpy as np
 import torch
 
 from .errors import DataError
-from .files import sha256_file
-from .splits import DatasetInfo, DatasetSplits, Split, permutation_split
+from .files import check_recorded_sha256, sha256_file
+from .splits import DatasetInfo, DatasetSplits, Split, split_80_10_10
 
 __all__ = ["NPZ_PREFIX", "SPLIT_SEED", "load_npz_dataset"]
 
@@ -65,13 +65,23 @@ def _labels(path: Path, key: str, array: np.ndarray | None, n: int) -> np.ndarra
     return array.astype(np.int64)
 
 
-def load_npz_dataset(path: str | Path) -> DatasetSplits:
+def load_npz_dataset(path: str | Path, *, expected_sha256: str | None = None) -> DatasetSplits:
     """The data of a ``.npz`` file as train / validation / test splits (layout in the module doc).
 
+    Args:
+        path: the file.
+        expected_sha256: the digest the file must have (a run's record), checked before it is read.
+
     Raises:
-        DataError: naming the file, if it cannot be read or its arrays do not fit the layout.
+        DataError: naming the file, if it cannot be read, its arrays do not fit the layout, or its
+            digest is not ``expected_sha256``.
     """
     file = Path(path).expanduser()
+    try:
+        digest = sha256_file(file)
+    except OSError as err:
+        raise DataError(f"cannot read {file}: {err.strerror or err}") from None
+    check_recorded_sha256(file, digest, expected_sha256)
     try:
         with np.load(file, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
@@ -90,19 +100,12 @@ def load_npz_dataset(path: str | Path) -> DatasetSplits:
         parts[name] = (x, _labels(file, f"y{suffix}", arrays.get(f"y{suffix}"), len(x)))
     x, y = parts["train"]
     if not given["val"]:
-        n = len(x)
-        if n < 3:
-            raise DataError(f"{file}: x needs at least 3 examples to split, got {n}")
-        n_val = n_test = max(1, n // 10)
-        train, val, test = permutation_split(n, (n - n_val - n_test, n_val, n_test), SPLIT_SEED)
+        index, rule = split_80_10_10(len(x), SPLIT_SEED, f"{file}: x")
         parts = {
-            name: (x[index], None if y is None else y[index])
-            for name, index in (("train", train), ("val", val), ("test", test))
+            name: (x[i], None if y is None else y[i])
+            for name, i in zip(("train", "val", "test"), index, strict=True)
         }
-        rule = (
-            f"x split by the permutation numpy.random.default_rng({SPLIT_SEED}): "
-            f"{len(train)} / {len(val)} / {len(test)}"
-        )
+        rule = "x " + rule
     else:
         rule = "x / x_val / x_test as given"
     shapes = {name: part[0].shape[1:] for name, part in parts.items()}
@@ -125,10 +128,11 @@ def load_npz_dataset(path: str | Path) -> DatasetSplits:
         name=f"{NPZ_PREFIX}{file}",
         image_shape=tuple(int(s) for s in shapes["train"]),
         binary=bool(np.isin(values, (0.0, 1.0)).all()),
-        source=f"the .npz file {file} (sha256 {sha256_file(file)})",
+        source=f"the .npz file {file} (sha256 {digest})",
         num_classes=num_classes,
         class_names=tuple(str(i) for i in range(num_classes)) if num_classes else None,
         labelled=bool(all_labels),
         splits=rule,
+        sha256=digest,
     )
     return DatasetSplits(splits["train"], splits["val"], splits["test"], info)

@@ -26,7 +26,9 @@ __all__ = [
     "SplitName",
     "make_split",
     "permutation_split",
+    "split_80_10_10",
     "split_off_last",
+    "split_user_data",
 ]
 
 UNLABELLED = -1
@@ -77,7 +79,8 @@ class DatasetInfo:
     """What a loaded dataset is and where it came from.
 
     Attributes:
-        name: registry name (``"mnist"``, ``"static_mnist"``, ...).
+        name: registry name (``"mnist"``, ``"static_mnist"``, ...), or ``npz:PATH``,
+            ``folder:PATH``, ``csv:PATH`` for a user's data.
         image_shape: ``(C, H, W)``, ``(1, 28, 28)`` for all built-in datasets but ``digits``
             (``(1, 8, 8)``); ``(D,)`` for vectors.
         binary: the pixels are already in ``{0, 1}`` (then dynamic binarisation is pointless).
@@ -92,6 +95,9 @@ class DatasetInfo:
         substitute: empty for the data set itself; else one sentence saying what stood in for it
             (results on a stand-in are not comparable with published ones). Loaders use a stand-in
             only when asked to (``allow_substitute``).
+        sha256: for a user's file or folder, the digest of what was read (a run records it and
+            checks it when it reloads the data); ``None`` for the built-in data sets, whose
+            loaders check their files against known digests.
     """
 
     name: str
@@ -104,6 +110,7 @@ class DatasetInfo:
     latent_dim: int | None = None
     splits: str = ""
     substitute: str = ""
+    sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,3 +203,39 @@ def permutation_split(n: int, sizes: tuple[int, int, int], seed: int) -> tuple[n
     perm = np.random.default_rng(seed).permutation(n)
     a, b, c = sizes
     return tuple(np.sort(part) for part in (perm[:a], perm[a : a + b], perm[a + b : a + b + c]))
+
+
+def split_80_10_10(n: int, seed: int, what: str) -> tuple[tuple[np.ndarray, ...], str]:
+    """The documented split of a user's ``n`` examples that come without validation and test sets.
+
+    ``n_val = n_test = max(1, n // 10)``, the rest train, drawn by :func:`permutation_split` with
+    ``seed``; the same on every machine. Returns the three sorted index arrays and the rule in words.
+
+    Raises:
+        DataError: naming ``what``, for fewer than 3 examples.
+    """
+    if n < 3:
+        raise DataError(f"{what} needs at least 3 examples to split, got {n}")
+    n_val = max(1, n // 10)
+    index = permutation_split(n, (n - 2 * n_val, n_val, n_val), seed)
+    rule = (
+        f"split by the permutation numpy.random.default_rng({seed}): "
+        f"{len(index[0])} / {len(index[1])} / {len(index[2])}"
+    )
+    return index, rule
+
+
+def split_user_data(
+    x: np.ndarray, y: np.ndarray | None, seed: int, what: str
+) -> tuple[dict[SplitName, Split], str]:
+    """A user's examples ``x`` (``float32``) and labels ``y`` (``None``: unlabelled) as the three
+    splits of :func:`split_80_10_10`; returns them by name and the rule in words."""
+    index, rule = split_80_10_10(len(x), seed, what)
+    splits: dict[SplitName, Split] = {}
+    for name, i in zip(_SPLIT_NAMES, index, strict=True):
+        labels = np.full(len(i), UNLABELLED, dtype=np.int64) if y is None else y[i]
+        splits[name] = Split(
+            torch.from_numpy(np.ascontiguousarray(x[i], dtype=np.float32)),
+            torch.from_numpy(np.ascontiguousarray(labels, dtype=np.int64)),
+        )
+    return splits, rule

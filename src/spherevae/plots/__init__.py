@@ -19,6 +19,7 @@ Modules, one concept each:
 * :mod:`~spherevae.plots.curves`: training curves, mean and spread over seeds.
 """
 
+from ._common import display_pixels
 from .animation import (
     latent_evolution_gif,
     plane_spiral,
@@ -47,6 +48,7 @@ __all__ = [
     "chi_log_density",
     "decode_factor_grid",
     "decoded_grid",
+    "display_pixels",
     "embed_2d",
     "gaussian_norms",
     "geodesic",

@@ -5,10 +5,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from matplotlib.axes import Axes
+from matplotlib.image import AxesImage
 from matplotlib.lines import Line2D
 from numpy.typing import NDArray
 from torch import Tensor
@@ -20,8 +22,10 @@ __all__ = [
     "Model",
     "as_array",
     "decode_images",
+    "display_pixels",
     "encode_points",
     "image_canvas",
+    "imshow_pixels",
     "label_colours",
     "label_legend",
     "model_device_dtype",
@@ -154,16 +158,46 @@ def decode_images(model: Model, z: Tensor) -> Tensor:
     return images.detach().float().cpu().clamp(0, 1)
 
 
+def display_pixels(images: Tensor) -> FloatArray:
+    """Images ``(N, C, H, W)`` in ``[0, 1]`` as :func:`imshow_pixels` draws them.
+
+    ``C = 1``: ``(N, H, W)`` grey levels (drawn with ``gray_r``: ink 1 dark on white paper 0, the
+    convention of the digit data sets). Colour: ``(N, H, W, 4)`` RGBA in true colours, ``C = 3`` as
+    RGB with alpha 1, ``C = 4`` as RGBA, ``C = 2`` as grey with alpha. Any other ``C`` (an array of
+    channels that are no colours): the first channel, as grey levels.
+    """
+    if images.dim() != 4:
+        raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    x = as_array(images.clamp(0, 1))
+    c = x.shape[1]
+    if c == 2:
+        x = x[:, [0, 0, 0, 1]]
+    elif c == 3:
+        x = np.concatenate([x, np.ones_like(x[:, :1])], axis=1)
+    elif c != 4:
+        return x[:, 0]
+    return np.ascontiguousarray(x.transpose(0, 2, 3, 1))
+
+
+def imshow_pixels(ax: Axes, pixels: FloatArray, **kwargs: Any) -> AxesImage:
+    """Draw the output of :func:`display_pixels` (or a canvas of it): grey levels with ``gray_r``
+    from 0 to 1, RGBA as it is."""
+    if pixels.ndim == 2:
+        kwargs = {"cmap": "gray_r", "vmin": 0, "vmax": 1, **kwargs}
+    return ax.imshow(pixels, **kwargs)
+
+
 def image_canvas(images: Tensor, ncols: int, gap: int = 1) -> FloatArray:
     """Images ``(N, C, H, W)`` tiled ``ncols`` per row with ``gap`` blank pixels between them.
 
-    The first channel is shown (grey levels); gaps are 0, which the ``gray_r`` colour map shows white.
+    Pixels as :func:`display_pixels` gives them: ``(rows, cols)`` grey levels whose gaps are 0 (white
+    under ``gray_r``), or ``(rows, cols, 4)`` RGBA whose gaps are transparent (the white paper).
     """
-    n, _, h, w = images.shape
+    pixels = display_pixels(images)
+    n, h, w = pixels.shape[:3]
     ncols = max(1, min(ncols, n))
     nrows = max(1, math.ceil(n / ncols))
-    canvas = np.zeros((nrows * (h + gap) - gap, ncols * (w + gap) - gap))
-    pixels = as_array(images[:, 0].clamp(0, 1))
+    canvas = np.zeros((nrows * (h + gap) - gap, ncols * (w + gap) - gap, *pixels.shape[3:]))
     for i in range(n):
         r, c = divmod(i, ncols)
         canvas[r * (h + gap) : r * (h + gap) + h, c * (w + gap) : c * (w + gap) + w] = pixels[i]
@@ -173,15 +207,14 @@ def image_canvas(images: Tensor, ncols: int, gap: int = 1) -> FloatArray:
 def place_images(
     ax: Axes, images: Tensor, centres: FloatArray, width: float, height: float | None = None
 ) -> None:
-    """Draw image ``i`` of ``(N, C, H, W)`` centred at ``centres[i] = (x, y)`` in data coordinates."""
+    """Draw image ``i`` of ``(N, C, H, W)`` centred at ``centres[i] = (x, y)`` in data coordinates
+    (grey or colour as :func:`display_pixels` says)."""
     height = width if height is None else height
-    pixels = as_array(images[:, 0].clamp(0, 1))
+    pixels = display_pixels(images)
     for (x, y), img in zip(centres, pixels, strict=True):
-        ax.imshow(
+        imshow_pixels(
+            ax,
             img,
-            cmap="gray_r",
-            vmin=0,
-            vmax=1,
             extent=(x - width / 2, x + width / 2, y - height / 2, y + height / 2),
             interpolation="nearest",
         )

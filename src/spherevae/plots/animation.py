@@ -32,6 +32,8 @@ from ._common import (
     FloatArray,
     Model,
     as_array,
+    display_pixels,
+    imshow_pixels,
     label_colours,
     label_legend,
     resolve_latent,
@@ -153,11 +155,11 @@ def spiral_decoding_gif(
         path_pts, curve = plane_spiral(frames, turns), plane_spiral(400, turns).numpy()
     else:
         raise ValueError(f"spiral animations need an S^2 or R^2 factor, factor {factor} is {f}")
-    images = as_array(decode_factor_grid(model, factor, path_pts, base)[:, 0])
+    images = display_pixels(decode_factor_grid(model, factor, path_pts, base))
     xyz = path_pts.numpy()
     figure = Figure(figsize=(8, 4))
     right = figure.add_subplot(1, 2, 2)
-    shown = right.imshow(images[0], cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    shown = imshow_pixels(right, images[0], interpolation="nearest")
     right.set_axis_off()
     if f.is_sphere:
         left3 = cast(Axes3D, figure.add_subplot(1, 2, 1, projection="3d", computed_zorder=False))

@@ -9,7 +9,7 @@ from torch import Tensor
 
 from ..io import atomic_path
 from ..models import LatentSpec
-from ._common import image_canvas
+from ._common import image_canvas, imshow_pixels
 from .curves import training_curves
 from .sphere import latent_figure
 
@@ -23,16 +23,18 @@ def save_figure(figure: Figure, path: str | os.PathLike[str], dpi: int = 100) ->
 
 
 def image_grid(images: Tensor, *, ncols: int = 10, title: str | None = None) -> Figure:
-    """Images ``(N, C, H, W)`` with values in ``[0, 1]`` as a grid, ``ncols`` per row (grey levels)."""
+    """Images ``(N, C, H, W)`` with values in ``[0, 1]`` as a grid, ``ncols`` per row: grey levels
+    for one channel, true colours for RGB, RGBA and grey with alpha (see
+    :func:`~spherevae.plots._common.display_pixels`)."""
     if images.dim() != 4:
         raise ValueError(f"images must have shape (N, C, H, W), got {tuple(images.shape)}")
     n = images.shape[0]
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    canvas = image_canvas(images, ncols)  # white gaps under gray_r
+    canvas = image_canvas(images, ncols)  # white gaps
     figure = Figure(figsize=(ncols * 0.6 + 0.4, nrows * 0.6 + (0.6 if title else 0.2)))
     ax = figure.add_subplot()
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1)  # ink (1) dark on white paper (0)
+    imshow_pixels(ax, canvas)
     ax.set_axis_off()
     if title:
         ax.set_title(title)

@@ -28,7 +28,7 @@ from matplotlib.figure import Figure
 from torch import Tensor
 
 from ..models import LatentSpec, parse_latent
-from ._common import Model, decode_images, encode_points, image_canvas
+from ._common import Model, decode_images, encode_points, image_canvas, imshow_pixels
 
 __all__ = ["geodesic", "interpolation_strip", "slerp"]
 
@@ -154,7 +154,7 @@ def interpolation_strip(
     canvas = image_canvas(tiles.reshape(-1, *tiles.shape[2:]), ncols=steps + 2)
     figure = Figure(figsize=(0.7 * (steps + 2) + 0.4, 0.7 * len(xa) + 0.7))
     ax = figure.add_subplot()
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+    imshow_pixels(ax, canvas, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(
         title

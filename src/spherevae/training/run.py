@@ -148,14 +148,46 @@ def in_unit_interval(splits: DatasetSplits) -> bool:
     return bool((values.min() >= 0) & (values.max() <= 1))
 
 
-def prepare_data(config: RunConfig) -> tuple[DatasetSplits, bool]:
+def recorded_data_sha256(run_dir: Path) -> str | None:
+    """The digest of a user's data (``npz:``, ``folder:``, ``csv:``) that ``RUN_DIR/run.json``
+    recorded; ``None`` for the built-in data sets or a run without ``run.json``.
+
+    Raises:
+        RunError: ``run.json`` is there but not readable as a JSON object.
+    """
+    path = run_dir / "run.json"
+    if not path.exists():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise RunError(f"cannot read {path}: {err}") from None
+    if not isinstance(info, dict):
+        raise RunError(f"{path}: expected a JSON object")
+    digest = info.get("dataset_sha256")
+    return None if digest is None else str(digest)
+
+
+def prepare_data(config: RunConfig, run_dir: Path | None = None) -> tuple[DatasetSplits, bool]:
     """Load the data set and decide whether training batches are binarised dynamically: with
     ``binarize: auto``, grey levels in ``[0, 1]`` that are not already binary, under a Bernoulli
-    likelihood."""
+    likelihood.
+
+    With ``run_dir``, the run whose data these are: your own data (a file or folder) must still
+    have the digest its ``run.json`` recorded (:func:`recorded_data_sha256`), else
+    :class:`~spherevae.data.DataError` names the path; nothing else is read in its place.
+    """
+    options: dict[str, Any] = {}
+    if config.data.image_size is not None:
+        options["image_size"] = tuple(config.data.image_size)
+    if config.data.label_column is not None:
+        options["label_column"] = config.data.label_column
     splits = load_dataset(
         config.data.dataset,
         data_dir=config.data.data_dir,
         allow_substitute=config.data.allow_substitute,
+        expected_sha256=None if run_dir is None else recorded_data_sha256(run_dir),
+        **options,
     )
     binarize = config.data.binarize
     if binarize == "auto":
@@ -212,8 +244,10 @@ def train_run(
     if changes and resume is None:
         raise RunError("settings to change apply to a resumed run only (--resume RUN_DIR)")
     checkpoint: dict[str, Any] | None = None
+    record_dir: Path | None = None  # the run whose run.json records the data to reload
     if resume is not None:
         file, source_dir = find_checkpoint(resume)
+        record_dir = source_dir
         if source_dir is not None:  # the files it resumes from are as the run wrote them
             used = ["config.yaml"]
             if file is not None:
@@ -266,7 +300,16 @@ def train_run(
             if context.is_main and resume is None and holds_run(run_dir):
                 raise RunError(f"--out {run_dir} already holds a run (created meanwhile)")
             return _train(
-                config, run_dir, device, context, command, checkpoint, log, conditional, new_lr
+                config,
+                run_dir,
+                device,
+                context,
+                command,
+                checkpoint,
+                log,
+                conditional,
+                new_lr,
+                record_dir,
             )
     finally:
         shutdown_distributed(context)
@@ -282,8 +325,9 @@ def _train(
     log: Callable[[str], None],
     conditional: bool = False,
     new_lr: float | None = None,
+    record_dir: Path | None = None,
 ) -> Path:
-    splits, dynamic = prepare_data(config)
+    splits, dynamic = prepare_data(config, record_dir)
     info = splits.info
     # the data set decides the image size (and the number of classes of a conditional model);
     # the resolved config records them
@@ -478,10 +522,23 @@ def _write_run_info(
         "dataset_source": splits.info.source,
         **({"dataset_substitute": splits.info.substitute} if splits.info.substitute else {}),
         "splits": splits.sizes(),
+        **_user_data_record(splits),
         "dynamic_binarization": dynamic,
         "latent": config.model.latent,
     }
     atomic_write_json(run_dir / "run.json", info)
+
+
+def _user_data_record(splits: DatasetSplits) -> dict[str, Any]:
+    """What ``run.json`` keeps of a user's data: its digest (checked when the run reloads it), the
+    split rule and the class names by label."""
+    info = splits.info
+    if info.sha256 is None:
+        return {}
+    record: dict[str, Any] = {"dataset_sha256": info.sha256, "split_rule": info.splits}
+    if info.class_names is not None:
+        record["class_names"] = list(info.class_names)
+    return record
 
 
 @functools.cache

@@ -130,7 +130,10 @@ def knn_accuracy(
     """Accuracy of a ``k``-nearest-neighbour classifier fitted on ``(train_z, train_y)``.
 
     Args:
-        train_z, test_z: ``(N, d)`` latent points; train_y, test_y: ``(N,)`` integer labels.
+        train_z: ``(N, d)`` latent points of the labelled set.
+        train_y: ``(N,)`` integer labels of ``train_z``.
+        test_z: ``(M, d)`` latent points to classify.
+        test_y: ``(M,)`` integer labels of ``test_z``.
         k: neighbours.
         metric: ``"euclidean"`` or ``"cosine"`` (for points on spheres).
     """
@@ -165,9 +168,14 @@ def evaluate(
         ll_samples: ``K`` importance samples for ``log p(x)`` (0 skips it).
         batch_size: images per batch.
         max_decoded: images decoded at once (``batch_size * samples`` per chunk), bounding memory.
-        labels, train_images, train_labels: for the kNN accuracy (skipped when any is missing);
-            the classifier is fitted on the first ``knn_labelled`` training images.
+        labels: ``(N,)`` labels of ``images``, for the kNN accuracy (skipped when ``labels``,
+            ``train_images`` or ``train_labels`` is missing); required by a conditional model,
+            which is conditioned on them.
+        train_images: the labelled images the kNN classifier is fitted on (the first
+            ``knn_labelled`` of them).
+        train_labels: the labels of ``train_images``.
         knn_k: neighbours of the kNN classifier.
+        knn_labelled: at most this many training images are encoded for the kNN classifier.
     """
     if ll_samples < 0:
         raise ValueError(f"ll_samples must be >= 0, got ll_samples={ll_samples}")

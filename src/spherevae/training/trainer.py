@@ -107,8 +107,10 @@ class Trainer:
         config: the run's configuration.
         model: a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.AutoEncoder`, already on
             ``device``.
-        train_images, val_images: ``(N, C, H, W)`` float tensors in ``[0, 1]`` (CPU).
-        train_labels, val_labels: ``(N,)`` integer labels, needed by a conditional model only.
+        train_images: ``(N, C, H, W)`` float tensor in ``[0, 1]`` (CPU).
+        val_images: ``(M, C, H, W)`` float tensor in ``[0, 1]`` (CPU).
+        train_labels: ``(N,)`` integer labels, needed by a conditional model only.
+        val_labels: ``(M,)`` integer labels, needed by a conditional model only.
         dynamic_binarize: draw a Bernoulli image from the grey levels for every training batch.
         device: where the model lives.
         context: the process's place under ``torchrun`` (default: single process).

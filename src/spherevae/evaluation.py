@@ -112,6 +112,11 @@ def active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int
 
     Args:
         means: ``(N, latent_dim)`` posterior means, ``N >= 2``.
+
+    Examples:
+        >>> means = torch.tensor([[0.0, 1.0, 0.5], [0.0, -1.0, 0.5], [0.0, 0.0, 0.5]])
+        >>> active_units(means)  # only the second coordinate varies across the images
+        1
     """
     if means.shape[0] < 2:
         raise ValueError(f"active_units needs at least 2 images, got {means.shape[0]}")

@@ -55,6 +55,12 @@ def slerp(a: Tensor, b: Tensor, t: Tensor | float) -> Tensor:
     Returns:
         ``(T, ..., d)`` for a 1-D ``t`` (``(..., d)`` for a number) of unit vectors, equal to ``a`` at
         ``t = 0`` and to ``b`` at ``t = 1`` exactly (bit for bit for unit inputs).
+
+    Examples:
+        >>> a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+        >>> path = slerp(a, b, torch.tensor([0.0, 0.5, 1.0]))
+        >>> [[round(x, 4) for x in point] for point in path.tolist()]
+        [[1.0, 0.0], [0.7071, 0.7071], [0.0, 1.0]]
     """
     a, b = torch.broadcast_tensors(_unit_or_same(a), _unit_or_same(b))
     t_tensor = torch.as_tensor(t, dtype=a.dtype, device=a.device)

@@ -53,7 +53,14 @@ class TrainingError(RuntimeError):
 
 
 def kl_weight(config: RunConfig, epoch: int) -> float:
-    """``beta * clip((epoch - kl_freeze) / kl_warmup, 0, 1)``; ``beta`` when there is no warm-up."""
+    """``beta * clip((epoch - kl_freeze) / kl_warmup, 0, 1)``; ``beta`` when there is no warm-up.
+
+    Examples:
+        >>> from spherevae.config import config_from_dict
+        >>> config = config_from_dict({"train": {"kl_warmup": 4, "kl_freeze": 2}})
+        >>> [kl_weight(config, epoch) for epoch in range(8)]
+        [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
     train = config.train
     if train.kl_warmup == 0:
         return train.beta if epoch >= train.kl_freeze else 0.0

@@ -15,7 +15,7 @@ STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
 # lint only the folders that exist (benchmarks/ may not be there yet)
-LINT_PATHS := $(wildcard src tests benchmarks examples)
+LINT_PATHS := $(wildcard src tests benchmarks examples docs/hooks)
 
 # pytest exits 5 when it ran no test: say so and fail, never pass silently.
 define run_pytest
@@ -24,7 +24,7 @@ define run_pytest
 	exit $$rc
 endef
 
-.PHONY: venv browser lint typecheck pytest test test-slow bench bench-deps demo clean distclean
+.PHONY: venv browser lint typecheck pytest test test-slow docs bench bench-deps demo clean distclean
 
 ## venv: create .venv and install torch (pinned) then the package with its dev tools
 venv: $(STAMP)
@@ -74,6 +74,11 @@ test: venv browser
 test-slow: venv
 	$(call run_pytest,-m slow)
 
+## docs: the documentation site into site/ (mkdocs.yml, docs/); --strict fails on any warning,
+## such as a broken link or a reference that cannot be found. `mkdocs serve` shows it while editing.
+docs: venv
+	NO_MKDOCS_2_WARNING=1 $(PY) -m mkdocs build --strict
+
 ## bench: speed benchmarks (needs the optional power-spherical reference implementation)
 bench-deps: $(BENCH_STAMP)
 
@@ -101,7 +106,7 @@ demo: venv
 
 ## clean: caches and build outputs (keeps .venv); distclean: also removes .venv
 clean:
-	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist site
 	find $(LINT_PATHS) -name __pycache__ -type d -prune -exec rm -rf {} +
 	rm -rf src/*.egg-info
 

@@ -116,6 +116,11 @@ def active_units(means: Tensor, threshold: float = ACTIVE_UNIT_THRESHOLD) -> int
 
     Args:
         means: ``(N, latent_dim)`` posterior means, ``N >= 2``.
+
+    Examples:
+        >>> means = torch.tensor([[0.0, 1.0, 0.5], [0.0, -1.0, 0.5], [0.0, 0.0, 0.5]])
+        >>> active_units(means)  # only the second coordinate varies across the images
+        1
     """
     if means.shape[0] < 2:
         raise ValueError(f"active_units needs at least 2 images, got {means.shape[0]}")
@@ -134,7 +139,10 @@ def knn_accuracy(
     """Accuracy of a ``k``-nearest-neighbour classifier fitted on ``(train_z, train_y)``.
 
     Args:
-        train_z, test_z: ``(N, d)`` latent points; train_y, test_y: ``(N,)`` integer labels.
+        train_z: ``(N, d)`` latent points of the labelled set.
+        train_y: ``(N,)`` integer labels of ``train_z``.
+        test_z: ``(M, d)`` latent points to classify.
+        test_y: ``(M,)`` integer labels of ``test_z``.
         k: neighbours.
         metric: ``"euclidean"`` or ``"cosine"`` (for points on spheres).
     """
@@ -170,9 +178,14 @@ def evaluate(
         ll_samples: ``K`` importance samples for ``log p(x)`` (0 skips it).
         batch_size: images per batch.
         max_decoded: images decoded at once (``batch_size * samples`` per chunk), bounding memory.
-        labels, train_images, train_labels: for the kNN accuracy (skipped when any is missing);
-            the classifier is fitted on the first ``knn_labelled`` training images.
+        labels: ``(N,)`` labels of ``images``, for the kNN accuracy (skipped when ``labels``,
+            ``train_images`` or ``train_labels`` is missing); required by a conditional model,
+            which is conditioned on them.
+        train_images: the labelled images the kNN classifier is fitted on (the first
+            ``knn_labelled`` of them).
+        train_labels: the labels of ``train_images``.
         knn_k: neighbours of the kNN classifier.
+        knn_labelled: at most this many training images are encoded for the kNN classifier.
         log: prints one line; given, the evaluation shows its progress (a bar on a terminal, a
             line every :data:`~spherevae.progress.PROGRESS_SECONDS` seconds in a log).
     """

@@ -73,7 +73,8 @@ def build_prior(
         latent: the latent space.
         covariance: the posterior's covariance mode on ``R^d`` factors (``"full"`` selects the
             ``MultivariateNormal`` form of the standard normal; the distribution is the same).
-        dtype, device: of samples and densities (default: torch's defaults).
+        dtype: of samples and densities (default: torch's default dtype).
+        device: of samples and densities (default: torch's default device).
     """
     parts = [
         factor_prior(f, covariance, copies=copies, dtype=dtype, device=device)

@@ -48,12 +48,19 @@ def slerp(a: Tensor, b: Tensor, t: Tensor | float) -> Tensor:
     """Great-circle interpolation from ``a`` (``t = 0``) to ``b`` (``t = 1``) on the unit sphere.
 
     Args:
-        a, b: ``(..., d)``, ``d >= 2``, unit vectors (others are normalised first).
+        a: the start, ``(..., d)`` with ``d >= 2``: unit vectors (others are normalised first).
+        b: the end, as ``a``.
         t: ``(T,)`` or a number; values outside ``[0, 1]`` extrapolate along the same great circle.
 
     Returns:
         ``(T, ..., d)`` for a 1-D ``t`` (``(..., d)`` for a number) of unit vectors, equal to ``a`` at
         ``t = 0`` and to ``b`` at ``t = 1`` exactly (bit for bit for unit inputs).
+
+    Examples:
+        >>> a, b = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+        >>> path = slerp(a, b, torch.tensor([0.0, 0.5, 1.0]))
+        >>> [[round(x, 4) for x in point] for point in path.tolist()]
+        [[1.0, 0.0], [0.7071, 0.7071], [0.0, 1.0]]
     """
     a, b = torch.broadcast_tensors(_unit_or_same(a), _unit_or_same(b))
     t_tensor = torch.as_tensor(t, dtype=a.dtype, device=a.device)
@@ -87,7 +94,8 @@ def geodesic(a: Tensor, b: Tensor, t: Tensor, latent: LatentSpec | str) -> Tenso
     """Per-factor geodesic: slerp on sphere factors, ``(1 - t) a + t b`` on Euclidean ones.
 
     Args:
-        a, b: ``(..., latent_dim)``.
+        a: the start, ``(..., latent_dim)``.
+        b: the end, ``(..., latent_dim)``.
         t: ``(T,)``.
         latent: the latent space (splits the coordinates by ``sizes``).
 
@@ -135,7 +143,8 @@ def interpolation_strip(
     at ``t = 0`` and ``t = 1``); the latent path is :func:`geodesic` between the posterior modes.
 
     Args:
-        x_a, x_b: images ``(C, H, W)`` or batches ``(B, C, H, W)`` (one row per pair).
+        x_a: the start images, ``(C, H, W)`` or a batch ``(B, C, H, W)`` (one row per pair).
+        x_b: the end images, shaped as ``x_a``.
         steps: number of points on the path, ends included (``>= 2``).
 
     Returns:

@@ -32,7 +32,12 @@ __all__ = ["chi_log_density", "gaussian_norms", "unit_ball_volume", "why_sphere"
 
 
 def unit_ball_volume(n: int | float | NDArray[np.integer] | NDArray[np.floating]) -> FloatArray:
-    """``V_n = pi^{n/2} / Gamma(n/2 + 1)``, the volume of the unit ball in ``R^n`` (any ``n >= 0``)."""
+    """``V_n = pi^{n/2} / Gamma(n/2 + 1)``, the volume of the unit ball in ``R^n`` (any ``n >= 0``).
+
+    Examples:
+        >>> [round(float(v), 6) for v in unit_ball_volume([1, 2, 3, 20])]  # 2, pi, 4 pi / 3, ...
+        [2.0, 3.141593, 4.18879, 0.025807]
+    """
     n_arr = np.asarray(n, dtype=np.float64)
     lgamma = np.vectorize(math.lgamma, otypes=[np.float64])
     out: FloatArray = np.exp(0.5 * n_arr * math.log(math.pi) - lgamma(0.5 * n_arr + 1))

@@ -53,7 +53,14 @@ class TrainingError(RuntimeError):
 
 
 def kl_weight(config: RunConfig, epoch: int) -> float:
-    """``beta * clip((epoch - kl_freeze) / kl_warmup, 0, 1)``; ``beta`` when there is no warm-up."""
+    """``beta * clip((epoch - kl_freeze) / kl_warmup, 0, 1)``; ``beta`` when there is no warm-up.
+
+    Examples:
+        >>> from spherevae.config import config_from_dict
+        >>> config = config_from_dict({"train": {"kl_warmup": 4, "kl_freeze": 2}})
+        >>> [kl_weight(config, epoch) for epoch in range(8)]
+        [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
+    """
     train = config.train
     if train.kl_warmup == 0:
         return train.beta if epoch >= train.kl_freeze else 0.0
@@ -112,8 +119,10 @@ class Trainer:
         config: the run's configuration.
         model: a :class:`~spherevae.models.VAE` or :class:`~spherevae.models.AutoEncoder`, already on
             ``device``.
-        train_images, val_images: ``(N, C, H, W)`` float tensors in ``[0, 1]`` (CPU).
-        train_labels, val_labels: ``(N,)`` integer labels, needed by a conditional model only.
+        train_images: ``(N, C, H, W)`` float tensor in ``[0, 1]`` (CPU).
+        val_images: ``(M, C, H, W)`` float tensor in ``[0, 1]`` (CPU).
+        train_labels: ``(N,)`` integer labels, needed by a conditional model only.
+        val_labels: ``(M,)`` integer labels, needed by a conditional model only.
         dynamic_binarize: draw a Bernoulli image from the grey levels for every training batch.
         device: where the model lives.
         context: the process's place under ``torchrun`` (default: single process).

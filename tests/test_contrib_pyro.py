@@ -136,10 +136,6 @@ _JIT = pytest.param(
     marks=[
         # torch.jit.trace, which JitTrace_ELBO uses, warns that it is deprecated (torch 2.13)
         pytest.mark.filterwarnings("ignore:`torch.jit.trace` is deprecated:DeprecationWarning"),
-        # the Bessel code picks its method by Python comparisons of the concentration's values,
-        # which a trace freezes at the first call: the concentration then runs away (3.5e8). Issue
-        # 13, item 4 (no .item() on the way); strict, so that the fix is noticed
-        pytest.mark.xfail(strict=True, reason="traced Bessel regions are frozen at trace time"),
     ],
 )
 

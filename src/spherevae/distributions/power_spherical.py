@@ -12,6 +12,7 @@ from torch.autograd.function import once_differentiable
 from torch.distributions import Distribution, constraints, register_kl
 from torch.types import _size
 
+from ..tracing import batched_elementwise, values_can_be_read
 from .constraints import sphere
 from .sphere import (
     broadcast_shapes,
@@ -209,9 +210,7 @@ def _regime(alpha: Tensor) -> str:
     ``torch.where`` (no host round trip)."""
     if alpha.numel() == 0:
         return _DIRECT
-    # reading the extremes is a host round trip, which a traced or compiled graph cannot hold
-    tracing = torch.compiler.is_compiling() or torch.jit.is_tracing()  # type: ignore[attr-defined]
-    if alpha.device.type != "cpu" or tracing:
+    if alpha.device.type != "cpu" or not values_can_be_read(alpha):
         return _BOTH
     lo, hi = torch.aminmax(alpha)
     if hi.item() < _STIRLING_FROM:  # the usual case, and NaN (which the direct form propagates)
@@ -262,20 +261,42 @@ def _lgamma_difference(x: Tensor, b: float, regime: str) -> Tensor:
 
 class _WithDerivative(torch.autograd.Function):
     """``value`` (computed without a graph) as a function of ``x`` whose derivative is ``derivative(x)``
-    (differentiable again where that function is)."""
+    (differentiable again where that function is), in backward and forward mode; elementwise, so
+    that ``torch.func.vmap`` batches it along a leading axis."""
 
     @staticmethod
-    def forward(
-        ctx: Any, x: Tensor, value: Tensor, derivative: Callable[[Tensor], Tensor]
-    ) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.derivative = derivative
+    def forward(x: Tensor, value: Tensor, derivative: Callable[[Tensor], Tensor]) -> Tensor:
         return value.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, _, derivative = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        ctx.derivative = derivative
 
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         (x,) = ctx.saved_tensors
         return grad * ctx.derivative(x), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, value_t: Any, derivative_t: Any) -> Tensor:
+        (x,) = ctx.saved_tensors
+        tangent: Tensor = (torch.zeros_like(x) if x_t is None else x_t) * ctx.derivative(x)
+        return tangent
+
+    @staticmethod
+    def vmap(
+        info: Any,
+        in_dims: tuple[Any, ...],
+        x: Tensor,
+        value: Tensor,
+        derivative: Callable[[Tensor], Tensor],
+    ) -> tuple[Tensor, int]:
+        x, value = batched_elementwise(info.batch_size, (x, value), in_dims[:2])
+        out: Tensor = _WithDerivative.apply(x, value, derivative)
+        return out, 0
 
 
 def _digamma_difference(x: Tensor, b: float, regime: str) -> Tensor:
@@ -327,16 +348,35 @@ class _Complement(torch.autograd.Function):
     KL divergence to a vMF of concentration near ``x`` multiplies it by that concentration)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, b: float) -> Tensor:
-        ctx.save_for_backward(x)
-        ctx.b = b
+    def forward(x: Tensor, b: float) -> Tensor:
         return b / (x + b)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        x, b = inputs
+        ctx.save_for_backward(x)
+        ctx.save_for_forward(x)
+        ctx.b = b
+
+    @staticmethod
+    def _times_derivative(ctx: Any, grad: Tensor) -> Tensor:
         (x,) = ctx.saved_tensors
         denominator = x + ctx.b
-        return -(grad * (ctx.b / denominator)) / denominator, None
+        out: Tensor = -(grad * (ctx.b / denominator)) / denominator
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None]:
+        return _Complement._times_derivative(ctx, grad), None
+
+    @staticmethod
+    def jvp(ctx: Any, x_t: Tensor | None, b_t: Any) -> Tensor:
+        (x,) = ctx.saved_tensors
+        return _Complement._times_derivative(ctx, torch.zeros_like(x) if x_t is None else x_t)
+
+    @staticmethod
+    def vmap(info: Any, in_dims: tuple[Any, ...], x: Tensor, b: float) -> tuple[Tensor, int]:
+        return _Complement.apply(x.movedim(in_dims[0], 0), b), 0
 
 
 def mean_complement(kappa: Tensor, m: int) -> Tensor:
@@ -373,7 +413,7 @@ class KlToUniform(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, kappa: Tensor, m: int, work: torch.dtype) -> Tensor:
+    def forward(kappa: Tensor, m: int, work: torch.dtype) -> Tensor:
         beta = (m - 1) / 2
         const = log_sphere_area(m) - beta * (2 * math.log(2) + math.log(math.pi))
         k = kappa.to(work)
@@ -388,21 +428,44 @@ class KlToUniform(torch.autograd.Function):
                 alpha, beta, regime
             )
             out = out + const
-        ctx.save_for_backward(kappa, k, alpha, total)
-        ctx.beta, ctx.regime = beta, regime
         return out.to(kappa.dtype)
 
     @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        kappa, m, work = inputs
+        ctx.save_for_backward(kappa)
+        ctx.save_for_forward(kappa)
+        ctx.m, ctx.work = m, work
+
+    @staticmethod
+    def slope(kappa: Tensor, m: int, work: torch.dtype) -> Tensor:
+        """``dKL/dkappa = kappa (trigamma(alpha) - trigamma(alpha + beta))`` in ``work``; a function
+        of ``kappa`` that autograd differentiates (a double backward)."""
+        beta = (m - 1) / 2
+        k = kappa.to(work)
+        alpha, total = k + beta, k + 2 * beta
+        regime = _regime(alpha)
+        if regime == _DIRECT:
+            return (torch.polygamma(1, alpha) - torch.polygamma(1, total)) * k
+        return k / alpha * _trigamma_difference_scaled(alpha, beta, regime)
+
+    @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
-        kappa, k, alpha, total = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: the derivative as a function of kappa
-            k = kappa.to(k.dtype)
-            alpha, total = k + ctx.beta, k + 2 * ctx.beta
-        if ctx.regime == _DIRECT:
-            slope = (torch.polygamma(1, alpha) - torch.polygamma(1, total)) * k
-        else:
-            slope = k / alpha * _trigamma_difference_scaled(alpha, ctx.beta, ctx.regime)
+        (kappa,) = ctx.saved_tensors
+        slope = KlToUniform.slope(kappa, ctx.m, ctx.work)
         return grad * slope.to(grad.dtype), None, None
+
+    @staticmethod
+    def jvp(ctx: Any, kappa_t: Tensor | None, m_t: Any, work_t: Any) -> Tensor:
+        (kappa,) = ctx.saved_tensors
+        tangent = torch.zeros_like(kappa) if kappa_t is None else kappa_t
+        return tangent * KlToUniform.slope(kappa, ctx.m, ctx.work).to(tangent.dtype)
+
+    @staticmethod
+    def vmap(
+        info: Any, in_dims: tuple[Any, ...], kappa: Tensor, m: int, work: torch.dtype
+    ) -> tuple[Tensor, int]:
+        return KlToUniform.apply(kappa.movedim(in_dims[0], 0), m, work), 0
 
 
 class _BetaSample(torch.autograd.Function):

@@ -308,20 +308,36 @@ def check_loc(loc: Tensor, validate: bool) -> None:
         from .constraints import sphere
 
         ok = sphere.check(loc)
-        if not bool(ok.all()):
-            norm = torch.linalg.vector_norm(loc, dim=-1)[~ok].flatten()[0].item()
+        if not all_true(ok):
+            norm = first_value(torch.linalg.vector_norm(loc, dim=-1), ~ok)
             raise ValueError(
-                f"loc must be unit vectors along its last axis, got a vector of norm {norm!r}"
+                f"loc must be unit vectors along its last axis, got a vector of norm {norm}"
             )
 
 
 def check_concentration(concentration: Tensor, validate: bool) -> None:
     """Raise ``ValueError`` naming ``concentration`` if any value is negative or not finite."""
     if validate:
-        bad = ~torch.isfinite(concentration) | (concentration < 0)
-        if bool(bad.any()):
-            value = concentration[bad].flatten()[0].item()
-            raise ValueError(f"concentration must be finite and >= 0, got concentration={value!r}")
+        ok = torch.isfinite(concentration) & (concentration >= 0)
+        if not all_true(ok):
+            value = first_value(concentration, ~ok)
+            raise ValueError(f"concentration must be finite and >= 0, got concentration={value}")
+
+
+def all_true(ok: Tensor) -> bool:
+    """``ok.all()`` as a Python bool, in a way ``torch.func.vmap`` supports (``torch._is_all_true``,
+    as ``torch.distributions`` validates its arguments): under ``vmap`` it raises only if some
+    batch member fails."""
+    return bool(torch._is_all_true(ok))
+
+
+def first_value(x: Tensor, where: Tensor) -> str:
+    """The first element of ``x`` where ``where`` holds, for an error message (``repr`` of the number;
+    a description where the value cannot be read, as inside ``torch.func.vmap``)."""
+    try:
+        return repr(x[where].flatten()[0].item())
+    except RuntimeError:
+        return "(a value inside a torch.func transform)"
 
 
 def check_same_sphere(p: Distribution, q: Distribution) -> int:

@@ -75,6 +75,7 @@ from .evaluation import (
 from .functions import (
     ive_ratio,
     ive_ratio_complement,
+    ive_ratio_derivative,
     kl_to_uniform,
     log_iv_normalized,
     log_ive,
@@ -82,15 +83,14 @@ from .functions import (
     term_of,
 )
 from .layout import OrderPlan
-from .power_sums import is_compiling
 
 __all__ = [
     "BesselTerms",
     "OrderPlan",
     "bessel_terms",
-    "is_compiling",
     "ive_ratio",
     "ive_ratio_complement",
+    "ive_ratio_derivative",
     "kl_to_uniform",
     "log_iv_normalized",
     "log_ive",

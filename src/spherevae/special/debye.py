@@ -309,11 +309,13 @@ def debye_values(
     rho_delta = rho * delta
     numerator = rho_minus_z + mu + rho_delta  # z (1 - R) / R
     complement = numerator / denom
-    # (rho - z)(1 + R) + X / S_u - (1 - R)(mu + rho delta), in four operations
-    elasticity = (
-        torch.addcmul(rho_minus_z, rho_minus_z, ratio)
-        .addcdiv_(s_x, s_u)
-        .addcmul_(complement, rho_delta + mu, value=-1)
+    # (rho - z)(1 + R) + X / S_u - (1 - R)(mu + rho delta), in four operations (out of place:
+    # torch.func.vmap has no batching rule for the in-place forms)
+    elasticity = torch.addcmul(
+        torch.addcdiv(torch.addcmul(rho_minus_z, rho_minus_z, ratio), s_x, s_u),
+        complement,
+        rho_delta + mu,
+        value=-1,
     )
     inv_z = z.reciprocal()
     rows = [ratio, complement, ratio * inv_z, elasticity]

@@ -12,6 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from ..tracing import values_can_be_read
 from .debye import collapsed_sums, debye_terms_needed, debye_values
 from .layout import (
     COMPLEMENT,
@@ -75,8 +76,9 @@ class BesselValues:
         self.v = v if v.dim() == 0 else v.expand(shape)
         self.z = z if z.shape == shape else z.expand(shape)
         z = self.z if self.z.dim() == 1 else self.z.reshape(-1)
-        on_cpu = z.device.type == "cpu"
-        if v_number is None and v.dim() == 0 and on_cpu:
+        # on the CPU the values of z choose the path (read without a wait), unless they cannot be read
+        on_cpu = z.device.type == "cpu" and values_can_be_read(z)
+        if v_number is None and v.dim() == 0 and on_cpu and values_can_be_read(v):
             v_number = float(v)  # no wait on the CPU; a number and a 0-dim order give equal results
         v_full = self.v if v_number is not None else self.v.expand(shape).reshape(-1)
         n_rows = ROWS_WITH_LOG if with_log else ROWS_WITHOUT_LOG
@@ -204,11 +206,11 @@ def prepare_arguments(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Ten
         out_dtype = z_t.dtype
     v64, z64 = v_t.to(work), z_t.to(work)
     if v64.device.type == "cpu" and isinstance(v, Tensor):
-        bad_v = (v64 < 0) | ~v64.isfinite()
-        if bool(bad_v.any()):
-            raise ValueError(
-                f"Bessel order v must be finite and >= 0, got v={v64[bad_v][0].item()}"
-            )
+        good_v = (v64 >= 0) & v64.isfinite()
+        # torch._is_all_true, as torch.distributions validates: it also holds under torch.func.vmap
+        if not bool(torch._is_all_true(good_v)):
+            shown = v64[~good_v][0].item() if values_can_be_read(v64) else "(under torch.func)"
+            raise ValueError(f"Bessel order v must be finite and >= 0, got v={shown}")
     # z < 0 is rejected by BesselValues, which reads the extremes of z on the CPU anyway
     return v64, z64, out_dtype
 

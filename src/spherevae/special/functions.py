@@ -6,12 +6,13 @@ autograd, every first derivative formed without cancellation), and functions of 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
-from .derivatives import RatioDerivative
+from ..tracing import batched_elementwise
+from .derivatives import second_derivative, third_derivative
 from .evaluation import (
     BesselTerms,
     BesselValues,
@@ -22,105 +23,169 @@ from .evaluation import (
     prepare_arguments,
 )
 
+# The derivative in z of each quantity, by name: (sign, the quantity that is the derivative). Every
+# derivative is again a quantity of the family, so a double backward differentiates it the same way.
+_DERIVATIVES: dict[str, tuple[int, str]] = {
+    "ratio": (1, "ratio_derivative"),  # R' = (R / z) N
+    "complement": (-1, "ratio_derivative"),  # (1 - R)' = -R'
+    "log_normalized": (1, "ratio"),  # g' = R
+    "log_scaled": (-1, "complement"),  # (g - z)' = -(1 - R)
+    "kl": (1, "scaled_ratio_derivative"),  # (z R - g)' = z R' = R N
+    "ratio_derivative": (1, "ratio_second_derivative"),
+    "scaled_ratio_derivative": (1, "scaled_ratio_second_derivative"),
+    "ratio_second_derivative": (1, "ratio_third_derivative"),
+}
+# log_ive's derivative, v / z - (1 - R), is formed in _times_derivative and _derivative_function
+_NAMES = (*_DERIVATIVES, "log_ive", "scaled_ratio_second_derivative", "ratio_third_derivative")
+_WITH_LOG = ("log_normalized", "log_scaled", "kl", "log_ive")
 
-def _first_derivative(ctx: Any, grad: Tensor) -> Tensor:
-    """``grad R'`` at the saved ``z`` of an autograd function that saved ``(v, z, ratio, ratio_over_z,
-    elasticity)``: through a function of ``z`` (:class:`RatioDerivative`) when the backward is recorded
-    (a double backward), else as ``(grad (R / z)) N``, in that order: ``R' = (R / z) N`` underflows from
-    ``z`` of about ``1e154`` on, where ``grad R'`` need not (``z`` times it, the KL's derivative)."""
-    v, z, ratio, ratio_over_z, elasticity = ctx.saved_tensors
-    if torch.is_grad_enabled():
-        derivative: Tensor = RatioDerivative.apply(
-            v, z, ratio, ratio_over_z, elasticity, False, ctx.v_number
+
+class _Terms(NamedTuple):
+    """The no-grad values at ``z`` from which every derivative of the family is formed."""
+
+    ratio: Tensor
+    complement: Tensor
+    ratio_over_z: Tensor
+    elasticity: Tensor
+
+
+def _value(name: str, v: Tensor, z: Tensor, v_number: float | None) -> tuple[Tensor, _Terms]:
+    """The quantity ``name`` at ``(v, z)`` (working dtype, no autograd) and the terms there."""
+    vals = BesselValues(v, z, with_log=name in _WITH_LOG, v_number=v_number)
+    terms = _Terms(vals.ratio, vals.complement, vals.ratio_over_z, vals.elasticity)
+    if name == "ratio_derivative":
+        value = vals.ratio_over_z * vals.elasticity
+    elif name == "scaled_ratio_derivative":
+        value = vals.ratio * vals.elasticity
+    elif name in ("ratio_second_derivative", "scaled_ratio_second_derivative"):
+        value = second_derivative(v, z, *terms[:1], *terms[2:], v_number, name.startswith("scaled"))
+    elif name == "ratio_third_derivative":
+        value = third_derivative(v, z, *terms[:1], *terms[2:], v_number)
+    else:
+        value = getattr(vals, name)
+    return value, terms
+
+
+def _times_derivative(
+    name: str, grad: Tensor, v: Tensor, z: Tensor, terms: _Terms, v_number: float | None
+) -> Tensor:
+    """``grad * d(name)/dz`` from the no-grad terms at ``z``, multiplied in the order that keeps it
+    representable: ``(grad (R / z)) N`` rather than ``grad R'``, since ``R'`` itself underflows from
+    ``z`` of about ``1e154`` on where ``grad R'`` need not (``z`` times it is the KL's derivative)."""
+    ratio, complement, ratio_over_z, elasticity = terms
+    if name in ("ratio", "complement"):
+        out = (grad * ratio_over_z) * elasticity
+        return out if name == "ratio" else -out
+    if name == "log_normalized":
+        return grad * ratio
+    if name == "log_scaled":
+        return -(grad * complement)
+    if name == "kl":
+        return (ratio * elasticity) * grad
+    if name == "log_ive":
+        return grad * (_v_over_z(v, z) - complement)
+    if name in ("ratio_derivative", "scaled_ratio_derivative"):
+        scaled = name.startswith("scaled")
+        second = second_derivative(v, z, ratio, ratio_over_z, elasticity, v_number, scaled)
+        return grad * second
+    if name == "ratio_second_derivative":
+        return grad * third_derivative(v, z, ratio, ratio_over_z, elasticity, v_number)
+    raise NotImplementedError(
+        "this derivative of the Bessel functions is not provided (spherevae.special: up to the "
+        "third of the ratio, the second of the others)"
+    )
+
+
+def _v_over_z(v: Tensor, z: Tensor) -> Tensor:
+    """``v / z``, with its limit at ``z = 0``: ``+inf`` for ``v > 0`` (``log I_v -> -inf``), 0 for ``v = 0``."""
+    z_safe = torch.where(z > 0, z, torch.ones_like(z))
+    return torch.where(z > 0, v / z_safe, torch.where(v > 0, math.inf, 0.0))
+
+
+def _derivative_function(name: str, v: Tensor, z: Tensor, v_number: float | None) -> Tensor:
+    """``d(name)/dz`` as a differentiable function of ``z`` (for a double backward)."""
+    if name == "log_ive":
+        return _v_over_z(v, z) - _bessel("complement", v, z, v_number)
+    if name not in _DERIVATIVES:
+        raise NotImplementedError(
+            "this derivative of the Bessel functions is not provided (spherevae.special: up to the "
+            "third of the ratio, the second of the others)"
         )
-        return grad * derivative
-    product: Tensor = (grad * ratio_over_z) * elasticity
-    return product
+    sign, derivative = _DERIVATIVES[name]
+    out = _bessel(derivative, v, z, v_number)
+    return out if sign > 0 else -out
 
 
-def _save_ratio_terms(ctx: Any, v: Tensor, z: Tensor, vals: Any, v_number: float | None) -> None:
-    # the inputs themselves (not copies), so that a double backward reaches z
-    ctx.save_for_backward(v, z, vals.ratio, vals.ratio_over_z, vals.elasticity)
-    ctx.v_number = v_number
+class _Bessel(torch.autograd.Function):
+    """The quantity ``name`` of the family as a function of ``z`` (``v`` is not differentiated), with
+    the derivatives of :data:`_DERIVATIVES` in backward (twice) and forward mode, and a rule for
+    ``torch.func.vmap``: the functions are elementwise, so a batch is one more leading axis.
 
-
-class _IveRatio(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        vals = BesselValues(v, z, with_log=False, v_number=v_number)
-        _save_ratio_terms(ctx, v, z, vals, v_number)
-        return vals.ratio
+    ``forward`` returns the value and the no-grad terms that its derivatives read (marked
+    non-differentiable), so that ``setup_context`` can save them: the layout ``torch.func`` asks of
+    a custom function.
+    """
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        return None, _first_derivative(ctx, grad), None
-
-
-class _IveRatioComplement(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        vals = BesselValues(v, z, with_log=False, v_number=v_number)
-        _save_ratio_terms(ctx, v, z, vals, v_number)
-        return vals.complement
+    def forward(
+        name: str, v: Tensor, z: Tensor, v_number: float | None
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        value, terms = _value(name, v, z, v_number)
+        if any(value is t for t in terms):  # one tensor cannot be both the output and a saved term
+            value = value.clone()
+        return (value, *terms)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        return None, -_first_derivative(ctx, grad), None
-
-
-class _LogIvNormalized(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        vals = BesselValues(v, z, v_number=v_number)
-        ctx.save_for_backward(v, z, vals.ratio)
-        ctx.v_number = v_number
-        return vals.log_normalized
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
+        name, v, z, v_number = inputs
+        ctx.mark_non_differentiable(*output[1:])
+        # the input z itself (not a copy), so that a double backward reaches it
+        ctx.save_for_backward(v, z, *output[1:])
+        ctx.save_for_forward(v, z, *output[1:])
+        ctx.name, ctx.v_number = name, v_number
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z, ratio = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: R as a function of z
-            ratio = _IveRatio.apply(v, z, ctx.v_number)
-        return None, grad * ratio, None
-
-
-class _LogIveNormalized(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        vals = BesselValues(v, z, v_number=v_number)
-        ctx.save_for_backward(v, z, vals.complement)
-        ctx.v_number = v_number
-        return vals.log_scaled
+    def backward(ctx: Any, grad: Tensor, *unused: Tensor) -> tuple[None, None, Tensor, None]:
+        v, z, *terms = ctx.saved_tensors
+        if torch.is_grad_enabled():  # a double backward: the derivative as a function of z
+            return None, None, grad * _derivative_function(ctx.name, v, z, ctx.v_number), None
+        return (
+            None,
+            None,
+            _times_derivative(ctx.name, grad, v, z, _Terms(*terms), ctx.v_number),
+            None,
+        )
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z, complement = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: 1 - R as a function of z
-            complement = _IveRatioComplement.apply(v, z, ctx.v_number)
-        return None, -(grad * complement), None
-
-
-class _LogIve(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx: Any, v: Tensor, z: Tensor, v_number: float | None = None) -> Tensor:
-        vals = BesselValues(v, z, v_number=v_number)
-        ctx.save_for_backward(v, z, vals.complement)
-        ctx.v_number = v_number
-        return vals.log_ive
+    def jvp(
+        ctx: Any, name_t: None, v_t: Tensor | None, z_t: Tensor | None, v_number_t: None
+    ) -> tuple[Tensor, None, None, None, None]:
+        v, z, *terms = ctx.saved_tensors
+        tangent = torch.zeros_like(z) if z_t is None else z_t
+        out = _times_derivative(ctx.name, tangent, v, z, _Terms(*terms), ctx.v_number)
+        return out, None, None, None, None
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[None, Tensor, None]:
-        v, z, complement = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: 1 - R as a function of z
-            complement = _IveRatioComplement.apply(v, z, ctx.v_number)
-        z_safe = torch.where(z > 0, z, torch.ones_like(z))
-        # d/dz log I_v(z) e^-z = v / z - (1 - R); at z = 0 this is +inf for v > 0 (log I_v -> -inf)
-        # and -1 for v = 0
-        v_over_z = torch.where(z > 0, v / z_safe, torch.where(v > 0, math.inf, 0.0))
-        return None, grad * (v_over_z - complement), None
+    def vmap(
+        info: Any, in_dims: tuple[Any, ...], name: str, v: Tensor, z: Tensor, v_number: float | None
+    ) -> tuple[tuple[Tensor, ...], tuple[int, ...]]:
+        _, v_dim, z_dim, _ = in_dims
+        if v_dim is None and v.dim() == 0:  # one order for the whole batch: it stays a number
+            (z,) = batched_elementwise(info.batch_size, (z,), (z_dim,))
+        else:
+            v, z = batched_elementwise(info.batch_size, (v, z), (v_dim, z_dim))
+            v_number = None
+        out = _Bessel.apply(name, v, z, v_number)
+        return out, (0,) * len(out)
 
 
-def _apply(fn: Any, v: Tensor | float, z: Tensor | float) -> Tensor:
+def _bessel(name: str, v: Tensor, z: Tensor, v_number: float | None) -> Tensor:
+    """:class:`_Bessel` of ``(v, z)`` in the working dtype (``v`` 0-dimensional or of ``z``'s shape)."""
+    out: tuple[Tensor, ...] = _Bessel.apply(name, v, z, v_number)
+    return out[0]
+
+
+def _apply(name: str, v: Tensor | float, z: Tensor | float) -> Tensor:
     v64, z64, out_dtype = prepare_arguments(v, z)
     # broadcast outside the autograd function, so autograd reduces gradients over broadcast axes;
     # a single order stays 0-dimensional (its series coefficients are computed once)
@@ -128,8 +193,7 @@ def _apply(fn: Any, v: Tensor | float, z: Tensor | float) -> Tensor:
     z64 = z64.expand(shape)
     if v64.dim() > 0:
         v64 = v64.expand(shape)
-    out: Tensor = fn.apply(v64, z64, order_number(v))
-    return out.to(out_dtype)
+    return _bessel(name, v64, z64, order_number(v)).to(out_dtype)
 
 
 def log_ive(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -154,7 +218,7 @@ def log_ive(v: Tensor | float, z: Tensor | float) -> Tensor:
         >>> round(float(log_ive(0.0, torch.tensor(1.0, dtype=torch.float64))), 12)
         -0.764085641493
     """
-    return _apply(_LogIve, v, z)
+    return _apply("log_ive", v, z)
 
 
 def ive_ratio(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -178,7 +242,22 @@ def ive_ratio(v: Tensor | float, z: Tensor | float) -> Tensor:
         >>> round(float(ive_ratio(0.5, torch.tensor(2.0, dtype=torch.float64))), 12)
         0.537314720728
     """
-    return _apply(_IveRatio, v, z)
+    return _apply("ratio", v, z)
+
+
+def ive_ratio_derivative(v: Tensor | float, z: Tensor | float) -> Tensor:
+    r"""``d/dz I_{v+1}(z) / I_v(z) = 1 - R^2 - (2v + 1) R / z``, formed as ``(R / z) N`` without
+    cancellation: the variance ``A_m'(kappa)`` of ``mu . x`` under a vMF (``v = m/2 - 1``).
+
+    Differentiable twice: its derivatives come from the Riccati equation and, at large ``z``, from
+    the asymptotic series of the ratio. Arguments and result as :func:`ive_ratio`; ``1 / (2 (v + 1))``
+    at ``z = 0``.
+
+    Examples:
+        >>> round(float(ive_ratio_derivative(0.5, torch.tensor(2.0, dtype=torch.float64))), 12)
+        0.173978170162
+    """
+    return _apply("ratio_derivative", v, z)
 
 
 def ive_ratio_complement(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -188,7 +267,7 @@ def ive_ratio_complement(v: Tensor | float, z: Tensor | float) -> Tensor:
     Its derivative is ``-R'`` (see :func:`ive_ratio`). Arguments and result as :func:`ive_ratio`; 1 at
     ``z = 0``.
     """
-    return _apply(_IveRatioComplement, v, z)
+    return _apply("complement", v, z)
 
 
 def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -206,7 +285,7 @@ def log_iv_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
         Tensor of the broadcast shape, in ``z``'s floating dtype (promoted with ``v``'s if ``v`` is a
         floating tensor; a Python number never promotes).
     """
-    return _apply(_LogIvNormalized, v, z)
+    return _apply("log_normalized", v, z)
 
 
 def log_ive_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
@@ -218,53 +297,7 @@ def log_ive_normalized(v: Tensor | float, z: Tensor | float) -> Tensor:
     log_ive_normalized(m/2 - 1, kappa))``. Its derivative in ``z`` is ``-(1 - R)`` (see
     :func:`ive_ratio_complement`). Arguments and result as :func:`log_iv_normalized`; 0 at ``z = 0``.
     """
-    return _apply(_LogIveNormalized, v, z)
-
-
-class _KlToUniform(torch.autograd.Function):
-    """``z R(z) - log 0F1(; v+1; z^2/4)`` from precomputed :class:`BesselTerms`, derivative ``z R'(z)``.
-
-    The KL divergence of a vMF on ``S^{m-1}`` (``v = m/2 - 1``, ``z = kappa``) to the uniform
-    distribution: one Bessel evaluation gives its value (the terms' ``kl``, formed without
-    cancellation at small and large ``z``) and its derivative ``z R' = R N`` (from the elasticity, no
-    cancellation, no underflow), where the two functions :func:`ive_ratio` and
-    :func:`log_iv_normalized` would evaluate and differentiate twice. ``z`` is in any floating dtype;
-    the arithmetic runs in the terms' (working) dtype and the result is cast back. Under a double
-    backward ``z R'`` is a function of ``z`` (:class:`RatioDerivative`) whose derivative is ``R' + z
-    R''`` (``R'(0) = 1 / (2(v + 1))`` at ``z = 0``).
-    """
-
-    @staticmethod
-    def forward(
-        ctx: Any,
-        z: Tensor,
-        v: float,
-        kl: Tensor,
-        ratio: Tensor,
-        ratio_over_z: Tensor,
-        elasticity: Tensor,
-    ) -> Tensor:
-        ctx.save_for_backward(z, ratio, ratio_over_z, elasticity)
-        ctx.v = v
-        return kl.to(z.dtype)
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None]:
-        z, ratio, ratio_over_z, elasticity = ctx.saved_tensors
-        if torch.is_grad_enabled():  # a double backward: z R' as a differentiable function of z
-            z_work = z.to(ratio.dtype)
-            derivative: Tensor = RatioDerivative.apply(
-                order_tensor(float(ctx.v), ratio.dtype, ratio.device),
-                z_work,
-                ratio,
-                ratio_over_z,
-                elasticity,
-                True,
-                ctx.v,
-            )
-            return (grad * derivative).to(z.dtype), None, None, None, None, None
-        # z R' = R N, in the terms' dtype
-        return (torch.mul(ratio, elasticity).mul_(grad)).to(z.dtype), None, None, None, None, None
+    return _apply("log_scaled", v, z)
 
 
 def kl_to_uniform(v: float, z: Tensor, terms: BesselTerms | None = None) -> Tensor:
@@ -283,8 +316,8 @@ def kl_to_uniform(v: float, z: Tensor, terms: BesselTerms | None = None) -> Tens
     if terms is None or terms.kl is None:
         terms = bessel_terms(v, z)
     assert terms.kl is not None
-    out: Tensor = _KlToUniform.apply(
-        z, v, terms.kl, terms.ratio, terms.ratio_over_z, terms.elasticity
+    out: Tensor = _FromTerms.apply(
+        z, v, "kl", terms.kl, terms.ratio, terms.complement, terms.ratio_over_z, terms.elasticity
     )
     return out
 
@@ -293,13 +326,13 @@ _TERM_NAMES = ("ratio", "complement", "log_normalized", "log_scaled")
 
 
 class _FromTerms(torch.autograd.Function):
-    """One of ``R``, ``1 - R``, ``g`` and ``g - z`` of precomputed :class:`BesselTerms` as a function of
-    ``z``, with the derivative ``R'``, ``-R'``, ``R`` and ``-(1 - R)`` from the same terms (a function
-    of ``z`` again under a double backward)."""
+    """``name`` of precomputed :class:`BesselTerms` as a function of ``z`` (any floating dtype; the
+    terms are in the working dtype): the value the terms hold, and its derivatives from them (a
+    function of ``z`` again under a double backward), in backward and forward mode, with a rule
+    for ``torch.func.vmap``."""
 
     @staticmethod
     def forward(
-        ctx: Any,
         z: Tensor,
         v: float,
         name: str,
@@ -309,36 +342,54 @@ class _FromTerms(torch.autograd.Function):
         ratio_over_z: Tensor,
         elasticity: Tensor,
     ) -> Tensor:
-        ctx.save_for_backward(z, ratio, complement, ratio_over_z, elasticity)
-        ctx.v, ctx.name = v, name
         return value.to(z.dtype, copy=True)
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None, None, None, None, None, None]:
-        z, ratio, complement, ratio_over_z, elasticity = ctx.saved_tensors
-        v, name = ctx.v, ctx.name
-        derivative: Tensor
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Tensor) -> None:
+        z, v, name, _, *terms = inputs
+        ctx.save_for_backward(z, *terms)
+        ctx.save_for_forward(z, *terms)
+        ctx.v, ctx.name = v, name
+
+    @staticmethod
+    def _times_derivative(ctx: Any, grad: Tensor) -> Tensor:
+        z, *terms = ctx.saved_tensors
+        work = terms[0].dtype
+        order = order_tensor(float(ctx.v), work, z.device)
+        out = _times_derivative(ctx.name, grad.to(work), order, z.to(work), _Terms(*terms), ctx.v)
+        return out.to(z.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         if torch.is_grad_enabled():  # a double backward: the derivative as a function of z
-            z_work = z.to(ratio.dtype)
-            order = order_tensor(float(v), ratio.dtype, ratio.device)
-            if name in ("ratio", "complement"):
-                derivative = RatioDerivative.apply(
-                    order, z_work, ratio, ratio_over_z, elasticity, False, v
-                )
-            elif name == "log_normalized":
-                derivative = _IveRatio.apply(order, z_work, v)
-            else:
-                derivative = _IveRatioComplement.apply(order, z_work, v)
-        elif name in ("ratio", "complement"):
-            # (grad (R / z)) N: R' itself underflows from z of about 1e154 on, grad R' need not
-            scaled = (grad.to(ratio.dtype) * ratio_over_z) * elasticity
-            out = scaled if name == "ratio" else -scaled
-            return out.to(z.dtype), None, None, None, None, None, None, None
+            z, *terms = ctx.saved_tensors
+            work = terms[0].dtype
+            order = order_tensor(float(ctx.v), work, z.device)
+            derivative = _derivative_function(ctx.name, order, z.to(work), ctx.v)
+            out = (grad * derivative).to(z.dtype)
         else:
-            derivative = ratio if name == "log_normalized" else complement
-        if name in ("complement", "log_scaled"):
-            derivative = -derivative
-        return (grad * derivative).to(z.dtype), None, None, None, None, None, None, None
+            out = _FromTerms._times_derivative(ctx, grad)
+        return out, None, None, None, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, z_t: Tensor | None, *unused: Any) -> Tensor:
+        z = ctx.saved_tensors[0]
+        return _FromTerms._times_derivative(ctx, torch.zeros_like(z) if z_t is None else z_t)
+
+    @staticmethod
+    def vmap(
+        info: Any,
+        in_dims: tuple[Any, ...],
+        z: Tensor,
+        v: float,
+        name: str,
+        value: Tensor,
+        *terms: Tensor,
+    ) -> tuple[Tensor, int]:
+        dims = (in_dims[0], *in_dims[3:])
+        batched = batched_elementwise(info.batch_size, (z, value, *terms), dims)
+        out: Tensor = _FromTerms.apply(batched[0], v, name, *batched[1:])
+        return out, 0
 
 
 def term_of(terms: BesselTerms, name: str, v: float, z: Tensor) -> Tensor:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..tracing import is_compiling
+
 
 def powers(x: Tensor, n: int) -> Tensor:
     """``[x^0, ..., x^(n-1)]`` along a new last axis."""
@@ -12,17 +14,6 @@ def powers(x: Tensor, n: int) -> Tensor:
     if n == 1:
         return ones
     return torch.cat([ones, torch.cumprod(x.unsqueeze(-1).expand(*x.shape, n - 1), dim=-1)], dim=-1)
-
-
-# torch.compiler.is_compiling exists from torch 2.3 on; before it the eager forms are traced
-# (the same values, slower kernels)
-_IS_COMPILING = getattr(torch.compiler, "is_compiling", None)
-
-
-def is_compiling() -> bool:
-    """Whether ``torch.compile`` is tracing the caller (``torch.compiler.is_compiling``; ``False`` on a
-    torch without it, where the compiled kernels are not used)."""
-    return bool(_IS_COMPILING()) if _IS_COMPILING is not None else False
 
 
 _POWER_BLOCK = 8

@@ -16,11 +16,13 @@ from ...special import (
     BesselTerms,
     bessel_terms,
     ive_ratio,
+    ive_ratio_derivative,
     kl_to_uniform,
     log_iv_normalized,
     mean_resultant_terms,
     term_of,
 )
+from ...tracing import may_be_differentiated, values_can_be_read
 from ..constraints import sphere
 from ..sphere import (
     broadcast_shapes,
@@ -262,14 +264,13 @@ class VonMisesFisher(Distribution):
     def variance(self) -> Tensor:
         """Diagonal of the covariance ``(A / kappa)(I - mu mu^T) + A'(kappa) mu mu^T``; ``1/m`` at ``kappa = 0``.
 
-        Differentiable in ``loc`` and ``concentration``: ``A'`` is then the autograd derivative of
-        :func:`~spherevae.special.ive_ratio`, which is formed without cancellation and is itself
-        differentiable, and ``A / kappa`` uses its limit ``1/m`` at ``kappa = 0`` (where its slope is 0).
+        Differentiable in ``loc`` and ``concentration`` (twice in ``concentration``): ``A'`` is then
+        :func:`~spherevae.special.ive_ratio_derivative`, formed without cancellation, and ``A / kappa`` uses its limit ``1/m`` at ``kappa = 0`` (where its slope is 0).
         """
         kappa = self._kappa64()
-        if torch.is_grad_enabled() and kappa.requires_grad:
+        if may_be_differentiated(kappa):
             ratio = ive_ratio(self.order, kappa)
-            (a_prime,) = torch.autograd.grad(ratio.sum(), kappa, create_graph=True)
+            a_prime = ive_ratio_derivative(self.order, kappa)
             positive = kappa > 0
             kappa_safe = torch.where(positive, kappa, torch.ones_like(kappa))
             a_over_kappa = torch.where(positive, ratio / kappa_safe, 1.0 / self.dim)
@@ -439,7 +440,7 @@ def _log_prob_forms(kappa: Tensor) -> tuple[bool, bool, bool]:
     """Which forms of :meth:`VonMisesFisher.log_prob` (``kappa <= 1``, ``<= 1e6``, above) the batch needs:
     on the CPU from its extremes (read without a wait), elsewhere all three (merged by ``torch.where``,
     no host round trip)."""
-    if kappa.device.type != "cpu" or kappa.numel() == 0:
+    if kappa.device.type != "cpu" or kappa.numel() == 0 or not values_can_be_read(kappa):
         return True, True, True
     lo_t, hi_t = torch.aminmax(kappa)
     lo, hi = lo_t.item(), hi_t.item()

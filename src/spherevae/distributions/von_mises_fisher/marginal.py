@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...special import is_compiling
+from ...tracing import is_compiling
 
 GL_NODES = 8  # points of the Gauss-Legendre rule of each grid cell
 

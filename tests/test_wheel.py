@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -187,3 +188,11 @@ def test_the_sdist_is_slim_and_the_release_passes_twine_check(tmp_path: Path) ->
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.count("PASSED") == 2
+
+
+def test_the_readme_has_no_link_that_breaks_on_a_package_index() -> None:
+    # the README is the package index page, where a relative link or image leads nowhere
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)\s]*)", readme) + re.findall(r"<img[^>]*src=\"([^\"]*)", readme)
+    relative = [t for t in targets if not t.startswith(("https://", "http://", "#"))]
+    assert not relative

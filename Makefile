@@ -33,7 +33,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install "torch==$(TORCH_VERSION)"
-	$(PIP) install -e '.[dev]' "torch==$(TORCH_VERSION)"
+	$(PIP) install -e '.[all,dev]' "torch==$(TORCH_VERSION)"
 	touch $@
 
 ## lint: ruff lint rules and formatting (both run; either failing fails)

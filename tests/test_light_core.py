@@ -4,7 +4,9 @@ This is what a light core install (``pip install spherevae`` without extras) wil
 process in which every other third-party package of spherevae's dependencies and extras cannot be
 imported draws from each distribution, and builds, trains a step of, saves and reloads each kind of
 model. An import of scipy, matplotlib, plotly, scikit-learn, PyYAML, pydantic, tqdm or platformdirs
-on these paths, even inside a function, fails it.
+on these paths, even inside a function, fails it. The command line's help needs only the core too,
+and a command whose extra is missing says which one to install (tests/test_wheel.py checks the same
+with the built wheel installed in a fresh virtual environment).
 """
 
 from __future__ import annotations
@@ -38,11 +40,11 @@ NOT_CORE = (
     "umap",
 )
 
-SCRIPT = textwrap.dedent(
+# run first in each process: the packages named in its first argument cannot be imported
+BLOCKER = textwrap.dedent(
     """
     import importlib.abc
     import sys
-    import tempfile
 
     BLOCKED = set(sys.argv[1].split(","))
 
@@ -58,6 +60,12 @@ SCRIPT = textwrap.dedent(
     # a module imported at start-up (by a sitecustomize) would bypass the finder
     for name in [n for n in sys.modules if n.split(".")[0] in BLOCKED]:
         del sys.modules[name]
+    """
+)
+
+SCRIPT = BLOCKER + textwrap.dedent(
+    """
+    import tempfile
 
     import torch
     from torch.distributions import kl_divergence
@@ -90,14 +98,68 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def test_distributions_and_models_need_only_the_core() -> None:
+# the command line, as ``spherevae ARGS...`` runs it
+CLI = BLOCKER + textwrap.dedent(
+    """
+    import runpy
+
+    sys.argv = ["spherevae", *sys.argv[2:]]
+    runpy.run_module("spherevae", run_name="__main__")
+    """
+)
+
+
+def _run(
+    script: str, *args: str, blocked: tuple[str, ...] = NOT_CORE
+) -> subprocess.CompletedProcess[str]:
     paths = [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]
-    done = subprocess.run(
-        [sys.executable, "-c", SCRIPT, ",".join(NOT_CORE)],
+    return subprocess.run(
+        [sys.executable, "-c", script, ",".join(blocked), *args],
         env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in paths if p)),
         capture_output=True,
         text=True,
         timeout=300,
     )
+
+
+def test_distributions_and_models_need_only_the_core() -> None:
+    done = _run(SCRIPT)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "core ok" in done.stdout
+
+
+def test_the_command_line_help_needs_only_the_core() -> None:
+    done = _run(CLI, "--help")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "train" in done.stdout and "export" in done.stdout
+
+
+def test_train_without_its_extra_names_it_and_writes_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = _run(CLI, "train", "--dataset", "synthetic", "--epochs", "1", "--out", str(out))
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("spherevae: error: the package ")
+    assert "pip install 'spherevae[train]'" in done.stderr
+    assert not out.exists()
+
+
+def test_a_command_that_fails_midway_names_the_extra(tmp_path: Path) -> None:
+    # train imports matplotlib only for the figures it draws at the end of the run
+    args = [
+        "train",
+        "--dataset",
+        "synthetic",
+        "-hd",
+        "16",
+        "--latent",
+        "R2",
+        "--posterior",
+        "normal",
+    ]
+    args += ["--epochs", "1", "--device", "cpu", "--out", str(tmp_path / "run")]
+    done = _run(CLI, *args, blocked=("matplotlib", "mpl_toolkits"))
+    assert done.returncode == 3, done.stderr[-3000:]
+    assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith("spherevae: error: the package matplotlib is not installed")
+    assert "pip install 'spherevae[plots]'" in done.stderr

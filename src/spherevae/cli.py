@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .extras import missing_extra_message
 
 __all__ = ["main"]
 
@@ -1072,6 +1073,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("spherevae: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as err:  # an optional extra that is not installed, before any command ran
+        print(f"spherevae: error: {missing_extra_message(err)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
 
 
 def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -1098,7 +1102,7 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
         print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_ENVIRONMENT if err.errno in _ENVIRONMENT_ERRNOS else EXIT_USAGE
     except ImportError as err:  # an optional extra that is not installed (the message names it)
-        print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)
+        print(f"spherevae: error: {missing_extra_message(err)}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except ValueError as err:
         print(f"spherevae: error: {_one_line(err)}", file=sys.stderr)

@@ -135,7 +135,7 @@ def load_mat(path: Path) -> dict[str, Any]:
     """Read a MATLAB ``.mat`` file (format v4 to v7.2) with :func:`scipy.io.loadmat`.
 
     SciPy is imported here rather than at module level: only the OMNIGLOT and Caltech loaders need
-    it, and it is installed with scikit-learn (a dependency of ``spherevae``) anyway.
+    it (the ``data`` extra, ``pip install 'spherevae[data]'``).
 
     Raises:
         DataError: SciPy is missing, or the file is not a readable ``.mat`` file.
@@ -143,9 +143,9 @@ def load_mat(path: Path) -> dict[str, Any]:
     try:
         import scipy.io
         from scipy.io.matlab import MatReadError
-    except ImportError as exc:  # pragma: no cover - scipy comes with scikit-learn
+    except ImportError as exc:
         raise DataError(
-            f"reading {path} needs SciPy (scipy.io.loadmat); install it with `pip install scipy`"
+            f"reading {path} needs SciPy (scipy.io.loadmat): pip install 'spherevae[data]'"
         ) from exc
     try:
         return dict(scipy.io.loadmat(str(path)))

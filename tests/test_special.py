@@ -847,8 +847,8 @@ def test_accelerator_merge_agrees_with_the_cpu_path(v: float) -> None:
     z = torch.tensor(TERMS_Z, dtype=F64)
     want = torch.stack([x for x in special.bessel_terms(v, z) if x is not None])
     v_full = torch.full_like(z, v)
-    by_number = evaluation.BesselValues.everywhere(v_full, v_full, z, True, v)
-    by_tensor = evaluation.BesselValues.everywhere(v_full, v_full, z, True, None)
+    by_number = evaluation.evaluate_everywhere(v_full, v_full, z, True, v)
+    by_tensor = evaluation.evaluate_everywhere(v_full, v_full, z, True, None)
     # the rows of the fields of BesselTerms (ratio, complement, ratio_over_z, log_normalized,
     # elasticity, log_scaled, kl)
     rows = [

@@ -142,3 +142,18 @@ def test_the_bessel_functions_under_vmap_and_jacfwd() -> None:
             [grad(lambda zz, vv=vv, fn=fn: fn(vv, zz))(zz) for zz, vv in zip(z, v, strict=True)]
         )
         _close(forward, reverse, f"jacfwd {fn.__name__}")
+
+
+def test_caches_filled_inside_a_transform_hold_plain_tensors() -> None:
+    """Constants first built inside ``torch.func.grad`` (the series and Debye coefficients of an order
+    not used before, the quadrature rules) are cached as plain tensors: a wrapped one would leak into
+    every later call (as it did into the compiled sampling kernels)."""
+    from spherevae.special import evaluation
+
+    m = 23  # order 10.5, used by no other test
+    loc = torch.zeros(m, dtype=F64)
+    loc[0] = 1
+    grad(lambda k: VonMisesFisher(loc, k).entropy())(torch.tensor(3.0, dtype=F64))
+    plan = evaluation.order_plan(m / 2 - 1, F64, torch.device("cpu"))
+    tensors = [x for x in plan if isinstance(x, Tensor)] + list(plan.series_blocked[:1])
+    assert tensors and not any(torch._C._functorch.is_functorch_wrapped_tensor(t) for t in tensors)

@@ -11,10 +11,23 @@ evaluated and merged by ``torch.where``, as on accelerators. The results are the
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
 import torch
 from torch import Tensor
 
-__all__ = ["batched_elementwise", "is_compiling", "may_be_differentiated", "values_can_be_read"]
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+__all__ = [
+    "batched_elementwise",
+    "builds_constants",
+    "is_compiling",
+    "may_be_differentiated",
+    "values_can_be_read",
+]
 
 # torch.compiler.is_compiling exists from torch 2.3 on; before it the eager forms are traced
 _IS_COMPILING = getattr(torch.compiler, "is_compiling", None)
@@ -63,3 +76,17 @@ def may_be_differentiated(x: Tensor) -> bool:
     if torch._C._functorch.is_functorch_wrapped_tensor(x):
         return True
     return torch.autograd.forward_ad.unpack_dual(x).tangent is not None
+
+
+def builds_constants(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run ``fn``, which builds tensors that a cache keeps (quadrature rules, series coefficients), as
+    if no ``torch.func`` transform were active: inside ``grad`` every new tensor is wrapped for that
+    transform, and a cached wrapper would leak into every later call. Decorate the builder itself
+    (below ``functools.lru_cache``, or the build of a dict cache), so that a cache hit costs nothing."""
+
+    @functools.wraps(fn)
+    def build(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with torch._C._DisableFuncTorch():
+            return fn(*args, **kwargs)
+
+    return build

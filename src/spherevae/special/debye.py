@@ -10,6 +10,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ..tracing import builds_constants
 from .layout import DEBYE_MIN_RHO, OrderPlan
 from .power_sums import column_major, power_sum, powers
 from .series import log_gamma
@@ -136,13 +137,17 @@ def _tables(dtype: torch.dtype, device: torch.device) -> Tensor:
     """The three tables of :func:`coefficient_tables` stacked ``(power of p, k, 3)`` (cached)."""
     key = (dtype, device)
     if key not in _TABLE_CACHE:
-        _TABLE_CACHE[key] = torch.tensor(coefficient_tables(), dtype=dtype, device=device).permute(
-            1, 2, 0
-        )
+        _TABLE_CACHE[key] = _table_tensor(dtype, device)
     return _TABLE_CACHE[key]
 
 
+@builds_constants
+def _table_tensor(dtype: torch.dtype, device: torch.device) -> Tensor:
+    return torch.tensor(coefficient_tables(), dtype=dtype, device=device).permute(1, 2, 0)
+
+
 @lru_cache(maxsize=256)
+@builds_constants
 def collapsed_sums(
     nu: float, dtype: torch.dtype, device: torch.device, n_terms: int | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:

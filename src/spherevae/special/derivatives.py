@@ -11,6 +11,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ..tracing import builds_constants
 from .power_sums import column_major, power_sum
 
 # the asymptotic series of 1 - R in powers of 1 / z (_far_series) keeps this many terms
@@ -59,6 +60,7 @@ def _far_series(v: float) -> tuple[list[Fraction], float]:
 
 
 @lru_cache(maxsize=64)
+@builds_constants
 def _far_coefficients(v: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``(K, 3)``: ``k (k + 1) a_k``, ``k^2 a_k`` and ``k (k + 1) (k + 2) a_k`` (:func:`_far_series`),
     each rounded once."""

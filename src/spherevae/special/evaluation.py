@@ -12,7 +12,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from ..tracing import values_can_be_read
+from ..tracing import builds_constants, values_can_be_read
 from .debye import collapsed_sums, debye_terms_needed, debye_values
 from .layout import (
     COMPLEMENT,
@@ -55,7 +55,23 @@ def _compute_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64
 
 
-class BesselValues:
+class BesselValues(NamedTuple):
+    """Every quantity for one broadcast ``(v, z)`` pair, in the working dtype (:func:`evaluate`); the
+    last four are ``None`` without the logarithms."""
+
+    ratio: Tensor
+    complement: Tensor
+    ratio_over_z: Tensor
+    elasticity: Tensor
+    log_ive: Tensor | None
+    log_normalized: Tensor | None
+    log_scaled: Tensor | None
+    kl: Tensor | None
+
+
+def evaluate(
+    v: Tensor, z: Tensor, with_log: bool = True, v_number: float | None = None
+) -> BesselValues:
     """Every quantity for one broadcast ``(v, z)`` pair, in the working dtype.
 
     On the CPU each region is evaluated on its own elements only. On accelerators both regions are
@@ -63,103 +79,114 @@ class BesselValues:
     never waits on the device: no host round trip at run time. The regions return their values stacked
     in rows (:func:`series_values`), so that a merge is one operation for all of them: at the batch sizes of
     training every tensor operation costs microseconds of dispatch, more than its arithmetic.
+
+    ``v_number``: the order ``v`` as a Python number, when it is one (its series coefficients are then
+    cached, the Debye sums are one power series, :func:`collapsed_sums`, and the regions are told
+    apart by one comparison). On the CPU a 0-dimensional ``v`` is read as a number. A function, not a
+    class, so that ``torch.compile`` inlines it (and takes :func:`order_plan` as a constant).
     """
-
-    def __init__(
-        self, v: Tensor, z: Tensor, with_log: bool = True, v_number: float | None = None
-    ) -> None:
-        """``v_number``: the order ``v`` as a Python number, when it is one (its series coefficients are
-        then cached, the Debye sums are one power series, :func:`collapsed_sums`, and the regions are
-        told apart by one comparison). On the CPU a 0-dimensional ``v`` is read as a number."""
-        shape = broadcast_shape(v.shape, z.shape)
-        # views only where needed (each is an operation): a single order broadcasts as it is
-        self.v = v if v.dim() == 0 else v.expand(shape)
-        self.z = z if z.shape == shape else z.expand(shape)
-        z = self.z if self.z.dim() == 1 else self.z.reshape(-1)
-        # on the CPU the values of z choose the path (read without a wait), unless they cannot be read
-        on_cpu = z.device.type == "cpu" and values_can_be_read(z)
-        if v_number is None and v.dim() == 0 and on_cpu and values_can_be_read(v):
-            v_number = float(v)  # no wait on the CPU; a number and a 0-dim order give equal results
-        v_full = self.v if v_number is not None else self.v.expand(shape).reshape(-1)
-        n_rows = ROWS_WITH_LOG if with_log else ROWS_WITHOUT_LOG
-        if z.numel() == 0:
-            values = z.new_empty(n_rows, 0)
-        elif on_cpu:
-            values = self._on_cpu(v_full, z, with_log, v_number)
-        else:
-            values = self.everywhere(v, v_full, z, with_log, v_number)
-        if values.shape[1:] != shape:
-            values = values.reshape(n_rows, *shape)
-        rows = values.unbind(0)
-        self.ratio, self.complement, self.ratio_over_z, self.elasticity = rows[:ROWS_WITHOUT_LOG]
-        if with_log:
-            self.log_ive, self.log_normalized, self.log_scaled, self.kl = rows[ROWS_WITHOUT_LOG:]
-
-    @staticmethod
-    def _in_series(v: Tensor, z: Tensor) -> Tensor:
-        return (z * z <= (4 * SERIES_MAX_C) * (v + 1)) | (torch.hypot(v, z) < DEBYE_MIN_RHO)
-
-    @staticmethod
-    def _on_cpu(v: Tensor, z: Tensor, with_log: bool, v_number: float | None) -> Tensor:
-        """Each region on its own elements; a region with no element is not evaluated at all."""
-        if v_number is not None:
-            # one order: the series region is z <= threshold, and the extremes of z decide whether
-            # both regions occur
-            threshold = series_threshold(v_number)
-            z_min, z_max = (float(x) for x in torch.aminmax(z))
-            if z_min < 0:
-                raise ValueError(f"Bessel argument z must be >= 0, got z={z_min}")
-            c_max = z_max * z_max / (4 * (v_number + 1))
-            if z_max <= threshold:
-                return series_values(v_number, z, with_log, series_terms_needed(c_max, v_number))
-            if z_min > threshold:
-                return debye_values(v_number, z, with_log, math.hypot(v_number + 1, z_min))
-            if z.numel() <= _MERGE_BY_WHERE_MAX_ELEMENTS:
-                return BesselValues.everywhere(v, v, z, with_log, v_number)
-            in_series = z <= threshold
-        else:
-            if bool((z < 0).any()):
-                raise ValueError(f"Bessel argument z must be >= 0, got z={z[z < 0][0].item()}")
-            in_series = BesselValues._in_series(v, z)
-            n_series = int(in_series.sum())
-            if n_series == z.numel():
-                c_max = float((z * z / (4 * (v + 1))).max())
-                return series_values(v, z, with_log, series_terms_needed(c_max))
-            if n_series == 0:
-                return debye_values(v, z, with_log)
-        series_idx = in_series.nonzero().squeeze(-1)
-        debye_idx = (~in_series).nonzero().squeeze(-1)
-        z_s, z_d = z[series_idx], z[debye_idx]
-        v_s: Tensor | float = v[series_idx] if v_number is None else v_number
-        v_d: Tensor | float = v[debye_idx] if v_number is None else v_number
-        c_max = float((z_s * z_s / (4 * (v_s + 1))).max())
-        values = z.new_empty(ROWS_WITH_LOG if with_log else ROWS_WITHOUT_LOG, z.numel())
-        n_terms = series_terms_needed(c_max, v_number)
-        values[:, series_idx] = series_values(v_s, z_s, with_log, n_terms)
-        values[:, debye_idx] = debye_values(v_d, z_d, with_log)
-        return values
-
-    @staticmethod
-    def everywhere(
-        v: Tensor, v_full: Tensor, z: Tensor, with_log: bool, v_number: float | None
-    ) -> Tensor:
-        """Both regions on every element, merged with ``torch.where`` (no host round trip).
-
-        With one order given as a number, the series needs only the terms for the largest ``c`` of its
-        region, ``c`` at the threshold; else all 180.
-        """
-        if v_number is not None:
-            return merged_values(z, with_log, order_plan(v_number, z.dtype, z.device))
-        in_series = BesselValues._in_series(v_full, z)
-        z_series = torch.where(in_series, z, 0.0)
-        z_debye = torch.where(in_series, DEBYE_MIN_RHO, z)
-        series = series_values(v if v.dim() == 0 else v_full, z_series, with_log, SERIES_TERMS)
-        return torch.where(in_series, series, debye_values(v_full, z_debye, with_log))
+    shape = broadcast_shape(v.shape, z.shape)
+    # views only where needed (each is an operation): a single order broadcasts as it is
+    v = v if v.dim() == 0 else v.expand(shape)
+    z_shaped = z if z.shape == shape else z.expand(shape)
+    z = z_shaped if z_shaped.dim() == 1 else z_shaped.reshape(-1)
+    # on the CPU the values of z choose the path (read without a wait), unless they cannot be read
+    on_cpu = z.device.type == "cpu" and values_can_be_read(z)
+    if v_number is None and v.dim() == 0 and on_cpu and values_can_be_read(v):
+        v_number = float(v)  # no wait on the CPU; a number and a 0-dim order give equal results
+    v_full = v if v_number is not None else v.expand(shape).reshape(-1)
+    n_rows = ROWS_WITH_LOG if with_log else ROWS_WITHOUT_LOG
+    if z.numel() == 0:
+        values = z.new_empty(n_rows, 0)
+    elif on_cpu:
+        values = _on_cpu(v_full, z, with_log, v_number)
+    else:
+        values = evaluate_everywhere(v, v_full, z, with_log, v_number)
+    if values.shape[1:] != shape:
+        values = values.reshape(n_rows, *shape)
+    ratio, complement, ratio_over_z, elasticity, *logs = values.unbind(0)
+    if not with_log:
+        return BesselValues(ratio, complement, ratio_over_z, elasticity, None, None, None, None)
+    log_ive, log_normalized, log_scaled, kl = logs
+    return BesselValues(
+        ratio, complement, ratio_over_z, elasticity, log_ive, log_normalized, log_scaled, kl
+    )
 
 
-@lru_cache(maxsize=256)
+def _in_series(v: Tensor, z: Tensor) -> Tensor:
+    return (z * z <= (4 * SERIES_MAX_C) * (v + 1)) | (torch.hypot(v, z) < DEBYE_MIN_RHO)
+
+
+def _on_cpu(v: Tensor, z: Tensor, with_log: bool, v_number: float | None) -> Tensor:
+    """Each region on its own elements; a region with no element is not evaluated at all."""
+    if v_number is not None:
+        # one order: the series region is z <= threshold, and the extremes of z decide whether
+        # both regions occur
+        threshold = series_threshold(v_number)
+        z_min, z_max = (float(x) for x in torch.aminmax(z))
+        if z_min < 0:
+            raise ValueError(f"Bessel argument z must be >= 0, got z={z_min}")
+        c_max = z_max * z_max / (4 * (v_number + 1))
+        if z_max <= threshold:
+            return series_values(v_number, z, with_log, series_terms_needed(c_max, v_number))
+        if z_min > threshold:
+            return debye_values(v_number, z, with_log, math.hypot(v_number + 1, z_min))
+        if z.numel() <= _MERGE_BY_WHERE_MAX_ELEMENTS:
+            return evaluate_everywhere(v, v, z, with_log, v_number)
+        in_series = z <= threshold
+    else:
+        if bool((z < 0).any()):
+            raise ValueError(f"Bessel argument z must be >= 0, got z={z[z < 0][0].item()}")
+        in_series = _in_series(v, z)
+        n_series = int(in_series.sum())
+        if n_series == z.numel():
+            c_max = float((z * z / (4 * (v + 1))).max())
+            return series_values(v, z, with_log, series_terms_needed(c_max))
+        if n_series == 0:
+            return debye_values(v, z, with_log)
+    series_idx = in_series.nonzero().squeeze(-1)
+    debye_idx = (~in_series).nonzero().squeeze(-1)
+    z_s, z_d = z[series_idx], z[debye_idx]
+    v_s: Tensor | float = v[series_idx] if v_number is None else v_number
+    v_d: Tensor | float = v[debye_idx] if v_number is None else v_number
+    c_max = float((z_s * z_s / (4 * (v_s + 1))).max())
+    values = z.new_empty(ROWS_WITH_LOG if with_log else ROWS_WITHOUT_LOG, z.numel())
+    n_terms = series_terms_needed(c_max, v_number)
+    values[:, series_idx] = series_values(v_s, z_s, with_log, n_terms)
+    values[:, debye_idx] = debye_values(v_d, z_d, with_log)
+    return values
+
+
+def evaluate_everywhere(
+    v: Tensor, v_full: Tensor, z: Tensor, with_log: bool, v_number: float | None
+) -> Tensor:
+    """Both regions on every element, merged with ``torch.where`` (no host round trip).
+
+    With one order given as a number, the series needs only the terms for the largest ``c`` of its
+    region, ``c`` at the threshold; else all 180.
+    """
+    if v_number is not None:
+        return merged_values(z, with_log, order_plan(v_number, z.dtype, z.device))
+    in_series = _in_series(v_full, z)
+    z_series = torch.where(in_series, z, 0.0)
+    z_debye = torch.where(in_series, DEBYE_MIN_RHO, z)
+    series = series_values(v if v.dim() == 0 else v_full, z_series, with_log, SERIES_TERMS)
+    return torch.where(in_series, series, debye_values(v_full, z_debye, with_log))
+
+
+_PLANS: dict[tuple[float, torch.dtype, torch.device], OrderPlan] = {}
+
+
 def order_plan(v: float, dtype: torch.dtype, device: torch.device) -> OrderPlan:
-    """The :class:`OrderPlan` of the order ``v`` (cached per order, dtype and device)."""
+    """The :class:`OrderPlan` of the order ``v`` (built once per order, dtype and device)."""
+    key = (v, dtype, device)
+    if key not in _PLANS:
+        _PLANS[key] = _build_plan(v, dtype, device)
+    return _PLANS[key]
+
+
+@builds_constants
+def _build_plan(v: float, dtype: torch.dtype, device: torch.device) -> OrderPlan:
     threshold = series_threshold(v)
     n_series = series_terms_needed(threshold * threshold / (4 * (v + 1)), v)
     coef, blocked = series_coefficients_cached(v, n_series, dtype, device)
@@ -216,6 +243,7 @@ def prepare_arguments(v: Tensor | float, z: Tensor | float) -> tuple[Tensor, Ten
 
 
 @lru_cache(maxsize=64)
+@builds_constants
 def order_tensor(v: float, dtype: torch.dtype, device: torch.device) -> Tensor:
     """A number order as a 0-dimensional tensor, made once (read only: autograd saves it, nobody
     writes to it)."""
@@ -287,7 +315,7 @@ def bessel_terms(v: float, z: Tensor, with_log: bool = True) -> BesselTerms:
         v, z.detach() if z.requires_grad else z
     )  # a detach is an operation
     with torch.no_grad():
-        vals = BesselValues(v64, z64, with_log=with_log, v_number=float(v))
+        vals = evaluate(v64, z64, with_log=with_log, v_number=float(v))
     if not with_log:
         return BesselTerms(
             vals.ratio, vals.complement, vals.ratio_over_z, None, vals.elasticity, None, None
@@ -312,6 +340,6 @@ def mean_resultant_terms(v: Tensor | float, z: Tensor) -> tuple[Tensor, Tensor, 
     """
     v64, z64, _ = prepare_arguments(v, z)
     with torch.no_grad():
-        vals = BesselValues(v64, z64.detach(), with_log=False, v_number=order_number(v))
+        vals = evaluate(v64, z64.detach(), with_log=False, v_number=order_number(v))
     deriv = ratio_derivative(vals.ratio_over_z, vals.elasticity)
     return vals.ratio, vals.complement, vals.ratio_over_z, deriv

@@ -15,9 +15,9 @@ from ..tracing import batched_elementwise
 from .derivatives import second_derivative, third_derivative
 from .evaluation import (
     BesselTerms,
-    BesselValues,
     bessel_terms,
     broadcast_shape,
+    evaluate,
     order_number,
     order_tensor,
     prepare_arguments,
@@ -51,7 +51,7 @@ class _Terms(NamedTuple):
 
 def _value(name: str, v: Tensor, z: Tensor, v_number: float | None) -> tuple[Tensor, _Terms]:
     """The quantity ``name`` at ``(v, z)`` (working dtype, no autograd) and the terms there."""
-    vals = BesselValues(v, z, with_log=name in _WITH_LOG, v_number=v_number)
+    vals = evaluate(v, z, with_log=name in _WITH_LOG, v_number=v_number)
     terms = _Terms(vals.ratio, vals.complement, vals.ratio_over_z, vals.elasticity)
     if name == "ratio_derivative":
         value = vals.ratio_over_z * vals.elasticity

@@ -11,6 +11,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor
 
+from ..tracing import builds_constants
 from .layout import DEBYE_MIN_RHO, SERIES_MAX_C, SERIES_TERMS, OrderPlan
 from .power_sums import block_coefficients, column_major, power_sum
 
@@ -85,6 +86,7 @@ def series_coefficients(v: Tensor, n_terms: int = SERIES_TERMS) -> Tensor:
 
 
 @lru_cache(maxsize=256)
+@builds_constants
 def series_coefficients_cached(
     v: float, n_terms: int, dtype: torch.dtype, device: torch.device
 ) -> tuple[Tensor, tuple[Tensor, int]]:

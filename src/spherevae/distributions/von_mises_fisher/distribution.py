@@ -22,7 +22,7 @@ from ...special import (
     mean_resultant_terms,
     term_of,
 )
-from ...tracing import may_be_differentiated, values_can_be_read
+from ...tracing import is_compiling, may_be_differentiated, values_can_be_read
 from ..constraints import sphere
 from ..sphere import (
     broadcast_shapes,
@@ -174,7 +174,7 @@ class VonMisesFisher(Distribution):
         self.mh_steps = mh_steps
         self.compiled = compiled
         self.acceptance_rate: Tensor | None = None
-        self._terms: tuple[Tensor, int, BesselTerms] | None = None
+        self._terms: tuple[Tensor, int | None, BesselTerms] | None = None
         super().__init__(batch_shape, torch.Size([m]), validate_args=validate_args)
 
     # -- parameters and closed forms --------------------------------------------------------------
@@ -209,14 +209,20 @@ class VonMisesFisher(Distribution):
         """The terms of :meth:`bessel_terms` if they were evaluated for the current concentration, else
         ``None`` (evaluates nothing)."""
         kappa = self.concentration
-        if self._terms is None or kappa.is_inference():
+        if self._terms is None:
             return None
         cached_kappa, version, terms = self._terms
-        return terms if cached_kappa is kappa and version == kappa._version else None
+        if cached_kappa is not kappa:
+            return None
+        # while torch.compile traces, a tensor is not modified between a draw and the KL of one
+        # distribution, and its version counter cannot be read
+        return terms if is_compiling() or version == kappa._version else None
 
     def _set_terms(self, terms: BesselTerms) -> None:
         kappa = self.concentration
-        if not kappa.is_inference():  # an inference tensor has no version counter
+        if is_compiling():
+            self._terms = (kappa, None, terms)
+        elif not kappa.is_inference():  # an inference tensor has no version counter
             self._terms = (kappa, kappa._version, terms)
 
     def bessel_terms(self, kappa_work: Tensor | None = None) -> BesselTerms:

@@ -104,6 +104,7 @@ import torch
 from torch import Tensor
 
 from ...special import BesselTerms, bessel_terms
+from ...tracing import builds_constants
 from ..sphere import work_dtype
 from .marginal import (
     clamp_concentration,
@@ -169,10 +170,17 @@ def rule_with_start(k: int, dtype: torch.dtype, device: torch.device) -> tuple[T
     """
     key = (k, dtype, device)
     if key not in _RULE0_CACHE:
-        nodes, weights = gauss_legendre_rule(k, dtype, device)
-        zero = torch.zeros(1, dtype=dtype, device=device)
-        _RULE0_CACHE[key] = (torch.cat([zero, nodes]), torch.cat([zero, 0.5 * weights])[:, None])
+        _RULE0_CACHE[key] = _build_rule_with_start(k, dtype, device)
     return _RULE0_CACHE[key]
+
+
+@builds_constants
+def _build_rule_with_start(
+    k: int, dtype: torch.dtype, device: torch.device
+) -> tuple[Tensor, Tensor]:
+    nodes, weights = gauss_legendre_rule(k, dtype, device)
+    zero = torch.zeros(1, dtype=dtype, device=device)
+    return torch.cat([zero, nodes]), torch.cat([zero, 0.5 * weights])[:, None]
 
 
 def log_total_mass(kappa: Tensor, m: int, terms: BesselTerms) -> Tensor:
@@ -523,13 +531,18 @@ def _knots(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Te
     """``(u, s)``: ``k`` knots in ``u``, logit-spaced over ``[2^-53, 1 - 2^-24]``, and their logits."""
     key = (k, dtype, device)
     if key not in _KNOT_CACHE:
-        s_min = math.log(_TABLE_MIN_U) - math.log1p(-_TABLE_MIN_U)
-        s_max = math.log(_TABLE_MAX_U) - math.log1p(-_TABLE_MAX_U)
-        u = torch.sigmoid(torch.linspace(s_min, s_max, k, dtype=torch.float64))
-        u[0], u[-1] = _TABLE_MIN_U, _TABLE_MAX_U
-        s = u.log() - torch.log1p(-u)
-        _KNOT_CACHE[key] = (u.to(dtype=dtype, device=device), s.to(dtype=dtype, device=device))
+        _KNOT_CACHE[key] = _build_knots(k, dtype, device)
     return _KNOT_CACHE[key]
+
+
+@builds_constants
+def _build_knots(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    s_min = math.log(_TABLE_MIN_U) - math.log1p(-_TABLE_MIN_U)
+    s_max = math.log(_TABLE_MAX_U) - math.log1p(-_TABLE_MAX_U)
+    u = torch.sigmoid(torch.linspace(s_min, s_max, k, dtype=torch.float64))
+    u[0], u[-1] = _TABLE_MIN_U, _TABLE_MAX_U
+    s = u.log() - torch.log1p(-u)
+    return u.to(dtype=dtype, device=device), s.to(dtype=dtype, device=device)
 
 
 def _table_rows(

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ...tracing import is_compiling
+from ...tracing import builds_constants, is_compiling
 
 GL_NODES = 8  # points of the Gauss-Legendre rule of each grid cell
 
@@ -57,12 +57,15 @@ def gauss_legendre_rule(k: int, dtype: torch.dtype, device: torch.device) -> tup
     """
     key = (k, dtype, device)
     if key not in _RULE_CACHE:
-        x, w = np.polynomial.legendre.leggauss(k)
-        _RULE_CACHE[key] = (
-            torch.tensor((1 + x) / 2, dtype=dtype, device=device),
-            torch.tensor(w, dtype=dtype, device=device),
-        )
+        _RULE_CACHE[key] = _build_rule(k, dtype, device)
     return _RULE_CACHE[key]
+
+
+@builds_constants
+def _build_rule(k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    x, w = np.polynomial.legendre.leggauss(k)
+    nodes = torch.tensor((1 + x) / 2, dtype=dtype, device=device)
+    return nodes, torch.tensor(w, dtype=dtype, device=device)
 
 
 def quadrature(

@@ -20,6 +20,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from ...tracing import builds_constants
 from .marginal import clamp_concentration, limit_concentration
 from .proposals import gamma_variates, wood_log_ratio, wood_row_constants, wood_t
 
@@ -152,8 +153,11 @@ def _later_mask(n: int, like: Tensor) -> Tensor:
     """``(n, n)``: 0 where ``j > i``, ``+inf`` elsewhere (cached per size, dtype and device)."""
     key = (n, like.dtype, like.device)
     if key not in _MASK_CACHE:
-        later = torch.ones(n, n, dtype=torch.bool, device=like.device).triu(1)
-        _MASK_CACHE[key] = torch.zeros(n, n, dtype=like.dtype, device=like.device).masked_fill(
-            ~later, math.inf
-        )
+        _MASK_CACHE[key] = _build_mask(n, like.dtype, like.device)
     return _MASK_CACHE[key]
+
+
+@builds_constants
+def _build_mask(n: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    later = torch.ones(n, n, dtype=torch.bool, device=device).triu(1)
+    return torch.zeros(n, n, dtype=dtype, device=device).masked_fill(~later, math.inf)

@@ -303,7 +303,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> EpochRecord | None:
         """One pass over the training set; ``None`` if a loss or gradient was not finite."""
-        train = self.config.train
         weight = kl_weight(self.config, epoch)
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64)
@@ -323,17 +322,10 @@ class Trainer:
                 if not _finite_parameters(self.model):
                     return None
                 raise
-            # |weight * KL - target| of the global batch: its gradient is sign(global - target) times
-            # the gradient of this process's share, so only the sign needs the other processes
-            kl_share = weight * kl.sum() / n_global
-            kl_sign = 1.0  # KL >= 0: with no target the sign is known without a sync
-            if train.kl_target > 0:
-                kl_global = self._sum_over_processes(kl_share.detach())
-                kl_sign = 1.0 if float(kl_global) >= train.kl_target else -1.0
-            # each process's share of the global-batch mean; DDP averages gradients over processes,
-            # hence the factor world_size: the update equals a single process's on the same batch
-            share = -reconstruction.sum() / n_global + kl_sign * kl_share
-            loss = self.context.world_size * share
+            # this process's share of the global batch's objective (the model's); DDP averages
+            # gradients over processes, hence the factor world_size: the update equals a single
+            # process's on the same batch
+            loss = self.context.world_size * self._objective(reconstruction, kl, weight, n_global)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not (torch.isfinite(loss) and _finite_gradients(self.model)):
@@ -374,6 +366,21 @@ class Trainer:
             return out.reconstruction, out.kl
         out = self.wrapped(x)
         return out.reconstruction, torch.zeros_like(out.reconstruction)
+
+    def _objective(
+        self, reconstruction: Tensor, kl: Tensor, weight: float, n_global: int
+    ) -> Tensor:
+        """The model's training objective of this process's share of a global batch of ``n_global``."""
+        if isinstance(self.model, VAE):
+            return self.model.objective(
+                reconstruction,
+                kl,
+                kl_weight=weight,
+                kl_target=self.config.train.kl_target,
+                batch_size=n_global,
+                sum_over_shares=self._sum_over_processes,
+            )
+        return self.model.objective(reconstruction, batch_size=n_global)
 
     @torch.no_grad()
     def _validate(self, record: EpochRecord) -> None:

@@ -31,6 +31,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig, config_to_dict
+from ..data import DynamicBinarizer, evaluation_images, make_loader
 from ..io import atomic_write
 from ..models import VAE, AutoEncoder
 from ..models.heads import set_compiled_sampling
@@ -44,8 +45,8 @@ from .seed import capture_rng_state, restore_rng_state
 __all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_weight"]
 
 Model = VAE | AutoEncoder
-# seeds of the per-epoch generators: run seed, epoch and purpose mixed by large odd constants
-_ORDER_STREAM, _BINARIZE_STREAM = 0x9E3779B1, 0x85EBCA77
+# the purposes of the per-epoch generators (see _stream_seed)
+_ORDER_STREAM, _BINARIZE_STREAM = 0, 1
 
 
 class TrainingError(RuntimeError):
@@ -108,8 +109,9 @@ class TrainState:
         return dict(self.__dict__)
 
 
-def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + stream) % 2**63)
+def _stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """The seed of one purpose's generator in one epoch of a run (epoch -1: before training)."""
+    return (seed * 1_000_003 + epoch * 7919 + stream) % 2**63
 
 
 class Trainer:
@@ -176,7 +178,9 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         # fixed validation binarisation: the same Bernoulli images every epoch, so epochs compare
-        self.val_targets = self._binarized(val_images, _generator(config.train.seed, -1, 1))
+        self.val_targets = evaluation_images(
+            val_images, dynamic_binarize, _stream_seed(config.train.seed, -1, _BINARIZE_STREAM)
+        )
 
     # -- resumption ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -347,17 +351,20 @@ class Trainer:
         )
 
     def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch."""
-        seed, size = self.config.train.seed, self.config.data.batch_size
-        order = torch.randperm(len(self.train_images), generator=_generator(seed, epoch, 0))
-        binarize = _generator(seed, epoch, 1)
-        for start in range(0, len(order), size):
-            index = order[start : start + size]
-            labels = self.train_labels[index] if self.train_labels is not None else None
-            yield self._binarized(self.train_images[index], binarize), labels
-
-    def _binarized(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return torch.bernoulli(x, generator=generator) if self.dynamic_binarize else x
+        """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch
+        (every process draws the same global batches)."""
+        seed = self.config.train.seed
+        loader = make_loader(
+            self.train_images,
+            self.train_labels,
+            batch_size=self.config.data.batch_size,
+            shuffle=True,
+            seed=_stream_seed(seed, epoch, _ORDER_STREAM),
+        )
+        binarize = DynamicBinarizer(_stream_seed(seed, epoch, _BINARIZE_STREAM))
+        for batch in loader:
+            x = binarize(batch[0]) if self.dynamic_binarize else batch[0]
+            yield x, (batch[1] if len(batch) > 1 else None)
 
     def _terms(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(reconstruction, kl)`` per example, ``(B,)`` each, through the (possibly DDP) wrapper."""

@@ -37,6 +37,7 @@ from ..models import VAE, AutoEncoder
 from ..models.heads import set_compiled_sampling
 from ..models.pretrained import pretrained_files, write_pretrained_files
 from ..progress import Progress
+from ..rundir import CHECKPOINT, MODEL_DIR
 from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
 from .manifest import record_sums
@@ -234,8 +235,8 @@ class Trainer:
         """Write ``checkpoints/last.pt`` (main process only), its sum first in the run's manifest."""
         if self.run_dir is not None and self.context.is_main:
             data = checkpoint_bytes(self.state_dict())
-            record_sums(self.run_dir, {"checkpoints/last.pt": data})
-            atomic_write(self.run_dir / "checkpoints" / "last.pt", lambda f: f.write(data))
+            record_sums(self.run_dir, {CHECKPOINT: data})
+            atomic_write(self.run_dir / CHECKPOINT, lambda f: f.write(data))
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainState:
@@ -456,8 +457,8 @@ class Trainer:
         """Write the current model to ``RUN_DIR/model`` (``config.json`` + ``model.safetensors``)."""
         if self.run_dir is not None and self.context.is_main:
             files = pretrained_files(self.model, self.model.config)
-            record_sums(self.run_dir, {f"model/{name}": data for name, data in files.items()})
-            write_pretrained_files(self.run_dir / "model", files)
+            record_sums(self.run_dir, {f"{MODEL_DIR}/{name}": data for name, data in files.items()})
+            write_pretrained_files(self.run_dir / MODEL_DIR, files)
 
     @torch.no_grad()
     def latent_means(self, images: Tensor, labels: Tensor | None = None) -> Tensor:

@@ -370,10 +370,13 @@ def _train(
 
     seed_everything(config.train.seed)
     if given_model is not None and given_model.config != config.model:
-        raise RunError(
-            f"the model does not fit the data: its configuration is {given_model.config}, the data "
-            f"({info.name}) need {config.model}"
-        )
+        differ = [
+            f"{f.name}={getattr(given_model.config, f.name)!r} (the data need "
+            f"{getattr(config.model, f.name)!r})"
+            for f in dataclasses.fields(config.model)
+            if getattr(given_model.config, f.name) != getattr(config.model, f.name)
+        ]
+        raise RunError(f"the model does not fit the data {info.name}: {', '.join(differ)}")
     model = (given_model if given_model is not None else build_model(config)).to(device)
     track = None
     if config.train.track_latents > 0:

@@ -43,7 +43,7 @@ from .distributed import DistContext
 from .manifest import record_sums
 from .seed import capture_rng_state, restore_rng_state
 
-__all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_weight"]
+__all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_schedule", "kl_weight"]
 
 Model = VAE | AutoEncoder
 # the purposes of the per-epoch generators (see _stream_seed)
@@ -64,9 +64,15 @@ def kl_weight(config: RunConfig, epoch: int) -> float:
         [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
     train = config.train
-    if train.kl_warmup == 0:
-        return train.beta if epoch >= train.kl_freeze else 0.0
-    return train.beta * min(max((epoch - train.kl_freeze) / train.kl_warmup, 0.0), 1.0)
+    return kl_schedule(epoch, beta=train.beta, kl_warmup=train.kl_warmup, kl_freeze=train.kl_freeze)
+
+
+def kl_schedule(epoch: int, *, beta: float, kl_warmup: int, kl_freeze: int) -> float:
+    """The KL weight of 0-based ``epoch``: 0 for ``kl_freeze`` epochs, then a linear ramp to ``beta``
+    over ``kl_warmup`` epochs (:func:`kl_weight` with the settings given one by one)."""
+    if kl_warmup == 0:
+        return beta if epoch >= kl_freeze else 0.0
+    return beta * min(max((epoch - kl_freeze) / kl_warmup, 0.0), 1.0)
 
 
 @dataclass

@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 import spherevae
 from spherevae.cli import main
 from spherevae.data.files import sha256_file
+from spherevae.fitting import data_arrays
 from spherevae.models import VAE, ModelConfig
 
 SETTINGS = {"batch_size": 16, "eval_batch_size": 32, "lr": 3e-3, "seed": 2, "device": "cpu"}
@@ -103,21 +104,19 @@ class _Pairs(Dataset[tuple[torch.Tensor, torch.Tensor]]):
 
 
 def test_every_kind_of_data_is_stored_alike(tmp_path: Path) -> None:
-    from spherevae.fitting import _data_arrays
-
     x, y = _data(40, 0)
-    expected = _data_arrays((x, y), None, (1, 8, 8))
+    expected = data_arrays((x, y), None, (1, 8, 8))
     kinds = [
         (x.numpy(), y.numpy()),
         _Pairs(x, y),
         DataLoader(TensorDataset(x, y), batch_size=7),
     ]
     for kind in kinds:
-        got = _data_arrays(kind, None, (1, 8, 8))
+        got = data_arrays(kind, None, (1, 8, 8))
         assert got.keys() == expected.keys() == {"x", "y"}
         for key in got:
             np.testing.assert_array_equal(got[key], expected[key])
-    unlabelled = _data_arrays(DataLoader(x, batch_size=9), None, (1, 8, 8))
+    unlabelled = data_arrays(DataLoader(x, batch_size=9), None, (1, 8, 8))
     assert unlabelled.keys() == {"x"}
 
 

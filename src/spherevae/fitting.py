@@ -25,7 +25,7 @@ from .io import atomic_write
 from .models import VAE, AutoEncoder
 from .rundir import DATA, RUN_DIR_PREFIX, holds_run, read_run_config
 
-__all__ = ["DEFAULT_MAX_DATA_BYTES", "fit"]
+__all__ = ["DEFAULT_MAX_DATA_BYTES", "data_arrays", "fit"]
 
 #: the largest data (train and validation together, as stored) that :func:`fit` keeps in a run
 DEFAULT_MAX_DATA_BYTES = 2 * 1024**3
@@ -95,7 +95,7 @@ def fit(
             f"{', '.join(_DATA_SETTINGS + _TRAIN_SETTINGS)}"
         )
     run_dir = Path(out)
-    arrays = _data_arrays(train, val, model.config.image_shape)
+    arrays = data_arrays(train, val, model.config.image_shape)
     size = sum(a.nbytes for a in arrays.values())
     if size > max_data_bytes:
         raise ValueError(
@@ -161,8 +161,23 @@ def _resume_changes(
     }
 
 
-def _data_arrays(train: Data, val: Data | None, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
-    """The arrays of ``data.npz`` (``x``, ``y``, ``x_val``, ``y_val``, ``x_test``, ``y_test``)."""
+def data_arrays(train: Data, val: Data | None, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    """The arrays :func:`fit` stores in ``RUN_DIR/data.npz``, in the layout of ``--dataset npz:``.
+
+    ``x`` and ``y`` from ``train``; ``x_val``/``y_val`` and the same as ``x_test``/``y_test`` from
+    ``val`` when given (see :func:`fit` for the kinds of data). Saved with ``numpy.savez``, they
+    also train from the command line (``spherevae train --dataset npz:PATH``).
+
+    Args:
+        train: the training data.
+        val: the validation data, or ``None``.
+        shape: the shape of one example (``model.config.image_shape``).
+
+    Raises:
+        ValueError: examples of another shape, no examples, labels that are not one integer per
+            example, or labels for only one of ``train`` and ``val``.
+        TypeError: data of an unsupported kind.
+    """
     x, y = _examples("train", train, shape)
     arrays = {"x": x, **({"y": y} if y is not None else {})}
     if val is not None:

@@ -1,7 +1,10 @@
 """The fit loop: Adam, KL schedule, early stopping, a guard against non-finite losses, exact resumption.
 
-One :class:`Trainer` trains one model on in-memory tensors. What makes a killed run resume to exactly
-the same weights and metrics as an uninterrupted one:
+One :class:`Trainer` trains one model on in-memory tensors. The objective is the model's own
+(:meth:`~spherevae.models.VAE.objective`, given the epoch's KL weight and ``train.kl_target``); the
+batches come from :func:`spherevae.data.make_loader` and are binarised by
+:class:`spherevae.data.DynamicBinarizer`. What makes a killed run resume to exactly the same weights
+and metrics as an uninterrupted one:
 
 - all randomness of an epoch is fixed by the state at its start: the data order and the dynamic
   binarisation come from generators seeded by ``(seed, epoch)``, the latent samples from the global

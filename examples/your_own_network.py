@@ -6,7 +6,11 @@ returns a module mapping ``z`` (..., latent_size) to the likelihood's parameters
 The model folder records only the name, so the module that registers it must be imported before
 ``from_pretrained`` (no pickled code).
 
-    python examples/your_own_network.py [--steps 200] [--out /tmp/my-model]
+Trained twice: by a loop of your own (``model.loss`` is the training objective), and by
+``spherevae.fit``, which writes a run directory (config, metrics, checkpoints, the best model, plots)
+and resumes when called again on it.
+
+    python examples/your_own_network.py [--steps 200] [--epochs 5] [--out /tmp/my-model]
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+import spherevae
 from spherevae.data import load_dataset
-from spherevae.models import VAE, ModelConfig, register_network
+from spherevae.models import VAE, ModelConfig, from_pretrained, register_network
 
 
 class SmallConvEncoder(nn.Module):
@@ -64,6 +69,7 @@ register_network("small-conv", encoder=SmallConvEncoder, decoder=SmallDecoder)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=5, help="epochs of spherevae.fit")
     parser.add_argument("--out", type=Path, help="model folder (default: a temporary folder)")
     args = parser.parse_args()
 
@@ -75,12 +81,12 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-3)
     for step in range(args.steps):
         batch = x_train[torch.randint(len(x_train), (64,))]
-        loss = model.elbo(batch).loss
+        loss = model.loss(batch, kl_weight=min(1.0, step / 50)).loss  # a KL warm-up of 50 steps
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         if step % 100 == 0 or step == args.steps - 1:
-            print(f"step {step}: negative ELBO {loss.item():.2f}")
+            print(f"step {step}: training objective {loss.item():.2f}")
 
     out = args.out or Path(tempfile.mkdtemp()) / "small-conv-vae"
     model.save_pretrained(out)
@@ -88,6 +94,25 @@ def main() -> None:
     x_test = digits.test.images[:16].bernoulli()
     same = torch.equal(reloaded.encode(x_test).mean, model.encode(x_test).mean)
     print(f"saved to {out}; reloaded with the registered network: same posterior means: {same}")
+
+    # the same network trained by spherevae.fit: a run directory that `spherevae eval`, `plot` and
+    # `report` read (their process must import the module that registers "small-conv" first)
+    run = out.parent / f"{out.name}-run"
+    x_val = digits.val.images.bernoulli()
+    fitted = VAE(config)
+    # compiled_sampling=False: compiling the sampling kernels pays off over long runs, not here
+    spherevae.fit(
+        fitted,
+        x_train,
+        x_val,
+        out=run,
+        epochs=args.epochs,
+        batch_size=64,
+        device="cpu",
+        compiled_sampling=False,
+    )
+    best = from_pretrained(run / "model")
+    print(f"spherevae.fit wrote {run}; its best model has the network {best.config.network!r}")
 
 
 if __name__ == "__main__":

@@ -75,3 +75,16 @@ def test_length_mismatch() -> None:
     x, y = _data()
     with pytest.raises(DataError, match="10 images and 9 labels"):
         make_loader(x, y[:9], batch_size=2)
+
+
+def test_iterating_leaves_the_global_generator_alone() -> None:
+    # a training loop draws its latent samples from the global generator: making batches must not
+    # shift that stream, or the same run would train differently with another loader
+    x = torch.rand(10, 1, 2, 2)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    for shuffle in (False, True):
+        for _ in make_loader(x, batch_size=4, shuffle=shuffle, seed=1):
+            pass
+    torch.testing.assert_close(torch.rand(3), expected)

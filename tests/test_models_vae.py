@@ -336,3 +336,44 @@ def test_autoencoder_needs_its_kind():
     with pytest.raises(ValueError, match="kind='vae'"):
         AutoEncoder(_config())
     AutoEncoder(dataclasses.replace(_config(), kind="autoencoder"))
+
+
+def test_the_training_objective_is_the_kl_targeted_elbo():
+    """``objective = mean(-rec) + |w mean(kl) - target|``; without a target the beta-ELBO; the parts
+    of a batch split in shares sum to the whole batch's objective, gradients included."""
+    model = VAE(_config(latent="S3"))
+    rec = torch.tensor([-10.0, -12.0, -9.0, -11.0], requires_grad=True)
+    kl = torch.tensor([1.0, 2.0, 3.0, 6.0], requires_grad=True)  # mean 3
+    plain = model.objective(rec, kl, kl_weight=0.5)
+    torch.testing.assert_close(plain, torch.tensor(10.5 + 1.5))
+    for target, expected in ((1.0, 10.5 + 0.5), (4.0, 10.5 + 2.5)):
+        whole = model.objective(rec, kl, kl_weight=0.5, kl_target=target)
+        torch.testing.assert_close(whole, torch.tensor(expected))
+        (grad,) = torch.autograd.grad(whole, kl)
+        # below the target the KL is pushed up (negative gradient), above it down
+        assert bool((grad < 0).all()) == (target > 1.5)
+        parts = [
+            model.objective(
+                rec[i : i + 2],
+                kl[i : i + 2],
+                kl_weight=0.5,
+                kl_target=target,
+                batch_size=4,
+                sum_over_shares=lambda t: 0.5 * kl[:4].sum().detach() / 4 + 0 * t,
+            )
+            for i in (0, 2)
+        ]
+        torch.testing.assert_close(parts[0] + parts[1], whole)
+        (split_grad,) = torch.autograd.grad(parts[0] + parts[1], kl)
+        torch.testing.assert_close(split_grad, grad)
+    with pytest.raises(ValueError, match="kl_target"):
+        model.objective(rec, kl, kl_target=-1.0)
+    # loss() is elbo() with the objective as its loss
+    x = _binary_batch(5)
+    torch.manual_seed(3)
+    out = model.loss(x, kl_weight=0.5, kl_target=2.0, n_samples=2)
+    torch.manual_seed(3)
+    ref = model.elbo(x, 2, 0.5)
+    torch.testing.assert_close(out.kl, ref.kl)
+    expected = -ref.reconstruction.mean() + (0.5 * ref.kl.mean() - 2.0).abs()
+    torch.testing.assert_close(out.loss, expected)

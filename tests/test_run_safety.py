@@ -18,10 +18,10 @@ import pytest
 import torch
 
 from spherevae.cli import main
+from spherevae.rundir import read_metrics
 from spherevae.training import run as run_module
 from spherevae.training.checkpoint import load_checkpoint, save_checkpoint
 from spherevae.training.lock import LOCK_FILE, run_lock
-from spherevae.training.run import read_metrics
 
 FAST = ["--dataset", "digits", "-hd", "16", "--seed", "3", "--device", "cpu"]
 FAST += ["--no-compiled-sampling", "--latent", "S2"]

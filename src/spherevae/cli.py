@@ -874,13 +874,13 @@ def _resume(
 
 # -- eval, sample, plot -----------------------------------------------------------------------------
 def _load_run(run_dir: Path, data_dir: str | None = None) -> tuple[Any, Any]:
-    from .config import load_config
+    from .rundir import read_run_config
     from .training.manifest import verify_files
 
     if not run_dir.is_dir():
         raise UsageError(f"no such run directory: {run_dir}")
     verify_files(run_dir, RUN_FILES_READ)
-    config = load_config(run_dir / "config.yaml", complete=True)
+    config = read_run_config(run_dir)
     if data_dir is not None:
         config = dataclasses.replace(
             config, data=dataclasses.replace(config.data, data_dir=data_dir)
@@ -895,6 +895,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     from .evaluation import evaluate
     from .io import atomic_write_json
     from .models import VAE
+    from .rundir import eval_file
     from .training.model_card import write_model_card
     from .training.run import prepare_data
     from .training.trainer import print_line
@@ -929,7 +930,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "seed": args.seed,
         **result.to_dict(),
     }
-    atomic_write_json(run_dir / f"eval_{args.split}.json", report)
+    atomic_write_json(run_dir / eval_file(args.split), report)
     if args.split == "test":
         write_model_card(run_dir)  # with the test scores
     for key, value in report.items():

@@ -41,6 +41,7 @@ import torch
 
 from .config import RunConfig, config_from_dict
 from .io import atomic_write_json, atomic_write_text
+from .rundir import read_metrics, read_run_info
 
 if TYPE_CHECKING:
     from .evaluation import EvaluationResult
@@ -154,7 +155,8 @@ def _run_task(
     from .data.files import sha256_file
     from .evaluation import evaluate
     from .models import VAE
-    from .training.run import holds_run, train_run
+    from .rundir import holds_run
+    from .training.run import train_run
 
     run_dir = _run_dir(out, spec, seed)
     if holds_run(run_dir):  # an earlier, maybe interrupted, call; maybe fewer epochs
@@ -194,7 +196,7 @@ def _finished_row(
 
     run_dir = _run_dir(out, spec, seed)
     try:
-        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        info = read_run_info(run_dir) or {}
         stored = json.loads((run_dir / _EVALUATION_FILE).read_text(encoding="utf-8"))
         model_sha = sha256_file(run_dir / "model" / "model.safetensors")
     except (OSError, ValueError):
@@ -214,10 +216,8 @@ def _row(
     experiment: str, spec: ModelSpec, seed: int, run_dir: Path, result: EvaluationResult
 ) -> dict[str, Any]:
     """One row of results.csv: the run, how its training ended, its test scores."""
-    from .training.run import read_metrics
-
     history = read_metrics(run_dir)
-    info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    info = read_run_info(run_dir) or {}
     val = [row["val_negative_elbo"] for row in history if not math.isnan(row["val_negative_elbo"])]
     return {
         "experiment": experiment,
@@ -449,7 +449,6 @@ def _samplers_report(
 
     from .plots import save_figure
     from .plots.curves import seed_band_curves
-    from .training.run import read_metrics
 
     statistics_rows = _sampler_statistics(setting, log)
     _write_csv(out / "sampler_statistics.csv", statistics_rows)

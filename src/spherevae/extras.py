@@ -35,6 +35,8 @@ EXTRA_OF_MODULE: dict[str, tuple[str, str]] = {
     # the interactive report
     "plotly": ("plotly", "report"),
     "pyro": ("pyro-ppl", "pyro"),
+    "lightning": ("lightning", "lightning"),
+    "huggingface_hub": ("huggingface_hub", "hub"),
     "onnx": ("onnx", "onnx"),
     "onnxscript": ("onnxscript", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),

@@ -374,12 +374,12 @@ def write_report(
     """
     import plotly.offline  # type: ignore[import-untyped]
 
-    from .config import load_config
-    from .training.run import prepare_data, read_metrics
+    from .rundir import read_metrics, read_run_config
+    from .training.run import prepare_data
 
     if plotlyjs not in ("inline", "directory"):
         raise ValueError(f"plotlyjs must be 'inline' or 'directory', got plotlyjs={plotlyjs!r}")
-    config = load_config(run_dir / "config.yaml", complete=True)
+    config = read_run_config(run_dir)
     if data_dir is not None:
         import dataclasses
 

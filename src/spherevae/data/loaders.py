@@ -53,7 +53,8 @@ def make_loader(
         pin_memory: pin batches in page-locked memory for faster copies to a GPU.
 
     Returns:
-        A loader yielding ``(images[idx], labels[idx])`` (or ``(images[idx],)``) batches.
+        A loader yielding ``(images[idx], labels[idx])`` (or ``(images[idx],)``) batches; iterating
+        it leaves torch's global random generator untouched.
 
     Raises:
         DataError: inconsistent lengths or a bad ``batch_size``.
@@ -79,5 +80,14 @@ def make_loader(
         else:
             sampler = SequentialSampler(dataset)
     batches = BatchSampler(sampler, batch_size=batch_size, drop_last=drop_last)
-    # batch_size=None: each "item" the sampler yields is a whole list of indices, gathered at once
-    return DataLoader(dataset, sampler=batches, batch_size=None, pin_memory=pin_memory)
+    # batch_size=None: each "item" the sampler yields is a whole list of indices, gathered at once.
+    # The loader's own generator only seeds worker processes; a private one keeps each iteration
+    # from drawing on torch's global generator, so a training loop's other random draws (latent
+    # samples) do not depend on how the batches were made.
+    return DataLoader(
+        dataset,
+        sampler=batches,
+        batch_size=None,
+        pin_memory=pin_memory,
+        generator=torch.Generator().manual_seed(seed),
+    )

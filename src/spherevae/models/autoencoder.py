@@ -83,6 +83,16 @@ class AutoEncoder(nn.Module):
         reconstruction = self.log_likelihood(x, self.decode(z))
         return AutoEncoderResult(-reconstruction.mean(), reconstruction, z)
 
+    def objective(self, reconstruction: Tensor, *, batch_size: int | None = None) -> Tensor:
+        """The training objective of a batch: ``sum_b -reconstruction_b / batch_size``.
+
+        ``batch_size`` is the whole batch's size when ``reconstruction`` is one process's share of a
+        batch split over processes (default ``B``: the mean); the shares' parts sum to the whole
+        batch's objective.
+        """
+        n = len(reconstruction) if batch_size is None else batch_size
+        return -reconstruction.sum() / n
+
     def forward(self, x: Tensor) -> AutoEncoderResult:
         """Same as :meth:`loss`."""
         return self.loss(x)

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -191,6 +192,82 @@ class VAE(nn.Module):
         kl = kl_divergence(q, self.prior())
         loss = -(reconstruction - beta * kl).mean()
         return ElboResult(loss, reconstruction, kl, z)
+
+    def objective(
+        self,
+        reconstruction: Tensor,
+        kl: Tensor,
+        *,
+        kl_weight: float = 1.0,
+        kl_target: float = 0.0,
+        batch_size: int | None = None,
+        sum_over_shares: Callable[[Tensor], Tensor] | None = None,
+    ) -> Tensor:
+        """The training objective of a batch from its ELBO terms (what :meth:`loss` minimises).
+
+        ``mean_b -reconstruction_b + |kl_weight * mean_b kl_b - kl_target|``: with ``kl_target = 0``
+        (the default) the negative beta-ELBO with ``beta = kl_weight``; with ``kl_target > 0`` the
+        weighted KL is pulled towards the target from either side (Burgess et al. 2018's capacity
+        term, without the capacity's schedule), which keeps the posterior from collapsing onto the
+        prior.
+
+        A batch split over processes (data-parallel training): each process passes its share's
+        terms, the whole batch's ``batch_size`` and ``sum_over_shares`` (a sum over the processes,
+        e.g. an all-reduce). The result is then this share's part of the whole batch's objective:
+        the parts sum to it, and its gradient is the share's part of the whole batch's gradient.
+
+        Args:
+            reconstruction: ``(B,)`` ``log p(x_b|z)`` (from :meth:`elbo`).
+            kl: ``(B,)`` ``KL(q(z|x_b) || p(z))``.
+            kl_weight: weight of the KL term (a KL warm-up schedule sets it per epoch).
+            kl_target: ``>= 0``, the value the weighted mean KL is pulled towards.
+            batch_size: the whole batch's size (default ``B``).
+            sum_over_shares: sums a tensor over the shares of a split batch (default: no split).
+
+        Returns:
+            A scalar to minimise.
+        """
+        if kl_target < 0:
+            raise ValueError(f"kl_target must be >= 0, got kl_target={kl_target}")
+        n = len(reconstruction) if batch_size is None else batch_size
+        weighted_kl = kl_weight * kl.sum() / n
+        # |w KL - target| of the whole batch: its gradient is sign(whole - target) times the gradient
+        # of this share, so only the sign needs the other shares. KL >= 0: with no target the sign
+        # is known without them.
+        sign = 1.0
+        if kl_target > 0:
+            whole = weighted_kl.detach()
+            if sum_over_shares is not None:
+                whole = sum_over_shares(whole)
+            sign = 1.0 if float(whole) >= kl_target else -1.0
+        loss = -reconstruction.sum() / n + sign * weighted_kl
+        if kl_target > 0:  # the constant part of |.|, this share's part of it
+            loss = loss - sign * kl_target * len(reconstruction) / n
+        return loss
+
+    def loss(
+        self,
+        x: Tensor,
+        *,
+        kl_weight: float = 1.0,
+        kl_target: float = 0.0,
+        n_samples: int = 1,
+        y: Tensor | None = None,
+    ) -> ElboResult:
+        """The training objective of a batch (:meth:`objective`) with the ELBO's terms.
+
+        Same as :meth:`elbo` with ``loss`` replaced by :meth:`objective`'s value; with
+        ``kl_target = 0`` the two agree (``beta = kl_weight``).
+
+        Examples:
+            >>> model = VAE(ModelConfig(image_shape=(1, 8, 8), latent="S2", hidden_sizes=(32,)))
+            >>> out = model.loss(torch.rand(4, 1, 8, 8).round(), kl_weight=0.5, kl_target=2.0)
+            >>> out.loss.shape, out.reconstruction.shape, out.kl.shape
+            (torch.Size([]), torch.Size([4]), torch.Size([4]))
+        """
+        out = self.elbo(x, n_samples, kl_weight, y)
+        loss = self.objective(out.reconstruction, out.kl, kl_weight=kl_weight, kl_target=kl_target)
+        return out._replace(loss=loss)
 
     def forward(
         self, x: Tensor, n_samples: int = 1, beta: float = 1.0, y: Tensor | None = None

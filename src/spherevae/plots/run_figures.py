@@ -16,6 +16,7 @@ from torch import Tensor
 
 from ..data import DatasetSplits, evaluation_images
 from ..models import VAE, AutoEncoder
+from ..rundir import LATENTS, MODEL_DIR, PLOTS_DIR, read_metrics
 from .animation import latent_evolution_gif, rotating_sphere_gif, spiral_decoding_gif
 from .basic import image_grid, save_figure
 from .curves import training_curves
@@ -65,18 +66,17 @@ def write_run_figures(
         ValueError: for an unknown figure name (naming it and the known ones).
     """
     from ..models import from_pretrained
-    from ..training.run import read_metrics
 
     names = list(what) if what else list(RUN_FIGURES)
     unknown = [n for n in names if n not in RUN_FIGURES]
     if unknown:
         raise ValueError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
-    model = from_pretrained(run_dir / "model")
+    model = from_pretrained(run_dir / MODEL_DIR)
     model.eval()
     context = _RunContext(run_dir, model, splits, dynamic, read_metrics(run_dir))
     written = []
     for name in names:
-        path = run_dir / "plots" / f"{name}{'.gif' if name in _GIFS else '.png'}"
+        path = run_dir / PLOTS_DIR / f"{name}{'.gif' if name in _GIFS else '.png'}"
         try:
             with torch.no_grad():
                 torch.manual_seed(0)
@@ -240,7 +240,7 @@ def _spiral(c: _RunContext, path: Path) -> None:
 
 
 def _evolution(c: _RunContext, path: Path) -> None:
-    tracked = c.run_dir / "latents.pt"
+    tracked = c.run_dir / LATENTS
     if not tracked.exists():
         raise _Skip("no latents.pt: train with train.track_latents > 0")
     data = torch.load(tracked, weights_only=True)

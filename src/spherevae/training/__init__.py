@@ -4,7 +4,7 @@ One module per role, imported by name (this package imports none of them, so tha
 not load the others):
 
 - :mod:`.run`: a training run end to end, as ``spherevae train`` drives it: data, model, trainer,
-  the run directory, resumption and figures;
+  writing the run directory (its layout: :mod:`spherevae.rundir`), resumption and figures;
 - :mod:`.trainer`: the fit loop (Adam, KL schedule, early stopping, the guard against non-finite
   losses, exact resumption);
 - :mod:`.checkpoint`: checkpoints that resume bit-identically;

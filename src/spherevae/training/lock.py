@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
+from ..rundir import LOCK
+
 __all__ = ["LOCK_FILE", "RunLockedError", "run_lock"]
 
-LOCK_FILE = ".lock"
+LOCK_FILE = LOCK
 
 
 class RunLockedError(ValueError):

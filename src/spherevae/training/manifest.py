@@ -22,10 +22,11 @@ from typing import Any
 
 from ..data.files import sha256_file
 from ..io import atomic_write_json
+from ..rundir import MANIFEST
 
 __all__ = ["MANIFEST_FILE", "IntegrityError", "record_sums", "verify_files"]
 
-MANIFEST_FILE = "manifest.json"
+MANIFEST_FILE = MANIFEST
 _FORMAT = "spherevae-manifest-1"
 
 

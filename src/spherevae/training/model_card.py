@@ -17,8 +17,8 @@ from typing import Any
 
 from safetensors import safe_open
 
-from ..config import load_config
 from ..io import atomic_write_text
+from ..rundir import MODEL_DIR, eval_file, read_metrics, read_run_config, read_run_info
 
 __all__ = ["MODEL_CARD", "write_model_card"]
 
@@ -51,8 +51,6 @@ def _weights_table(weights: Path) -> list[str]:
 def _best_epoch(run_dir: Path, burn_in: int) -> tuple[int, float]:
     """``(epoch, validation negative ELBO)`` of the exported model: the best after burn-in, as the
     trainer chose it (``(-1, nan)`` before any validation)."""
-    from .run import read_metrics
-
     rows = [
         r
         for r in read_metrics(run_dir)
@@ -68,13 +66,13 @@ def _best_epoch(run_dir: Path, burn_in: int) -> tuple[int, float]:
 
 def write_model_card(run_dir: Path) -> Path:
     """Write ``RUN_DIR/model/README.md`` for the model in ``RUN_DIR/model``, from the run's files."""
-    config = load_config(run_dir / "config.yaml", complete=True)
-    info: dict[str, Any] = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
-    test_file = run_dir / "eval_test.json"
+    config = read_run_config(run_dir)
+    info: dict[str, Any] = read_run_info(run_dir) or {}
+    test_file = run_dir / eval_file("test")
     test = json.loads(test_file.read_text(encoding="utf-8")) if test_file.exists() else None
     epoch, val = _best_epoch(run_dir, config.train.burn_in)
     model = config.model
-    folder = run_dir / "model"
+    folder = run_dir / MODEL_DIR
     family = _POSTERIORS.get(model.posterior, model.posterior)
     conditional = f", conditional on {model.n_classes} classes" if model.n_classes else ""
     lines = [

@@ -1,25 +1,11 @@
 """A training run end to end: data, model, trainer, run directory, resumption, figures.
 
-The run directory (``spherevae train --out RUN_DIR``)::
-
-    RUN_DIR/
-      config.yaml          the resolved configuration (every setting, defaults included)
-      command.txt          the exact command line
-      run.json             spherevae, torch and Python versions, dataset source, start time, status
-      metrics.csv          one row per epoch (train and validation objective, reconstruction, KL)
-      timing.csv           seconds per epoch (kept apart: wall times differ between identical runs)
-      checkpoints/last.pt  everything needed to resume (``--resume RUN_DIR``)
-      model/               the exported best model: config.json + model.safetensors
-      plots/               reconstructions.png, prior_samples.png, latent_means.png, curves.png
-
-Every file is written atomically, so a run killed at any moment leaves the previous version of each
-file intact.
+The run directory's layout (every file, who writes it, how it is read) is :mod:`spherevae.rundir`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
 import io
@@ -41,6 +27,22 @@ from ..config import RunConfig, config_from_dict, config_to_dict
 from ..data import DatasetSplits, load_dataset
 from ..io import atomic_write, atomic_write_json, atomic_write_text, remove_partial_files
 from ..models import VAE, AutoEncoder
+from ..rundir import (
+    CHECKPOINT,
+    COMMAND,
+    CONFIG,
+    LATENTS,
+    MODEL_DIR,
+    RUN_DIR_PREFIX,
+    RUN_INFO,
+    TENSORBOARD,
+    append_timing,
+    holds_run,
+    read_run_config,
+    read_run_info,
+    resolve_dataset,
+    write_metrics,
+)
 from .checkpoint import load_checkpoint
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .lock import run_lock
@@ -53,7 +55,6 @@ __all__ = [
     "RESUMABLE_SETTINGS",
     "RunError",
     "find_checkpoint",
-    "holds_run",
     "resolve_device",
     "train_run",
 ]
@@ -82,11 +83,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def holds_run(run_dir: Path) -> bool:
-    """Whether ``run_dir`` holds a run (its configuration or a checkpoint), finished or not."""
-    return (run_dir / "config.yaml").exists() or (run_dir / "checkpoints").exists()
-
-
 def find_checkpoint(path: Path) -> tuple[Path | None, Path | None]:
     """``(checkpoint file, run directory)`` for ``--resume PATH``.
 
@@ -99,10 +95,10 @@ def find_checkpoint(path: Path) -> tuple[Path | None, Path | None]:
         RunError: nothing to resume at ``PATH``.
     """
     if path.is_dir():
-        file = path / "checkpoints" / "last.pt"
+        file = path / CHECKPOINT
         if file.is_file():
             return file, path
-        if (path / "config.yaml").is_file():
+        if (path / CONFIG).is_file():
             return None, path
         raise RunError(
             f"--resume {path}: not a run directory (no config.yaml and no checkpoints/last.pt)"
@@ -155,15 +151,12 @@ def recorded_data_sha256(run_dir: Path) -> str | None:
     Raises:
         RunError: ``run.json`` is there but not readable as a JSON object.
     """
-    path = run_dir / "run.json"
-    if not path.exists():
-        return None
     try:
-        info = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        raise RunError(f"cannot read {path}: {err}") from None
-    if not isinstance(info, dict):
-        raise RunError(f"{path}: expected a JSON object")
+        info = read_run_info(run_dir)
+    except ValueError as err:
+        raise RunError(str(err)) from None
+    if info is None:
+        return None
     digest = info.get("dataset_sha256")
     return None if digest is None else str(digest)
 
@@ -175,7 +168,8 @@ def prepare_data(config: RunConfig, run_dir: Path | None = None) -> tuple[Datase
 
     With ``run_dir``, the run whose data these are: your own data (a file or folder) must still
     have the digest its ``run.json`` recorded (:func:`recorded_data_sha256`), else
-    :class:`~spherevae.data.DataError` names the path; nothing else is read in its place.
+    :class:`~spherevae.data.DataError` names the path; nothing else is read in its place. A data
+    file inside the run (``npz:RUN_DIR/data.npz``, :func:`spherevae.fit`) is read from ``run_dir``.
     """
     options: dict[str, Any] = {}
     if config.data.image_size is not None:
@@ -183,7 +177,7 @@ def prepare_data(config: RunConfig, run_dir: Path | None = None) -> tuple[Datase
     if config.data.label_column is not None:
         options["label_column"] = config.data.label_column
     splits = load_dataset(
-        config.data.dataset,
+        resolve_dataset(config.data.dataset, run_dir),
         data_dir=config.data.data_dir,
         allow_substitute=config.data.allow_substitute,
         expected_sha256=None if run_dir is None else recorded_data_sha256(run_dir),
@@ -194,6 +188,17 @@ def prepare_data(config: RunConfig, run_dir: Path | None = None) -> tuple[Datase
         grey = not splits.info.binary and in_unit_interval(splits)
         binarize = "dynamic" if config.model.likelihood == "bernoulli" and grey else "none"
     return splits, binarize == "dynamic"
+
+
+def copy_run_data(config: RunConfig, source: Path, run_dir: Path) -> None:
+    """Copy a data file kept inside a run (``npz:RUN_DIR/data.npz``) into ``run_dir``, the run it
+    is continued in, so that the new run reloads its data from itself."""
+    _, _, name = config.data.dataset.partition(":")
+    if not name.startswith(RUN_DIR_PREFIX) or source.resolve() == run_dir.resolve():
+        return
+    relative = name[len(RUN_DIR_PREFIX) :]
+    data = (source / relative).read_bytes()
+    atomic_write(run_dir / relative, lambda f: f.write(data))
 
 
 def build_model(config: RunConfig) -> VAE | AutoEncoder:
@@ -210,6 +215,7 @@ def train_run(
     settings: dict[str, Any] | None = None,
     conditional: bool = False,
     log: Callable[[str], None] = print_line,
+    model: VAE | AutoEncoder | None = None,
 ) -> Path:
     """Train (or resume) a run and write its run directory; returns the run directory.
 
@@ -230,6 +236,9 @@ def train_run(
         conditional: make the model class-conditional on the data set's labels (sets
             ``model.n_classes`` to the number of classes).
         log: prints one line.
+        model: the model to train (default: built from the configuration); its ``config`` must be
+            the run's model configuration as the data resolve it (image shape, classes,
+            likelihood). A resumed run loads the checkpoint's weights into it.
 
     Raises:
         RunError: a run directory in the way or in use, a resume target that is not there, or a
@@ -249,7 +258,7 @@ def train_run(
         file, source_dir = find_checkpoint(resume)
         record_dir = source_dir
         if source_dir is not None:  # the files it resumes from are as the run wrote them
-            used = ["config.yaml"]
+            used = [CONFIG]
             if file is not None:
                 used.append(file.resolve().relative_to(source_dir.resolve()).as_posix())
             verify_files(source_dir, used)
@@ -310,6 +319,7 @@ def train_run(
                 conditional,
                 new_lr,
                 record_dir,
+                model,
             )
     finally:
         shutdown_distributed(context)
@@ -326,8 +336,11 @@ def _train(
     conditional: bool = False,
     new_lr: float | None = None,
     record_dir: Path | None = None,
+    given_model: VAE | AutoEncoder | None = None,
 ) -> Path:
-    splits, dynamic = prepare_data(config, record_dir)
+    # the run the data are recorded in (and a data file inside a run is read from)
+    data_run = record_dir if record_dir is not None else run_dir
+    splits, dynamic = prepare_data(config, data_run)
     info = splits.info
     # the data set decides the image size (and the number of classes of a conditional model);
     # the resolved config records them
@@ -352,7 +365,15 @@ def _train(
         train_labels = train_labels[: config.data.train_limit]
 
     seed_everything(config.train.seed)
-    model = build_model(config).to(device)
+    if given_model is not None and given_model.config != config.model:
+        differ = [
+            f"{f.name}={getattr(given_model.config, f.name)!r} (the data need "
+            f"{getattr(config.model, f.name)!r})"
+            for f in dataclasses.fields(config.model)
+            if getattr(given_model.config, f.name) != getattr(config.model, f.name)
+        ]
+        raise RunError(f"the model does not fit the data {info.name}: {', '.join(differ)}")
+    model = (given_model if given_model is not None else build_model(config)).to(device)
     track = None
     if config.train.track_latents > 0:
         track = splits.val.images[: config.train.track_latents]
@@ -390,13 +411,14 @@ def _train(
 
     if context.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        copy_run_data(config, data_run, run_dir)
         for path in remove_partial_files(run_dir):  # left by a writer that was killed mid-write
             log(f"removed {path}, a partial file of an interrupted write")
         config_text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        record_sums(run_dir, {"config.yaml": config_text.encode("utf-8")})
-        atomic_write_text(run_dir / "config.yaml", config_text)
+        record_sums(run_dir, {CONFIG: config_text.encode("utf-8")})
+        atomic_write_text(run_dir / CONFIG, config_text)
         # a resumed run keeps the original command and adds the one that resumed it
-        command_file = run_dir / "command.txt"
+        command_file = run_dir / COMMAND
         resumed = checkpoint is not None and command_file.exists()
         previous = command_file.read_text(encoding="utf-8") if resumed else ""
         atomic_write_text(command_file, previous + command + "\n")
@@ -418,13 +440,13 @@ def _train(
     last = [time.perf_counter()]
     board = _tensorboard(run_dir) if context.is_main else None
 
-    def write_metrics(t: Trainer) -> None:
+    def after_epoch(t: Trainer) -> None:
         now = time.perf_counter()
         timings.append(now - last[0])
         last[0] = now
         if context.is_main:
-            _write_metrics(run_dir, t.state.history)
-            _append_timing(run_dir, t.state.epoch, timings[-1])
+            write_metrics(run_dir, t.state.history, _METRIC_FIELDS)
+            append_timing(run_dir, t.state.epoch, timings[-1])
             if board is not None:
                 row = t.state.history[-1]
                 for key, value in row.items():
@@ -433,7 +455,7 @@ def _train(
                 board.flush()
 
     try:
-        state = trainer.fit(on_epoch_end=write_metrics)
+        state = trainer.fit(on_epoch_end=after_epoch)
     except BaseException as err:
         if context.is_main:
             status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
@@ -445,9 +467,9 @@ def _train(
         if board is not None:
             board.close()
     if context.is_main:
-        if state.best_epoch < 0 or not (run_dir / "model" / "model.safetensors").exists():
+        if state.best_epoch < 0 or not (run_dir / MODEL_DIR / "model.safetensors").exists():
             trainer.export_model()
-        _write_metrics(run_dir, state.history)
+        write_metrics(run_dir, state.history, _METRIC_FIELDS)
         _write_run_info(
             run_dir,
             config,
@@ -464,7 +486,7 @@ def _train(
             }
             buffer = io.BytesIO()
             torch.save(tracked, buffer)
-            atomic_write(run_dir / "latents.pt", lambda f: f.write(buffer.getbuffer()))
+            atomic_write(run_dir / LATENTS, lambda f: f.write(buffer.getbuffer()))
         write_model_card(run_dir)
         write_run_plots(run_dir, splits, dynamic)
         log(f"done: {state.stop_reason}; run directory {run_dir}")
@@ -480,7 +502,7 @@ def _tensorboard(run_dir: Path) -> Any:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # optional: pip install 'spherevae[tensorboard]'
         return None
-    return SummaryWriter(str(run_dir / "tensorboard"))
+    return SummaryWriter(str(run_dir / TENSORBOARD))
 
 
 def write_run_plots(run_dir: Path, splits: DatasetSplits, dynamic: bool) -> None:
@@ -502,7 +524,7 @@ def _write_run_info(
     # every source version that trained the run: a resumed run adds the one that resumed it
     commits: list[str] = []
     try:
-        earlier = json.loads((run_dir / "run.json").read_text(encoding="utf-8")).get("commits")
+        earlier = json.loads((run_dir / RUN_INFO).read_text(encoding="utf-8")).get("commits")
         if isinstance(earlier, list):
             commits = [str(c) for c in earlier]
     except (OSError, ValueError):
@@ -526,7 +548,7 @@ def _write_run_info(
         "dynamic_binarization": dynamic,
         "latent": config.model.latent,
     }
-    atomic_write_json(run_dir / "run.json", info)
+    atomic_write_json(run_dir / RUN_INFO, info)
 
 
 def _user_data_record(splits: DatasetSplits) -> dict[str, Any]:
@@ -557,54 +579,3 @@ def source_commit() -> str:
     except (OSError, subprocess.SubprocessError):
         return ""
     return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def _write_metrics(run_dir: Path, history: list[dict[str, float]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=_METRIC_FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: _csv_value(row.get(k, math.nan)) for k in _METRIC_FIELDS})
-    atomic_write_text(run_dir / "metrics.csv", buffer.getvalue())
-
-
-def _csv_value(value: float) -> str:
-    if isinstance(value, int):
-        return str(value)
-    return "" if math.isnan(value) else repr(float(value))
-
-
-def read_metrics(run_dir: Path) -> list[dict[str, float]]:
-    """The rows of ``RUN_DIR/metrics.csv`` (empty cells as nan; no file: no rows).
-
-    Raises:
-        ValueError: naming the file and line, for a row that is cut short or not numbers.
-    """
-    path = run_dir / "metrics.csv"
-    if not path.exists():
-        return []
-    rows = []
-    with path.open(encoding="utf-8") as f:
-        for line, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                if None in row or None in row.values():
-                    raise ValueError("wrong number of columns")
-                rows.append({k: float(v) if v != "" else math.nan for k, v in row.items()})
-            except ValueError as err:
-                raise ValueError(f"{path}, line {line}: not a metrics row ({err})") from None
-    return rows
-
-
-def _append_timing(run_dir: Path, epoch: int, seconds: float) -> None:
-    path = run_dir / "timing.csv"
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else ["epoch,seconds"]
-    lines = [line for line in lines if not line.startswith(f"{epoch},")]
-    lines.append(f"{epoch},{seconds:.3f}")
-    atomic_write_text(path, "\n".join(lines) + "\n")
-
-
-def read_run_config(run_dir: Path) -> RunConfig:
-    """The resolved configuration of a run directory."""
-    from ..config import load_config
-
-    return load_config(run_dir / "config.yaml", complete=True)

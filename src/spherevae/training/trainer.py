@@ -1,7 +1,10 @@
 """The fit loop: Adam, KL schedule, early stopping, a guard against non-finite losses, exact resumption.
 
-One :class:`Trainer` trains one model on in-memory tensors. What makes a killed run resume to exactly
-the same weights and metrics as an uninterrupted one:
+One :class:`Trainer` trains one model on in-memory tensors. The objective is the model's own
+(:meth:`~spherevae.models.VAE.objective`, given the epoch's KL weight and ``train.kl_target``); the
+batches come from :func:`spherevae.data.make_loader` and are binarised by
+:class:`spherevae.data.DynamicBinarizer`. What makes a killed run resume to exactly the same weights
+and metrics as an uninterrupted one:
 
 - all randomness of an epoch is fixed by the state at its start: the data order and the dynamic
   binarisation come from generators seeded by ``(seed, epoch)``, the latent samples from the global
@@ -31,21 +34,23 @@ import torch
 from torch import Tensor, nn
 
 from ..config import RunConfig, config_to_dict
+from ..data import DynamicBinarizer, evaluation_images, make_loader
 from ..io import atomic_write
 from ..models import VAE, AutoEncoder
 from ..models.heads import set_compiled_sampling
 from ..models.pretrained import pretrained_files, write_pretrained_files
 from ..progress import Progress
+from ..rundir import CHECKPOINT, MODEL_DIR
 from .checkpoint import CheckpointError, checkpoint_bytes
 from .distributed import DistContext
 from .manifest import record_sums
 from .seed import capture_rng_state, restore_rng_state
 
-__all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_weight"]
+__all__ = ["EpochRecord", "TrainState", "Trainer", "TrainingError", "kl_schedule", "kl_weight"]
 
 Model = VAE | AutoEncoder
-# seeds of the per-epoch generators: run seed, epoch and purpose mixed by large odd constants
-_ORDER_STREAM, _BINARIZE_STREAM = 0x9E3779B1, 0x85EBCA77
+# the purposes of the per-epoch generators (see _stream_seed)
+_ORDER_STREAM, _BINARIZE_STREAM = 0, 1
 
 
 class TrainingError(RuntimeError):
@@ -62,9 +67,15 @@ def kl_weight(config: RunConfig, epoch: int) -> float:
         [0.0, 0.0, 0.0, 0.25, 0.5, 0.75, 1.0, 1.0]
     """
     train = config.train
-    if train.kl_warmup == 0:
-        return train.beta if epoch >= train.kl_freeze else 0.0
-    return train.beta * min(max((epoch - train.kl_freeze) / train.kl_warmup, 0.0), 1.0)
+    return kl_schedule(epoch, beta=train.beta, kl_warmup=train.kl_warmup, kl_freeze=train.kl_freeze)
+
+
+def kl_schedule(epoch: int, *, beta: float, kl_warmup: int, kl_freeze: int) -> float:
+    """The KL weight of 0-based ``epoch``: 0 for ``kl_freeze`` epochs, then a linear ramp to ``beta``
+    over ``kl_warmup`` epochs (:func:`kl_weight` with the settings given one by one)."""
+    if kl_warmup == 0:
+        return beta if epoch >= kl_freeze else 0.0
+    return beta * min(max((epoch - kl_freeze) / kl_warmup, 0.0), 1.0)
 
 
 @dataclass
@@ -108,8 +119,9 @@ class TrainState:
         return dict(self.__dict__)
 
 
-def _generator(seed: int, epoch: int, stream: int) -> torch.Generator:
-    return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7919 + stream) % 2**63)
+def _stream_seed(seed: int, epoch: int, stream: int) -> int:
+    """The seed of one purpose's generator in one epoch of a run (epoch -1: before training)."""
+    return (seed * 1_000_003 + epoch * 7919 + stream) % 2**63
 
 
 class Trainer:
@@ -176,7 +188,9 @@ class Trainer:
             ids = [device.index] if device.type == "cuda" else None
             self.wrapped = nn.parallel.DistributedDataParallel(model, device_ids=ids)
         # fixed validation binarisation: the same Bernoulli images every epoch, so epochs compare
-        self.val_targets = self._binarized(val_images, _generator(config.train.seed, -1, 1))
+        self.val_targets = evaluation_images(
+            val_images, dynamic_binarize, _stream_seed(config.train.seed, -1, _BINARIZE_STREAM)
+        )
 
     # -- resumption ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
@@ -230,8 +244,8 @@ class Trainer:
         """Write ``checkpoints/last.pt`` (main process only), its sum first in the run's manifest."""
         if self.run_dir is not None and self.context.is_main:
             data = checkpoint_bytes(self.state_dict())
-            record_sums(self.run_dir, {"checkpoints/last.pt": data})
-            atomic_write(self.run_dir / "checkpoints" / "last.pt", lambda f: f.write(data))
+            record_sums(self.run_dir, {CHECKPOINT: data})
+            atomic_write(self.run_dir / CHECKPOINT, lambda f: f.write(data))
 
     # -- the loop ----------------------------------------------------------------------------------
     def fit(self, on_epoch_end: Callable[[Trainer], None] | None = None) -> TrainState:
@@ -303,7 +317,6 @@ class Trainer:
 
     def _train_epoch(self, epoch: int) -> EpochRecord | None:
         """One pass over the training set; ``None`` if a loss or gradient was not finite."""
-        train = self.config.train
         weight = kl_weight(self.config, epoch)
         self.model.train()
         totals = torch.zeros(3, dtype=torch.float64)
@@ -323,17 +336,10 @@ class Trainer:
                 if not _finite_parameters(self.model):
                     return None
                 raise
-            # |weight * KL - target| of the global batch: its gradient is sign(global - target) times
-            # the gradient of this process's share, so only the sign needs the other processes
-            kl_share = weight * kl.sum() / n_global
-            kl_sign = 1.0  # KL >= 0: with no target the sign is known without a sync
-            if train.kl_target > 0:
-                kl_global = self._sum_over_processes(kl_share.detach())
-                kl_sign = 1.0 if float(kl_global) >= train.kl_target else -1.0
-            # each process's share of the global-batch mean; DDP averages gradients over processes,
-            # hence the factor world_size: the update equals a single process's on the same batch
-            share = -reconstruction.sum() / n_global + kl_sign * kl_share
-            loss = self.context.world_size * share
+            # this process's share of the global batch's objective (the model's); DDP averages
+            # gradients over processes, hence the factor world_size: the update equals a single
+            # process's on the same batch
+            loss = self.context.world_size * self._objective(reconstruction, kl, weight, n_global)
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if not (torch.isfinite(loss) and _finite_gradients(self.model)):
@@ -355,17 +361,20 @@ class Trainer:
         )
 
     def _batches(self, epoch: int) -> Iterator[tuple[Tensor, Tensor | None]]:
-        """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch."""
-        seed, size = self.config.train.seed, self.config.data.batch_size
-        order = torch.randperm(len(self.train_images), generator=_generator(seed, epoch, 0))
-        binarize = _generator(seed, epoch, 1)
-        for start in range(0, len(order), size):
-            index = order[start : start + size]
-            labels = self.train_labels[index] if self.train_labels is not None else None
-            yield self._binarized(self.train_images[index], binarize), labels
-
-    def _binarized(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        return torch.bernoulli(x, generator=generator) if self.dynamic_binarize else x
+        """Global batches of this epoch, shuffled and binarised by generators seeded with the epoch
+        (every process draws the same global batches)."""
+        seed = self.config.train.seed
+        loader = make_loader(
+            self.train_images,
+            self.train_labels,
+            batch_size=self.config.data.batch_size,
+            shuffle=True,
+            seed=_stream_seed(seed, epoch, _ORDER_STREAM),
+        )
+        binarize = DynamicBinarizer(_stream_seed(seed, epoch, _BINARIZE_STREAM))
+        for batch in loader:
+            x = binarize(batch[0]) if self.dynamic_binarize else batch[0]
+            yield x, (batch[1] if len(batch) > 1 else None)
 
     def _terms(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """``(reconstruction, kl)`` per example, ``(B,)`` each, through the (possibly DDP) wrapper."""
@@ -374,6 +383,21 @@ class Trainer:
             return out.reconstruction, out.kl
         out = self.wrapped(x)
         return out.reconstruction, torch.zeros_like(out.reconstruction)
+
+    def _objective(
+        self, reconstruction: Tensor, kl: Tensor, weight: float, n_global: int
+    ) -> Tensor:
+        """The model's training objective of this process's share of a global batch of ``n_global``."""
+        if isinstance(self.model, VAE):
+            return self.model.objective(
+                reconstruction,
+                kl,
+                kl_weight=weight,
+                kl_target=self.config.train.kl_target,
+                batch_size=n_global,
+                sum_over_shares=self._sum_over_processes,
+            )
+        return self.model.objective(reconstruction, batch_size=n_global)
 
     @torch.no_grad()
     def _validate(self, record: EpochRecord) -> None:
@@ -442,8 +466,8 @@ class Trainer:
         """Write the current model to ``RUN_DIR/model`` (``config.json`` + ``model.safetensors``)."""
         if self.run_dir is not None and self.context.is_main:
             files = pretrained_files(self.model, self.model.config)
-            record_sums(self.run_dir, {f"model/{name}": data for name, data in files.items()})
-            write_pretrained_files(self.run_dir / "model", files)
+            record_sums(self.run_dir, {f"{MODEL_DIR}/{name}": data for name, data in files.items()})
+            write_pretrained_files(self.run_dir / MODEL_DIR, files)
 
     @torch.no_grad()
     def latent_means(self, images: Tensor, labels: Tensor | None = None) -> Tensor:

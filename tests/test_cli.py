@@ -284,7 +284,7 @@ def test_help_lists_the_real_names() -> None:
     assert tuple(RUN_FIGURES) == cli.FIGURE_NAMES
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["plot"], ["eval"], ["experiment"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["plot"], ["eval"], ["experiment"], ["figure"]])
 def test_help_imports_neither_torch_nor_matplotlib(command: list[str]) -> None:
     code = (
         "import sys\n"

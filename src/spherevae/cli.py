@@ -1,4 +1,4 @@
-"""The ``spherevae`` command: ``train``, ``eval``, ``sample`` and ``plot``.
+"""The ``spherevae`` command: ``train``, ``eval``, ``sample``, ``plot``, ``figure`` and more.
 
 Settings come from three layers, later ones winning: the defaults of :mod:`spherevae.config`, a YAML
 file (``--config FILE``), then command-line flags. ``train`` also accepts the flags of the product-space
@@ -72,6 +72,13 @@ FIGURE_NAMES = (
     "spiral",
     "evolution",
 )
+
+# ``spherevae figure``: the figures that need no model (spherevae.plots.standalone.STANDALONE_FIGURES)
+# and the samplers they compare (spherevae.plots.samplers.SAMPLER_NAMES), checked in tests/test_cli.py
+STANDALONE_FIGURE_NAMES = ("samplers", "sampler_histograms", "why_sphere")
+SAMPLER_NAMES = ("rejection", "inverse_cdf", "mh", "powerspherical")
+# the most samples one panel of ``spherevae figure`` draws
+MAX_FIGURE_SAMPLES = 1_000_000
 
 # your own data: PREFIX + PATH (checked against spherevae.data.USER_DATA_PREFIXES in the tests)
 USER_DATA_PREFIXES = ("npz:", "folder:", "csv:")
@@ -174,6 +181,43 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _non_negative_int = _int_at_least(0)
 _at_least_one = _int_at_least(1)
+
+
+def _comma_list(parse_one: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """An argparse type: a comma-separated list whose items ``parse_one`` accepts, at least one."""
+
+    def parse(text: str) -> list[Any]:
+        items = [part.strip() for part in text.split(",")]
+        if not text.strip() or any(not item for item in items):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {what}, got {text!r}"
+            )
+        try:
+            return [parse_one(item) for item in items]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {what}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _sampler_name(text: str) -> str:
+    if text not in SAMPLER_NAMES:
+        raise ValueError(text)
+    return text
+
+
+_kappa_list = _comma_list(_positive_float, "finite numbers > 0")
+_dim_list = _comma_list(_at_least_one, "integers >= 1")
+_sampler_list = _comma_list(_sampler_name, "samplers among " + ", ".join(SAMPLER_NAMES))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -654,9 +698,70 @@ def _build_parser() -> argparse.ArgumentParser:
         help="figures to draw (default: all): " + ", ".join(FIGURE_NAMES),
     )
     pl.add_argument("--data-dir", help=data_dir_help)
+
+    _add_figure_parser(commands)
     for subparser in commands.choices.values():
         subparser.epilog = _alias_note(subparser)
     return parser
+
+
+def _add_figure_parser(commands: Any) -> None:
+    fi = commands.add_parser(
+        "figure",
+        help="draw a figure that needs no trained model: " + ", ".join(STANDALONE_FIGURE_NAMES),
+        description=(
+            "Draw a figure that needs no trained model into OUT/NAME.png. samplers: draws of each "
+            "sampler on S^2 (one row per sampler, one column per kappa); sampler_histograms: "
+            "histograms of w = mu.x of each sampler against the exact density; why_sphere: the "
+            "unit-ball volume against the dimension and the norms of Gaussian samples."
+        ),
+    )
+    fi.add_argument("name", choices=STANDALONE_FIGURE_NAMES, help="the figure to draw")
+    fi.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        help="folder to write NAME.png into (default: %(default)s)",
+    )
+    fi.add_argument(
+        "--kappas",
+        type=_kappa_list,
+        help="samplers, sampler_histograms: comma-separated concentrations > 0 (default: 1,10,100)",
+    )
+    fi.add_argument(
+        "--samplers",
+        type=_sampler_list,
+        help="samplers, sampler_histograms: comma-separated samplers among "
+        f"{', '.join(SAMPLER_NAMES)} (default: all of them)",
+    )
+    fi.add_argument(
+        "--n",
+        type=_at_least_one,
+        help=f"samples per panel, at most {MAX_FIGURE_SAMPLES} (default: 400 for samplers, 20000 "
+        "for sampler_histograms, 5000 for why_sphere)",
+    )
+    fi.add_argument(
+        "--sphere-dim",
+        type=_at_least_one,
+        help="sampler_histograms: the sphere S^D the samples lie on, D >= 1 (default: 2)",
+    )
+    fi.add_argument(
+        "--dims",
+        type=_dim_list,
+        help="why_sphere: comma-separated dimensions of the Gaussian norm histograms "
+        "(default: 2,10,20,100)",
+    )
+    fi.add_argument(
+        "--max-dim",
+        type=_at_least_one,
+        help="why_sphere: the unit-ball volume is drawn for n = 1 .. MAX_DIM (default: 30)",
+    )
+    fi.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of every draw (default: %(default)s)",
+    )
 
 
 # -- train ------------------------------------------------------------------------------------------
@@ -1018,6 +1123,41 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     return 0
 
 
+# the options of ``figure`` and the figures they apply to
+_FIGURE_OPTIONS = {
+    "kappas": ("--kappas", ("samplers", "sampler_histograms")),
+    "samplers": ("--samplers", ("samplers", "sampler_histograms")),
+    "sphere_dim": ("--sphere-dim", ("sampler_histograms",)),
+    "dims": ("--dims", ("why_sphere",)),
+    "max_dim": ("--max-dim", ("why_sphere",)),
+}
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    if args.n is not None and args.n > MAX_FIGURE_SAMPLES:
+        raise UsageError(f"--n must be at most {MAX_FIGURE_SAMPLES}, got --n {args.n}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out must be a folder, got the file {args.out}")
+    for dest, (flag, figures) in _FIGURE_OPTIONS.items():
+        if getattr(args, dest) is not None and args.name not in figures:
+            print(
+                f"spherevae: warning: {flag} has no effect on {args.name} (it applies to "
+                f"{', '.join(figures)})",
+                file=sys.stderr,
+            )
+    from .plots import save_figure
+    from .plots.standalone import standalone_figure
+
+    given = {
+        dest: getattr(args, dest) for dest in _FIGURE_OPTIONS if getattr(args, dest) is not None
+    }
+    figure = standalone_figure(args.name, n=args.n, seed=args.seed, **given)
+    path = args.out / f"{args.name}.png"
+    save_figure(figure, path)
+    print(path)
+    return 0
+
+
 def _cmd_experiment(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .experiments import parse_shard, run_experiment
 
@@ -1090,6 +1230,8 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return _cmd_experiment(args, argv)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "figure":
+            return _cmd_figure(args)
         return _cmd_plot(args)
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)

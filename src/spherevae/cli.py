@@ -71,6 +71,7 @@ FIGURE_NAMES = (
     "rotation",
     "spiral",
     "evolution",
+    "interpolation_animation",
 )
 
 # ``spherevae figure``: the figures that need no model (spherevae.plots.standalone.STANDALONE_FIGURES)
@@ -698,6 +699,15 @@ def _build_parser() -> argparse.ArgumentParser:
         help="figures to draw (default: all): " + ", ".join(FIGURE_NAMES),
     )
     pl.add_argument("--data-dir", help=data_dir_help)
+    pl.add_argument(
+        "--format",
+        choices=["gif", "mp4"],
+        default="gif",
+        dest="animation_format",
+        help="file format of the animations (rotation, spiral, interpolation_animation, "
+        "evolution); mp4 needs the video extra: pip install 'spherevae[video]' "
+        "(default: %(default)s)",
+    )
 
     _add_figure_parser(commands)
     for subparser in commands.choices.values():
@@ -1117,8 +1127,16 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     unknown = [name for name in args.what if name not in RUN_FIGURES]
     if unknown:
         raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
+    if args.animation_format == "mp4":
+        from .plots.animation import VIDEO_EXTRA_MESSAGE, video_available
+
+        if not video_available():  # before any figure is drawn
+            raise ImportError(VIDEO_EXTRA_MESSAGE)
     splits, dynamic = prepare_data(config, run_dir)
-    for path in write_run_figures(run_dir, splits, dynamic, args.what or None):
+    written = write_run_figures(
+        run_dir, splits, dynamic, args.what or None, animation_format=args.animation_format
+    )
+    for path in written:
         print(path)
     return 0
 

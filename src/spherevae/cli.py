@@ -556,7 +556,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run_dir_help = "a run directory written by 'spherevae train'"
     data_dir_help = "folder of downloaded data (default: the run's own data.data_dir)"
-    ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
+    ev = commands.add_parser(
+        "eval",
+        help="evaluate a trained run",
+        description="Evaluate a run: a VAE's negative ELBO, reconstruction, KL, importance-weighted "
+        "log p(x), active units and kNN accuracy; an auto-encoder's reconstruction error (NLL and "
+        "mean squared error), active units and kNN accuracy. Written to RUN_DIR/eval_SPLIT.json.",
+    )
     ev.add_argument("run_dir", type=Path, help=run_dir_help)
     ev.add_argument(
         "--split",
@@ -568,7 +574,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--ll-samples",
         type=_at_least_one,
         default=500,
-        help="importance samples K of log p(x) (default: %(default)s)",
+        help="importance samples K of log p(x) (VAEs only) (default: %(default)s)",
     )
     ev.add_argument(
         "--batch-size",
@@ -1006,15 +1012,15 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from .data import evaluation_images
-    from .evaluation import evaluate
+    from .evaluation import evaluate, evaluate_autoencoder
     from .io import atomic_write_json
-    from .models import VAE
+    from .models import VAE, from_pretrained
     from .training.model_card import write_model_card
     from .training.run import prepare_data
     from .training.trainer import print_line
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
-    model = VAE.from_pretrained(run_dir / "model")
+    model = from_pretrained(run_dir / "model")
     splits, dynamic = prepare_data(config, run_dir)
     split = splits.split(args.split)
     images, labels = split.images, split.labels
@@ -1023,17 +1029,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     images = evaluation_images(images, dynamic, args.seed)  # seed recorded below
     torch.manual_seed(args.seed)
     knn = splits.info.labelled
-    result = evaluate(
-        model,
-        images,
-        ll_samples=args.ll_samples,
-        batch_size=args.batch_size,
-        labels=labels if knn else None,
-        train_images=splits.train.images if knn else None,
-        train_labels=splits.train.labels if knn else None,
-        knn_k=args.knn_k,
-        log=print_line,
-    )
+    knn_data = {
+        "labels": labels if knn else None,
+        "train_images": splits.train.images if knn else None,
+        "train_labels": splits.train.labels if knn else None,
+        "knn_k": args.knn_k,
+    }
+    result: Any
+    if isinstance(model, VAE):
+        result = evaluate(
+            model,
+            images,
+            ll_samples=args.ll_samples,
+            batch_size=args.batch_size,
+            log=print_line,
+            **knn_data,
+        )
+    else:  # an auto-encoder: no ELBO, no log p(x); reconstruction and kNN only
+        result = evaluate_autoencoder(
+            model, images, batch_size=args.batch_size, log=print_line, **knn_data
+        )
     report = {
         "split": args.split,
         "dataset": splits.info.name,
@@ -1043,9 +1058,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "seed": args.seed,
         **result.to_dict(),
     }
+    if not isinstance(model, VAE):
+        report = {"model": "autoencoder", **report}
     atomic_write_json(run_dir / f"eval_{args.split}.json", report)
-    if args.split == "test":
-        write_model_card(run_dir)  # with the test scores
+    if args.split == "test" and isinstance(model, VAE):
+        write_model_card(run_dir)  # with the test scores (the card states a VAE's ELBO)
     for key, value in report.items():
         print(f"{key}: {value}")
     if splits.info.substitute:

@@ -76,3 +76,18 @@ def test_conditional_figures_are_drawn_per_class(
     assert height > 1.2 * width  # ten panels in 5 rows of 2; one panel is wider than high
     with Image.open(run_dir / "plots" / "interpolation.png") as strip:
         assert strip.size[1] > 360  # ten rows of tiles, one per class
+
+
+def test_latent_tsne_of_a_2d_latent_is_skipped_with_the_reason(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["plot", str(runs["R2"]), "latent_tsne"]) == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("latent_tsne: skipped (latent R2 has 2 coordinates")
+    assert not (runs["R2"] / "plots" / "latent_tsne.png").exists()
+
+
+def test_latent_means_of_an_s2_run_has_the_map(runs: dict[str, Path]) -> None:
+    with Image.open(runs["conditional"] / "plots" / "latent_means.png") as image:
+        width, height = image.size  # drawn by train: the sphere and, beside it, the Hammer map
+    assert width > 1.8 * height

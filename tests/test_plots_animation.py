@@ -174,3 +174,68 @@ def test_auto_encoder_walks(tmp_path: Path) -> None:
     model = AutoEncoder(config).eval()
     path = spiral_decoding_gif(model, tmp_path / "ae.gif", frames=3)
     assert len(_gif_frames(path)) == 3
+
+
+# -- latent means as maps, t-SNE --------------------------------------------------------------------
+def _clusters(n_per: int, d: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Three tight clusters of unit vectors in R^d around the first three axes."""
+    g = torch.Generator().manual_seed(5)
+    centres = torch.eye(d)[:3]
+    labels = torch.arange(3).repeat_interleave(n_per)
+    z = centres[labels] + 0.05 * torch.randn(len(labels), d, generator=g)
+    return z / z.norm(dim=1, keepdim=True), labels
+
+
+def test_latent_means_sphere_beside_its_hammer_map() -> None:
+    from mpl_toolkits.mplot3d.axes3d import Axes3D
+
+    from spherevae.plots import latent_figure
+
+    z, labels = _clusters(20, 3)
+    figure = latent_figure(z, labels, latent="S2", s2_view=("sphere", "hammer"))
+    sphere, hammer = figure.axes
+    assert isinstance(sphere, Axes3D) and not isinstance(hammer, Axes3D)
+    assert "Hammer" in hammer.get_title()
+    assert sum(len(c.get_offsets()) for c in hammer.collections) == 60  # every point, far side too
+    product = latent_figure(
+        torch.cat([z, torch.randn(60, 2)], 1), latent="S2xR2", s2_view=("sphere", "hammer")
+    )
+    assert len(product.axes) == 3
+    with pytest.raises(ValueError, match="s2_view"):
+        latent_figure(z, latent="S2", s2_view=("globe",))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("latent", "d", "metric"), [("S4", 5, "cosine"), ("S2xS1", 5, "euclidean")]
+)
+def test_tsne_figure_embeds_all_coordinates(latent: str, d: int, metric: str) -> None:
+    from spherevae.plots import tsne_figure
+
+    z, labels = _clusters(15, d)
+    if latent == "S2xS1":  # two unit blocks
+        z = torch.cat(
+            [
+                z[:, :3] / z[:, :3].norm(dim=1, keepdim=True),
+                z[:, 3:] / z[:, 3:].norm(dim=1, keepdim=True),
+            ],
+            1,
+        )
+    figure = tsne_figure(z, labels, latent=latent)
+    (ax,) = [a for a in figure.axes if a.collections]
+    title = ax.get_title()
+    assert f"t-SNE of all {d} coordinates of {latent}" in title and metric in title
+    xy = np.asarray(ax.collections[0].get_offsets())
+    assert xy.shape == (45, 2)
+    # the embedding, not the raw coordinates, and it keeps the clusters: 1-NN labels agree
+    assert not np.allclose(xy, z[:, :2].numpy())
+    distance = ((xy[:, None] - xy[None]) ** 2).sum(-1) + np.eye(45) * 1e9
+    assert (labels.numpy()[distance.argmin(1)] == labels.numpy()).mean() > 0.9
+
+
+def test_tsne_figure_refuses_two_coordinates_and_few_points() -> None:
+    from spherevae.plots import tsne_figure
+
+    with pytest.raises(ValueError, match="at least 3 coordinates"):
+        tsne_figure(torch.randn(50, 2), latent="R2")
+    with pytest.raises(ValueError, match="at least 10 points"):
+        tsne_figure(torch.randn(5, 4))

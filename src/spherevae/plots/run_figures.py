@@ -29,7 +29,7 @@ from .curves import training_curves
 from .decoded import decoded_grid
 from .interpolation import interpolation_strip
 from .samplers import sampler_histograms, sampler_spheres
-from .sphere import latent_figure, sphere_views
+from .sphere import MIN_TSNE_POINTS, latent_figure, sphere_views, tsne_figure
 from .why_sphere import why_sphere
 
 __all__ = ["ANIMATIONS", "RUN_FIGURES", "TRAIN_FIGURES", "write_run_figures"]
@@ -38,10 +38,12 @@ __all__ = ["ANIMATIONS", "RUN_FIGURES", "TRAIN_FIGURES", "write_run_figures"]
 RUN_FIGURES: dict[str, str] = {
     "reconstructions": "test images and their reconstructions",
     "prior_samples": "images decoded from prior samples (one row per class if conditional)",
-    "latent_means": "test latent means coloured by label, one panel per factor",
+    "latent_means": "test latent means coloured by label, one panel per factor (S^2: the 3-D "
+    "view and the Hammer map)",
     "curves": "training and validation objective, reconstruction and KL per epoch",
     "latent_maps": "S^2 latents: shaded sphere, Hammer and Mollweide maps",
-    "latent_tsne": "latents of any dimension by t-SNE with cosine distance",
+    "latent_tsne": "t-SNE of all the latent coordinates (cosine distance on one sphere, "
+    "Euclidean otherwise; fixed seed); skipped for 2-D latents",
     "decoded_grid": "images decoded on a grid of the first S^1, S^2 or R^2 factor",
     "interpolation": "decoded geodesic (slerp) path between two test images",
     "samplers": "vMF samplers and Power Spherical on S^2 for kappa in {1, 10, 100}",
@@ -203,7 +205,10 @@ def _prior_samples(c: _RunContext, path: Path) -> None:
 def _latent_means(c: _RunContext, path: Path) -> None:
     points, labels = c.points()
     title = "test latent means" + c.data_note
-    figure = latent_figure(points, labels, latent=c.model.latent, title=title)
+    # each S^2 factor twice: the 3-D view and the Hammer map, which shows the far side too
+    figure = latent_figure(
+        points, labels, latent=c.model.latent, s2_view=("sphere", "hammer"), title=title
+    )
     save_figure(figure, path)
 
 
@@ -221,9 +226,17 @@ def _latent_maps(c: _RunContext, path: Path) -> None:
 
 
 def _latent_tsne(c: _RunContext, path: Path) -> None:
+    d = c.model.latent.ambient_dim
+    if d < 3:
+        raise _Skip(
+            f"latent {c.model.latent} has {d} coordinates, which latent_means draws as they are; "
+            f"t-SNE would only distort them"
+        )
     points, labels = c.points(500)
-    figure = latent_figure(
-        points, labels, latent=c.model.latent, high_dim="tsne", title="test latent means"
+    if len(points) < MIN_TSNE_POINTS:
+        raise _Skip(f"t-SNE needs at least {MIN_TSNE_POINTS} test images, got {len(points)}")
+    figure = tsne_figure(
+        points, labels, latent=c.model.latent, seed=0, title="test latent means" + c.data_note
     )
     save_figure(figure, path)
 

@@ -1,8 +1,8 @@
 r"""Animations: the latent sphere turning, walks through the latent space with the decoded image
 beside the moving point (a spiral, the geodesic between two test images), training epochs.
 
-Frames are drawn by a callback on one :class:`~matplotlib.figure.Figure`. A ``.gif`` is written by
-matplotlib's :class:`~matplotlib.animation.PillowWriter` (Pillow ships with matplotlib); an ``.mp4``
+Frames are drawn by a callback on one :class:`~matplotlib.figure.Figure` and rendered by the Agg
+canvas. A ``.gif`` is written by Pillow (which ships with matplotlib); an ``.mp4``
 (H.264) by the ffmpeg binary of the optional ``imageio-ffmpeg`` package
 (``pip install 'spherevae[video]'``). Both are written into a private temporary file and then moved
 into place with :func:`spherevae.io.atomic_path`, so a reader never sees half a file.
@@ -22,18 +22,19 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import cast
 
 import numpy as np
 import torch
-from matplotlib.animation import PillowWriter
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_rgb
 from matplotlib.figure import Figure
 from mpl_toolkits.mplot3d.axes3d import Axes3D  # type: ignore[import-untyped]
 from numpy.typing import NDArray
+from PIL import Image
 from torch import Tensor
 
 from ..io import atomic_path
@@ -92,22 +93,63 @@ def save_gif(
 ) -> Path:
     """Call ``draw_frame(i)`` for ``i = 0 .. frames - 1`` and write the frames of ``figure`` as a GIF.
 
+    The frames share one palette of at most 256 colours and are not dithered: the flat areas of a
+    figure stay flat, and each frame stores only what changed, so the file stays small.
+
     Returns:
         ``path`` as a :class:`~pathlib.Path`; the file appears atomically, complete.
     """
     if frames < 1:
         raise ValueError(f"frames must be >= 1, got frames={frames}")
     target = Path(path)
-    writer = PillowWriter(fps=fps)
-    with tempfile.TemporaryDirectory() as tmp_dir:
-        scratch = Path(tmp_dir) / "animation.gif"
-        with writer.saving(figure, str(scratch), dpi):
-            for i in range(frames):
-                draw_frame(i)
-                writer.grab_frame()
-        with atomic_path(target) as tmp, open(scratch, "rb") as src, open(tmp, "wb") as dst:
-            shutil.copyfileobj(src, dst)
+    rendered = list(_rendered_frames(figure, draw_frame, frames, dpi))
+    # one palette for every frame, from the first, middle and last: Pillow then stores only what
+    # changed from one frame to the next (the moving point, the title, the decoded image)
+    sample = np.concatenate([rendered[0], rendered[len(rendered) // 2], rendered[-1]])
+    palette = _gif_palette(sample)
+    images = [
+        Image.fromarray(rgb).quantize(palette=palette, dither=Image.Dither.NONE) for rgb in rendered
+    ]
+    with atomic_path(target) as tmp:
+        images[0].save(
+            tmp,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=round(1000 / fps),
+            loop=0,
+        )
     return target
+
+
+def _gif_palette(sample: NDArray[np.uint8]) -> Image.Image:
+    """A 256-colour palette image for the pixels ``sample``: white, black and the label colours
+    exactly (so that the paper stays white and the legend matches the points), 30 greys, the rest
+    by median cut of ``sample``."""
+    exact = ["#ffffff", "#000000", *dict.fromkeys(label_colours(np.arange(20), 20))]
+    fixed = [round(255 * c) for colour in exact for c in to_rgb(colour)]
+    # a ramp of greys: decoded grey images of later frames find a grey, not a label colour
+    greys = [level for v in range(4, 240, 8) for level in (v, v, v)]  # none close to white
+    fixed += greys
+    free = 256 - len(fixed) // 3
+    cut = Image.fromarray(sample).quantize(
+        free, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE
+    )
+    palette = Image.new("P", (1, 1))
+    palette.putpalette(fixed + (cut.getpalette() or [])[: 3 * free])
+    return palette
+
+
+def _rendered_frames(
+    figure: Figure, draw_frame: Callable[[int], None], frames: int, dpi: int
+) -> Iterator[NDArray[np.uint8]]:
+    """``(H, W, 3)`` RGB pixels of ``figure`` at ``dpi`` after each ``draw_frame(i)``."""
+    canvas = FigureCanvasAgg(figure)
+    figure.set_dpi(dpi)
+    for i in range(frames):
+        draw_frame(i)
+        canvas.draw()
+        yield np.array(canvas.buffer_rgba())[..., :3]
 
 
 def video_available() -> bool:
@@ -143,26 +185,22 @@ def save_animation(
     import imageio_ffmpeg
 
     target = Path(path)
-    canvas = FigureCanvasAgg(figure)
-    figure.set_dpi(dpi)
     with tempfile.TemporaryDirectory() as tmp_dir:
         scratch = Path(tmp_dir) / "animation.mp4"
         writer = None
         try:
-            for i in range(frames):
-                draw_frame(i)
-                canvas.draw()
-                rgb = _padded(np.asarray(canvas.buffer_rgba())[..., :3])
+            for rgb in _rendered_frames(figure, draw_frame, frames, dpi):
+                padded = _padded(rgb)
                 if writer is None:
                     writer = imageio_ffmpeg.write_frames(
                         str(scratch),
-                        (rgb.shape[1], rgb.shape[0]),
+                        (padded.shape[1], padded.shape[0]),
                         fps=fps,
                         macro_block_size=_MACRO_BLOCK,
                         ffmpeg_log_level="error",
                     )
                     writer.send(None)  # starts ffmpeg
-                writer.send(np.ascontiguousarray(rgb).tobytes())
+                writer.send(np.ascontiguousarray(padded).tobytes())
         finally:
             if writer is not None:
                 writer.close()
@@ -408,17 +446,11 @@ def latent_walk_animation(
     else:
         left = figure.add_subplot(1, 2, 1)
         reach = max(3.0, 1.05 * float(np.abs(line).max()))
-        ticks = np.linspace(-reach, reach, 241)
+        ticks = np.linspace(-reach, reach, 161)
         gx, gy = np.meshgrid(ticks, ticks)
         density = np.exp(-(gx**2 + gy**2) / 2) / (2 * math.pi)
-        image = left.imshow(
-            density,
-            extent=(-reach, reach, -reach, reach),
-            origin="lower",
-            cmap="Blues",
-            vmin=0.0,
-            interpolation="bilinear",
-        )
+        # filled bands, not a smooth ramp: GIF frames of flat colour stay small (no dithering)
+        image = left.contourf(gx, gy, density, levels=np.linspace(0, 0.16, 9), cmap="Blues")
         figure.colorbar(image, ax=left, fraction=0.046, pad=0.02, label="prior density N(0, I)")
         if background is not None:
             left.scatter(

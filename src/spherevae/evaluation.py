@@ -291,8 +291,14 @@ def evaluate_autoencoder(
         model: a trained :class:`~spherevae.models.AutoEncoder` (put in eval mode here).
         images: ``(N, C, H, W)``, ``N >= 1``.
         batch_size: images per batch.
-        labels, train_images, train_labels, knn_k, knn_labelled: the kNN accuracy, as in
-            :func:`evaluate` (on the codes ``z(x)``; cosine distance on sphere latents).
+        labels: ``(N,)`` labels of ``images``, for the kNN accuracy (skipped when ``labels``,
+            ``train_images`` or ``train_labels`` is missing).
+        train_images: the labelled images the kNN classifier is fitted on (the first
+            ``knn_labelled`` of them), through their codes ``z(x)``; cosine distance on sphere
+            latents, Euclidean otherwise.
+        train_labels: the labels of ``train_images``.
+        knn_k: neighbours of the kNN classifier.
+        knn_labelled: at most this many training images are encoded for the kNN classifier.
         log: prints one line; given, the evaluation shows its progress.
     """
     if len(images) == 0:

@@ -335,7 +335,10 @@ def interpolation_animation(
         x_b: the end image ``(C, H, W)``.
         y: a conditional model's labels of ``x_a`` and ``x_b``, ``(2,)``: each is encoded with its
             own; the path is then decoded with every class of ``classes``.
-        points, labels, classes: as :func:`latent_walk_animation`.
+        points: encoded test points ``(N, latent_dim)`` drawn on the prior (see
+            :func:`latent_walk_animation`).
+        labels: ``(N,)`` labels of ``points``.
+        classes: a conditional model's classes, the path decoded with each of them.
     """
     from .interpolation import geodesic
 

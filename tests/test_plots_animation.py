@@ -111,6 +111,12 @@ def test_walks_need_a_two_dimensional_factor(tmp_path: Path) -> None:
     x = torch.rand(2, 1, 8, 8)
     with pytest.raises(ValueError, match="S\\^2 or R\\^2 factor"):
         interpolation_animation(_model("R5"), x[0], x[1], tmp_path / "x.gif", frames=2)
+    with pytest.raises(ValueError, match=r"factor must be in 0\.\.1, got factor=2"):
+        spiral_decoding_gif(_model("S2xR2"), tmp_path / "x.gif", factor=2, frames=2)
+    with pytest.raises(ValueError, match="frames must be >= 1, got frames=0"):
+        spiral_decoding_gif(_model("R2"), tmp_path / "x.gif", frames=0)
+    with pytest.raises(ValueError, match="frames must be >= 2"):
+        interpolation_animation(_model("R2"), x[0], x[1], tmp_path / "x.gif", frames=1)
     assert not (tmp_path / "x.gif").exists()
 
 

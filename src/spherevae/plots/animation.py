@@ -38,6 +38,7 @@ from PIL import Image
 from torch import Tensor
 
 from ..io import atomic_path
+from ..models import LatentFactor
 from ._common import (
     FloatArray,
     Model,
@@ -269,6 +270,17 @@ def rotating_sphere_gif(
     return save_animation(figure, draw, frames, path, fps=fps)
 
 
+def _walked_factor(model: Model, factor: int, what: str) -> LatentFactor:
+    """Factor ``factor`` of the model's latent space, checked to be ``S^2`` or ``R^2``."""
+    factors = model.latent.factors
+    if not 0 <= factor < len(factors):
+        raise ValueError(f"factor must be in 0..{len(factors) - 1}, got factor={factor}")
+    f = factors[factor]
+    if f.dim != 2:
+        raise ValueError(f"{what} need an S^2 or R^2 factor, factor {factor} is {f}")
+    return f
+
+
 def spiral_decoding_gif(
     model: Model,
     path: str | os.PathLike[str],
@@ -292,13 +304,13 @@ def spiral_decoding_gif(
     """
     from .decoded import place_in_factor
 
-    f = model.latent.factors[factor]
-    if f.is_sphere and f.dim == 2:
+    f = _walked_factor(model, factor, "spiral animations")
+    if frames < 1:
+        raise ValueError(f"frames must be >= 1, got frames={frames}")
+    if f.is_sphere:
         steps, curve = sphere_spiral(frames, turns), sphere_spiral(400, turns)
-    elif not f.is_sphere and f.dim == 2:
-        steps, curve = plane_spiral(frames, turns), plane_spiral(400, turns)
     else:
-        raise ValueError(f"spiral animations need an S^2 or R^2 factor, factor {factor} is {f}")
+        steps, curve = plane_spiral(frames, turns), plane_spiral(400, turns)
     return latent_walk_animation(
         model,
         place_in_factor(model, factor, steps, base),
@@ -342,11 +354,9 @@ def interpolation_animation(
     """
     from .interpolation import geodesic
 
-    f = model.latent.factors[factor]
-    if f.dim != 2:
-        raise ValueError(
-            f"interpolation animations need an S^2 or R^2 factor, factor {factor} is {f}"
-        )
+    _walked_factor(model, factor, "interpolation animations")
+    if frames < 2:
+        raise ValueError(f"frames must be >= 2 (the two ends), got frames={frames}")
     ends = torch.stack([x_a, x_b])
     z = encode_points(model, ends, y).double().cpu()
     z_path = geodesic(z[0], z[1], torch.linspace(0, 1, frames, dtype=torch.float64), model.latent)
@@ -397,16 +407,14 @@ def latent_walk_animation(
         ``path``, a ``.gif`` or ``.mp4`` (see :func:`save_animation`) of ``T`` frames.
     """
     spec = model.latent
-    f = spec.factors[factor]
-    if f.dim != 2:
-        raise ValueError(f"latent walks are drawn on an S^2 or R^2 factor, factor {factor} is {f}")
+    f = _walked_factor(model, factor, "latent walks")
     if is_conditional(model) and not classes:
         raise ValueError("a conditional model is decoded per class: give classes")
     if classes is not None and not is_conditional(model):
         raise ValueError("classes are decoded by a conditional model; this one is not")
-    if z_path.dim() != 2 or z_path.shape[1] != spec.ambient_dim:
+    if z_path.dim() != 2 or z_path.shape[1] != spec.ambient_dim or len(z_path) < 1:
         raise ValueError(
-            f"z_path must have shape (T, {spec.ambient_dim}), got {tuple(z_path.shape)}"
+            f"z_path must have shape (T, {spec.ambient_dim}) with T >= 1, got {tuple(z_path.shape)}"
         )
     frames = len(z_path)
     start, size = sum(spec.sizes[:factor]), spec.sizes[factor]

@@ -258,7 +258,9 @@ def test_label_needs_a_conditional_model(trained_run: Path) -> None:
 
 
 def test_plot_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from spherevae.plots.run_figures import RUN_FIGURES
+    from PIL import Image
+
+    from spherevae.plots.run_figures import ANIMATIONS, RUN_FIGURES
 
     run_dir = tmp_path / "tracked"
     args = ["train", *FAST, "--latent", "S2", "--epochs", "2", "--track-latents", "50"]
@@ -268,10 +270,13 @@ def test_plot_every_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert main(["plot", str(run_dir)]) == 0
     printed = capsys.readouterr().out
     for name in RUN_FIGURES:  # an S2 VAE: every figure applies
-        suffix = ".gif" if name in ("rotation", "spiral", "evolution") else ".png"
+        suffix = ".gif" if name in ANIMATIONS else ".png"
         path = run_dir / "plots" / f"{name}{suffix}"
         assert path.is_file() and path.stat().st_size > 1000, name
         assert str(path) in printed
+    for name in ("spiral", "interpolation_animation"):  # smooth walks, not a few jumps
+        with Image.open(run_dir / "plots" / f"{name}.gif") as gif:
+            assert gif.n_frames >= 60, name
     _assert_usage_error(_run_cli("plot", str(run_dir), "pie_chart"), "unknown figure 'pie_chart'")
 
 
@@ -284,7 +289,7 @@ def test_help_lists_the_real_names() -> None:
     assert tuple(RUN_FIGURES) == cli.FIGURE_NAMES
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["plot"], ["eval"], ["experiment"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["plot"], ["eval"], ["experiment"], ["figure"]])
 def test_help_imports_neither_torch_nor_matplotlib(command: list[str]) -> None:
     code = (
         "import sys\n"

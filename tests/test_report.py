@@ -237,3 +237,15 @@ def test_browser_check_catches_script_errors(tmp_path: Path) -> None:
     messages = _console_messages(dom.stderr)
     assert any("boom" in m for m in messages)
     assert any("Uncaught" in m and "missingFunction" in m for m in messages)
+
+
+def test_an_mp4_animation_is_embedded_as_a_video(
+    runs: Callable[[str], Path], tmp_path: Path
+) -> None:
+    run_dir = tmp_path / "copy"
+    shutil.copytree(runs("R2"), run_dir)
+    movie = run_dir / "plots" / "spiral.mp4"
+    movie.write_bytes(b"\x00\x00\x00\x18ftypmp42 stand-in bytes of a video")
+    text = write_report(run_dir).read_text(encoding="utf-8")
+    uri = "data:video/mp4;base64," + base64.b64encode(movie.read_bytes()).decode("ascii")
+    assert f'<video aria-label="spiral" src="{uri}" autoplay loop muted' in text

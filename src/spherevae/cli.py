@@ -1,4 +1,4 @@
-"""The ``spherevae`` command: ``train``, ``eval``, ``sample`` and ``plot``.
+"""The ``spherevae`` command: ``train``, ``eval``, ``sample``, ``plot``, ``figure`` and more.
 
 Settings come from three layers, later ones winning: the defaults of :mod:`spherevae.config`, a YAML
 file (``--config FILE``), then command-line flags. ``train`` also accepts the flags of the product-space
@@ -72,7 +72,15 @@ FIGURE_NAMES = (
     "rotation",
     "spiral",
     "evolution",
+    "interpolation_animation",
 )
+
+# ``spherevae figure``: the figures that need no model (spherevae.plots.standalone.STANDALONE_FIGURES)
+# and the samplers they compare (spherevae.plots.samplers.SAMPLER_NAMES), checked in tests/test_cli.py
+STANDALONE_FIGURE_NAMES = ("samplers", "sampler_histograms", "why_sphere")
+SAMPLER_NAMES = ("rejection", "inverse_cdf", "mh", "powerspherical")
+# the most samples one panel of ``spherevae figure`` draws
+MAX_FIGURE_SAMPLES = 1_000_000
 
 # your own data: PREFIX + PATH (checked against spherevae.data.USER_DATA_PREFIXES in the tests)
 USER_DATA_PREFIXES = ("npz:", "folder:", "csv:")
@@ -175,6 +183,43 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
 
 _non_negative_int = _int_at_least(0)
 _at_least_one = _int_at_least(1)
+
+
+def _comma_list(parse_one: Callable[[str], Any], what: str) -> Callable[[str], list[Any]]:
+    """An argparse type: a comma-separated list whose items ``parse_one`` accepts, at least one."""
+
+    def parse(text: str) -> list[Any]:
+        items = [part.strip() for part in text.split(",")]
+        if not text.strip() or any(not item for item in items):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {what}, got {text!r}"
+            )
+        try:
+            return [parse_one(item) for item in items]
+        except (ValueError, argparse.ArgumentTypeError):
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {what}, got {text!r}"
+            ) from None
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise ValueError(text)
+    return value
+
+
+def _sampler_name(text: str) -> str:
+    if text not in SAMPLER_NAMES:
+        raise ValueError(text)
+    return text
+
+
+_kappa_list = _comma_list(_positive_float, "finite numbers > 0")
+_dim_list = _comma_list(_at_least_one, "integers >= 1")
+_sampler_list = _comma_list(_sampler_name, "samplers among " + ", ".join(SAMPLER_NAMES))
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -512,7 +557,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     run_dir_help = "a run directory written by 'spherevae train'"
     data_dir_help = "folder of downloaded data (default: the run's own data.data_dir)"
-    ev = commands.add_parser("eval", help="evaluate a trained run", description="Evaluate a run.")
+    ev = commands.add_parser(
+        "eval",
+        help="evaluate a trained run",
+        description="Evaluate a run: a VAE's negative ELBO, reconstruction, KL, importance-weighted "
+        "log p(x), active units and kNN accuracy; an auto-encoder's reconstruction error (NLL and "
+        "mean squared error), active units and kNN accuracy. Written to RUN_DIR/eval_SPLIT.json.",
+    )
     ev.add_argument("run_dir", type=Path, help=run_dir_help)
     ev.add_argument(
         "--split",
@@ -524,7 +575,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "--ll-samples",
         type=_at_least_one,
         default=500,
-        help="importance samples K of log p(x) (default: %(default)s)",
+        help="importance samples K of log p(x) (VAEs only) (default: %(default)s)",
     )
     ev.add_argument(
         "--batch-size",
@@ -655,9 +706,79 @@ def _build_parser() -> argparse.ArgumentParser:
         help="figures to draw (default: all): " + ", ".join(FIGURE_NAMES),
     )
     pl.add_argument("--data-dir", help=data_dir_help)
+    pl.add_argument(
+        "--format",
+        choices=["gif", "mp4"],
+        default="gif",
+        dest="animation_format",
+        help="file format of the animations (rotation, spiral, interpolation_animation, "
+        "evolution); mp4 needs the video extra: pip install 'spherevae[video]' "
+        "(default: %(default)s)",
+    )
+
+    _add_figure_parser(commands)
     for subparser in commands.choices.values():
         subparser.epilog = _alias_note(subparser)
     return parser
+
+
+def _add_figure_parser(commands: Any) -> None:
+    fi = commands.add_parser(
+        "figure",
+        help="draw a figure that needs no trained model: " + ", ".join(STANDALONE_FIGURE_NAMES),
+        description=(
+            "Draw a figure that needs no trained model into OUT/NAME.png. samplers: draws of each "
+            "sampler on S^2 (one row per sampler, one column per kappa); sampler_histograms: "
+            "histograms of w = mu.x of each sampler against the exact density; why_sphere: the "
+            "unit-ball volume against the dimension and the norms of Gaussian samples."
+        ),
+    )
+    fi.add_argument("name", choices=STANDALONE_FIGURE_NAMES, help="the figure to draw")
+    fi.add_argument(
+        "--out",
+        type=Path,
+        default=Path("figures"),
+        help="folder to write NAME.png into (default: %(default)s)",
+    )
+    fi.add_argument(
+        "--kappas",
+        type=_kappa_list,
+        help="samplers, sampler_histograms: comma-separated concentrations > 0 (default: 1,10,100)",
+    )
+    fi.add_argument(
+        "--samplers",
+        type=_sampler_list,
+        help="samplers, sampler_histograms: comma-separated samplers among "
+        f"{', '.join(SAMPLER_NAMES)} (default: all of them)",
+    )
+    fi.add_argument(
+        "--n",
+        type=_at_least_one,
+        help=f"samples per panel, at most {MAX_FIGURE_SAMPLES} (default: 400 for samplers, 20000 "
+        "for sampler_histograms, 5000 for why_sphere)",
+    )
+    fi.add_argument(
+        "--sphere-dim",
+        type=_at_least_one,
+        help="sampler_histograms: the sphere S^D the samples lie on, D >= 1 (default: 2)",
+    )
+    fi.add_argument(
+        "--dims",
+        type=_dim_list,
+        help="why_sphere: comma-separated dimensions of the Gaussian norm histograms "
+        "(default: 2,10,20,100)",
+    )
+    fi.add_argument(
+        "--max-dim",
+        type=_at_least_one,
+        help="why_sphere: the unit-ball volume is drawn for n = 1 .. MAX_DIM (default: 30)",
+    )
+    fi.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        help="seed of every draw (default: %(default)s)",
+    )
 
 
 # -- train ------------------------------------------------------------------------------------------
@@ -892,16 +1013,16 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from .data import evaluation_images
-    from .evaluation import evaluate
+    from .evaluation import evaluate, evaluate_autoencoder
     from .io import atomic_write_json
-    from .models import VAE
+    from .models import VAE, from_pretrained
     from .rundir import eval_file
     from .training.model_card import write_model_card
     from .training.run import prepare_data
     from .training.trainer import print_line
 
     config, run_dir = _load_run(args.run_dir, args.data_dir)
-    model = VAE.from_pretrained(run_dir / "model")
+    model = from_pretrained(run_dir / "model")
     splits, dynamic = prepare_data(config, run_dir)
     split = splits.split(args.split)
     images, labels = split.images, split.labels
@@ -910,17 +1031,26 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     images = evaluation_images(images, dynamic, args.seed)  # seed recorded below
     torch.manual_seed(args.seed)
     knn = splits.info.labelled
-    result = evaluate(
-        model,
-        images,
-        ll_samples=args.ll_samples,
-        batch_size=args.batch_size,
-        labels=labels if knn else None,
-        train_images=splits.train.images if knn else None,
-        train_labels=splits.train.labels if knn else None,
-        knn_k=args.knn_k,
-        log=print_line,
-    )
+    knn_data = {
+        "labels": labels if knn else None,
+        "train_images": splits.train.images if knn else None,
+        "train_labels": splits.train.labels if knn else None,
+        "knn_k": args.knn_k,
+    }
+    result: Any
+    if isinstance(model, VAE):
+        result = evaluate(
+            model,
+            images,
+            ll_samples=args.ll_samples,
+            batch_size=args.batch_size,
+            log=print_line,
+            **knn_data,
+        )
+    else:  # an auto-encoder: no ELBO, no log p(x); reconstruction and kNN only
+        result = evaluate_autoencoder(
+            model, images, batch_size=args.batch_size, log=print_line, **knn_data
+        )
     report = {
         "split": args.split,
         "dataset": splits.info.name,
@@ -930,9 +1060,11 @@ def _cmd_eval(args: argparse.Namespace) -> int:
         "seed": args.seed,
         **result.to_dict(),
     }
+    if not isinstance(model, VAE):
+        report = {"model": "autoencoder", **report}
     atomic_write_json(run_dir / eval_file(args.split), report)
-    if args.split == "test":
-        write_model_card(run_dir)  # with the test scores
+    if args.split == "test" and isinstance(model, VAE):
+        write_model_card(run_dir)  # with the test scores (the card states a VAE's ELBO)
     for key, value in report.items():
         print(f"{key}: {value}")
     if splits.info.substitute:
@@ -1014,9 +1146,52 @@ def _cmd_plot(args: argparse.Namespace) -> int:
     unknown = [name for name in args.what if name not in RUN_FIGURES]
     if unknown:
         raise UsageError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
+    if args.animation_format == "mp4":
+        from .plots.animation import VIDEO_EXTRA_MESSAGE, video_available
+
+        if not video_available():  # before any figure is drawn
+            raise ImportError(VIDEO_EXTRA_MESSAGE)
     splits, dynamic = prepare_data(config, run_dir)
-    for path in write_run_figures(run_dir, splits, dynamic, args.what or None):
+    written = write_run_figures(
+        run_dir, splits, dynamic, args.what or None, animation_format=args.animation_format
+    )
+    for path in written:
         print(path)
+    return 0
+
+
+# the options of ``figure`` and the figures they apply to
+_FIGURE_OPTIONS = {
+    "kappas": ("--kappas", ("samplers", "sampler_histograms")),
+    "samplers": ("--samplers", ("samplers", "sampler_histograms")),
+    "sphere_dim": ("--sphere-dim", ("sampler_histograms",)),
+    "dims": ("--dims", ("why_sphere",)),
+    "max_dim": ("--max-dim", ("why_sphere",)),
+}
+
+
+def _cmd_figure(args: argparse.Namespace) -> int:
+    if args.n is not None and args.n > MAX_FIGURE_SAMPLES:
+        raise UsageError(f"--n must be at most {MAX_FIGURE_SAMPLES}, got --n {args.n}")
+    if args.out.exists() and not args.out.is_dir():
+        raise UsageError(f"--out must be a folder, got the file {args.out}")
+    for dest, (flag, figures) in _FIGURE_OPTIONS.items():
+        if getattr(args, dest) is not None and args.name not in figures:
+            print(
+                f"spherevae: warning: {flag} has no effect on {args.name} (it applies to "
+                f"{', '.join(figures)})",
+                file=sys.stderr,
+            )
+    from .plots import save_figure
+    from .plots.standalone import standalone_figure
+
+    given = {
+        dest: getattr(args, dest) for dest in _FIGURE_OPTIONS if getattr(args, dest) is not None
+    }
+    figure = standalone_figure(args.name, n=args.n, seed=args.seed, **given)
+    path = args.out / f"{args.name}.png"
+    save_figure(figure, path)
+    print(path)
     return 0
 
 
@@ -1095,6 +1270,8 @@ def _dispatch(args: argparse.Namespace, argv: Sequence[str]) -> int:
             return _cmd_experiment(args, argv)
         if args.command == "export":
             return _cmd_export(args)
+        if args.command == "figure":
+            return _cmd_figure(args)
         return _cmd_plot(args)
     except TrainingError as err:
         print(f"spherevae: error: {err}", file=sys.stderr)

@@ -14,6 +14,9 @@ Every number says how it was computed: the log-likelihood carries its number of 
 - kNN accuracy (Davidson et al. 2018 use it to compare latent spaces): a k-nearest-neighbour
   classifier fitted on the latent means of labelled training images, scored on the test images;
   cosine distance on sphere latents, Euclidean otherwise.
+- A deterministic auto-encoder has no ELBO nor ``log p(x)``: :func:`evaluate_autoencoder` gives its
+  reconstruction NLL ``-log p(x|z(x))`` (positive, as above), the mean squared error of ``E[x|z(x)]``,
+  active units and the kNN accuracy on its codes.
 
 References:
     Y. Burda, R. Grosse, R. Salakhutdinov (2016), Importance weighted autoencoders, ICLR.
@@ -32,7 +35,15 @@ from torch import Tensor
 from .models import VAE, AutoEncoder
 from .progress import Progress
 
-__all__ = ["EvaluationResult", "active_units", "evaluate", "knn_accuracy", "latent_means"]
+__all__ = [
+    "AutoEncoderEvaluation",
+    "EvaluationResult",
+    "active_units",
+    "evaluate",
+    "evaluate_autoencoder",
+    "knn_accuracy",
+    "latent_means",
+]
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 
@@ -57,6 +68,30 @@ class EvaluationResult:
     kl: float
     log_likelihood: float
     ll_samples: int
+    active_units: int
+    knn_accuracy: float = math.nan
+    knn_k: int = 0
+    knn_labelled: int = 0
+    n_images: int = 0
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+@dataclass
+class AutoEncoderEvaluation:
+    """Per-image averages of a deterministic auto-encoder over a data set (``nan`` where not computed).
+
+    Attributes:
+        reconstruction_nll: ``-log p(x|z(x))`` summed over pixels (nats, positive), the training loss.
+        reconstruction_mse: ``|x - E[x|z(x)]|^2`` averaged over pixels.
+        active_units: number of latent coordinates whose code varies across the images.
+        knn_accuracy: kNN accuracy on the codes; ``knn_k`` and ``knn_labelled`` say how.
+        n_images: images evaluated.
+    """
+
+    reconstruction_nll: float
+    reconstruction_mse: float
     active_units: int
     knn_accuracy: float = math.nan
     knn_k: int = 0
@@ -232,6 +267,72 @@ def evaluate(
             labels,
             k=knn_k,
             metric=metric,
+        )
+        result.knn_k, result.knn_labelled = knn_k, labelled
+    return result
+
+
+@torch.no_grad()
+def evaluate_autoencoder(
+    model: AutoEncoder,
+    images: Tensor,
+    *,
+    batch_size: int = 100,
+    labels: Tensor | None = None,
+    train_images: Tensor | None = None,
+    train_labels: Tensor | None = None,
+    knn_k: int = 5,
+    knn_labelled: int = 10_000,
+    log: Callable[[str], None] | None = None,
+) -> AutoEncoderEvaluation:
+    """Evaluate a deterministic auto-encoder on ``images`` (already binarised if it expects binary data).
+
+    Args:
+        model: a trained :class:`~spherevae.models.AutoEncoder` (put in eval mode here).
+        images: ``(N, C, H, W)``, ``N >= 1``.
+        batch_size: images per batch.
+        labels: ``(N,)`` labels of ``images``, for the kNN accuracy (skipped when ``labels``,
+            ``train_images`` or ``train_labels`` is missing).
+        train_images: the labelled images the kNN classifier is fitted on (the first
+            ``knn_labelled`` of them), through their codes ``z(x)``; cosine distance on sphere
+            latents, Euclidean otherwise.
+        train_labels: the labels of ``train_images``.
+        knn_k: neighbours of the kNN classifier.
+        knn_labelled: at most this many training images are encoded for the kNN classifier.
+        log: prints one line; given, the evaluation shows its progress.
+    """
+    if len(images) == 0:
+        raise ValueError("images must hold at least one image, got 0")
+    model.eval()
+    device = next(model.parameters()).device
+    totals = torch.zeros(2, dtype=torch.float64)
+    if log is not None:
+        progress = Progress("evaluation", len(images), log)
+    else:
+        progress = Progress("evaluation", len(images), print, bar=False, lines=False)
+    starts = range(0, len(images), batch_size)
+    for start in progress.track(starts, lambda s: min(batch_size, len(images) - s)):
+        x = images[start : start + batch_size].to(device)
+        params = model.decode(model.encode(x))
+        nll = -model.log_likelihood(x, params).sum()
+        squared = (x - model.likelihood.mean(params)).pow(2).flatten(1).mean(1).sum()
+        totals += torch.stack([nll.double().cpu(), squared.double().cpu()])
+    codes = latent_modes(model, images)
+    result = AutoEncoderEvaluation(
+        reconstruction_nll=float(totals[0]) / len(images),
+        reconstruction_mse=float(totals[1]) / len(images),
+        active_units=active_units(codes) if len(images) >= 2 else 0,
+        n_images=len(images),
+    )
+    if labels is not None and train_images is not None and train_labels is not None:
+        labelled = min(knn_labelled, len(train_images))
+        result.knn_accuracy = knn_accuracy(
+            latent_modes(model, train_images[:labelled]),
+            train_labels[:labelled],
+            codes,
+            labels,
+            k=knn_k,
+            metric="cosine" if model.latent.has_sphere else "euclidean",
         )
         result.knn_k, result.knn_labelled = knn_k, labelled
     return result

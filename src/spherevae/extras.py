@@ -37,6 +37,7 @@ EXTRA_OF_MODULE: dict[str, tuple[str, str]] = {
     "pyro": ("pyro-ppl", "pyro"),
     "lightning": ("lightning", "lightning"),
     "huggingface_hub": ("huggingface_hub", "hub"),
+    "imageio_ffmpeg": ("imageio-ffmpeg", "video"),
     "onnx": ("onnx", "onnx"),
     "onnxscript": ("onnxscript", "onnx"),
     "onnxruntime": ("onnxruntime", "onnx"),

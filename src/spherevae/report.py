@@ -70,8 +70,11 @@ def _png_data_uri(figure: Figure, dpi: int = 90) -> str:
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
+_MIME = {".png": "image/png", ".gif": "image/gif", ".mp4": "video/mp4"}
+
+
 def _file_data_uri(path: Path) -> str:
-    mime = "image/gif" if path.suffix.lower() == ".gif" else "image/png"
+    mime = _MIME[path.suffix.lower()]
     return f"data:{mime};base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 
@@ -348,10 +351,14 @@ def _table(rows: list[tuple[str, Any]]) -> str:
 
 
 def _figure_html(uri: str, alt: str, caption: str) -> str:
-    return (
-        f'<figure><img alt="{html.escape(alt)}" src="{uri}">'
-        f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-    )
+    if uri.startswith("data:video/"):  # an MP4 animation: plays like the GIFs, without sound
+        media = (
+            f'<video aria-label="{html.escape(alt)}" src="{uri}" autoplay loop muted playsinline '
+            f"controls></video>"
+        )
+    else:
+        media = f'<img alt="{html.escape(alt)}" src="{uri}">'
+    return f"<figure>{media}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
 def _script_json(value: Any) -> str:
@@ -457,7 +464,7 @@ th, td {{ border: 1px solid #ddd; padding: 2px 8px; text-align: left; }}
 td.num {{ text-align: right; font-variant-numeric: tabular-nums; }}
 pre {{ background: #f6f6f6; padding: 8px; overflow-x: auto; }}
 figure {{ margin: 0 0 1.2em 0; }} figcaption {{ color: #555; font-size: small; }}
-figure img {{ max-width: 100%; }}
+figure img, figure video {{ max-width: 100%; }}
 #view {{ display: flex; gap: 12px; align-items: flex-start; }}
 #plot {{ flex: 1; min-width: 500px; }}
 #hover {{ width: 140px; text-align: center; }}
@@ -527,13 +534,11 @@ def _figure_sections(
 ) -> str:
     """The sections of figures: training curves, reconstructions and prior samples (the run's PNG
     when ``RUN_DIR/plots`` has it, else drawn here; with ``pictures=False``, vector data, no
-    images), then every other PNG and GIF of ``plots``."""
+    images), then every other PNG, GIF and MP4 of ``plots``."""
     from .plots.run_figures import RUN_FIGURES
 
     files = sorted(
-        p
-        for p in (run_dir / "plots").glob("*")
-        if p.suffix.lower() in (".png", ".gif") and p.is_file()
+        p for p in (run_dir / "plots").glob("*") if p.suffix.lower() in _MIME and p.is_file()
     )
     by_stem = {p.stem: p for p in files if p.suffix.lower() == ".png"}
     sections = []

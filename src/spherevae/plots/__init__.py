@@ -14,16 +14,21 @@ Modules, one concept each:
   against the exact density;
 * :mod:`~spherevae.plots.decoded`: decoded latitude-longitude, ring and square grids;
 * :mod:`~spherevae.plots.interpolation`: slerp and geodesic image strips;
-* :mod:`~spherevae.plots.animation`: GIFs (rotating sphere, spiral walk, latents over epochs);
+* :mod:`~spherevae.plots.animation`: GIF or MP4 animations (rotating sphere, spiral and interpolation
+  walks over the prior, latents over epochs);
 * :mod:`~spherevae.plots.why_sphere`: unit-ball volume and Gaussian norm concentration;
-* :mod:`~spherevae.plots.curves`: training curves, mean and spread over seeds.
+* :mod:`~spherevae.plots.curves`: training curves, mean and spread over seeds;
+* :mod:`~spherevae.plots.standalone`: the figures that need no model, by name (``spherevae figure``).
 """
 
 from ._common import display_pixels
 from .animation import (
+    interpolation_animation,
     latent_evolution_gif,
+    latent_walk_animation,
     plane_spiral,
     rotating_sphere_gif,
+    save_animation,
     save_gif,
     sphere_spiral,
     spiral_decoding_gif,
@@ -40,11 +45,13 @@ from .samplers import (
     sampler_histograms,
     sampler_spheres,
 )
-from .sphere import latent_figure, sphere_views
+from .sphere import latent_figure, sphere_views, tsne_figure
+from .standalone import STANDALONE_FIGURES, standalone_figure
 from .why_sphere import chi_log_density, gaussian_norms, unit_ball_volume, why_sphere
 
 __all__ = [
     "SAMPLER_NAMES",
+    "STANDALONE_FIGURES",
     "chi_log_density",
     "decode_factor_grid",
     "decoded_grid",
@@ -54,10 +61,12 @@ __all__ = [
     "geodesic",
     "hammer",
     "image_grid",
+    "interpolation_animation",
     "interpolation_strip",
     "latent_evolution_gif",
     "latent_figure",
     "latent_scatter",
+    "latent_walk_animation",
     "latlon_grid",
     "lonlat",
     "marginal_log_density",
@@ -71,6 +80,7 @@ __all__ = [
     "sample_w",
     "sampler_histograms",
     "sampler_spheres",
+    "save_animation",
     "save_figure",
     "save_gif",
     "seed_band_curves",
@@ -80,7 +90,9 @@ __all__ = [
     "sphere_views",
     "spiral_decoding_gif",
     "square_grid",
+    "standalone_figure",
     "training_curves",
+    "tsne_figure",
     "unit_ball_volume",
     "why_sphere",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "encode_points",
     "image_canvas",
     "imshow_pixels",
+    "is_conditional",
     "label_colours",
     "label_legend",
     "model_device_dtype",
@@ -141,20 +142,49 @@ def model_device_dtype(model: Model) -> tuple[torch.device, torch.dtype]:
     return weight.device, weight.dtype
 
 
+def is_conditional(model: Model) -> bool:
+    """Whether ``model`` is a class-conditional VAE (its encoder and decoder take labels)."""
+    return isinstance(model, VAE) and model.n_classes > 0
+
+
+def _labels_for(model: Model, y: Tensor | None, n: int) -> Tensor | None:
+    """``y`` checked against the model: a conditional model needs ``(n,)`` labels, others none."""
+    if not is_conditional(model):
+        if y is not None:
+            raise ValueError("labels y are given, but the model is not conditional")
+        return None
+    if y is None:
+        raise ValueError("a conditional model needs the labels y of the points")
+    if y.shape != (n,):
+        raise ValueError(f"y must have shape ({n},), got {tuple(y.shape)}")
+    return y.to(model_device_dtype(model)[0])
+
+
 @torch.no_grad()
-def encode_points(model: Model, images: Tensor) -> Tensor:
-    """Latent position of each image: the posterior mode (``mu`` on spheres) or the auto-encoder code."""
+def encode_points(model: Model, images: Tensor, y: Tensor | None = None) -> Tensor:
+    """Latent position of each image: the posterior mode (``mu`` on spheres) or the auto-encoder code.
+
+    A conditional VAE needs the images' labels ``y`` ``(N,)``; other models take none.
+    """
     device, dtype = model_device_dtype(model)
-    q = model.encode(images.to(device, dtype))
+    x = images.to(device, dtype)
+    labels = _labels_for(model, y, len(x))
+    q = model.encode(x, labels) if isinstance(model, VAE) else model.encode(x)
     z: Tensor = q if isinstance(q, Tensor) else q.mode
     return z
 
 
 @torch.no_grad()
-def decode_images(model: Model, z: Tensor) -> Tensor:
-    """Expected images ``E[x|z]``: ``(N, latent_dim) -> (N, C, H, W)`` in ``[0, 1]`` (clamped)."""
+def decode_images(model: Model, z: Tensor, y: Tensor | None = None) -> Tensor:
+    """Expected images ``E[x|z]``: ``(N, latent_dim) -> (N, C, H, W)`` in ``[0, 1]`` (clamped).
+
+    A conditional VAE needs the labels ``y`` ``(N,)`` to decode with (``E[x|z, y]``).
+    """
     device, dtype = model_device_dtype(model)
-    images: Tensor = model.likelihood.mean(model.decode(z.to(device, dtype)))
+    labels = _labels_for(model, y, len(z))
+    zz = z.to(device, dtype)
+    params = model.decode(zz, labels) if isinstance(model, VAE) else model.decode(zz)
+    images: Tensor = model.likelihood.mean(params)
     return images.detach().float().cpu().clamp(0, 1)
 
 

@@ -136,6 +136,7 @@ def interpolation_strip(
     *,
     steps: int = 10,
     title: str | None = None,
+    labels: Tensor | None = None,
 ) -> Figure:
     """Decoded images along the geodesic between the encodings of ``x_a`` and ``x_b``.
 
@@ -146,6 +147,8 @@ def interpolation_strip(
         x_a: the start images, ``(C, H, W)`` or a batch ``(B, C, H, W)`` (one row per pair).
         x_b: the end images, shaped as ``x_a``.
         steps: number of points on the path, ends included (``>= 2``).
+        labels: a conditional model's class of each row ``(B,)``: both ends are encoded, and the
+            path decoded, with it (required for a conditional model, refused for others).
 
     Returns:
         A figure with one axes holding one image (the strip), ``B`` rows of ``steps + 2`` tiles.
@@ -154,10 +157,11 @@ def interpolation_strip(
         raise ValueError(f"steps must be >= 2, got steps={steps}")
     xa = x_a.unsqueeze(0) if x_a.dim() == 3 else x_a
     xb = x_b.unsqueeze(0) if x_b.dim() == 3 else x_b
-    za, zb = encode_points(model, xa).double(), encode_points(model, xb).double()
+    za, zb = encode_points(model, xa, labels).double(), encode_points(model, xb, labels).double()
     t = torch.linspace(0, 1, steps, dtype=torch.float64)
     path = geodesic(za, zb, t, model.latent)  # (T, B, d)
-    decoded = decode_images(model, path.transpose(0, 1).reshape(-1, path.shape[-1]))
+    y = None if labels is None else labels.repeat_interleave(steps)  # row-major, as the path
+    decoded = decode_images(model, path.transpose(0, 1).reshape(-1, path.shape[-1]), y)
     rows = decoded.reshape(len(xa), steps, *decoded.shape[1:])
     tiles = torch.cat([xa.float().cpu().unsqueeze(1), rows, xb.float().cpu().unsqueeze(1)], 1)
     canvas = image_canvas(tiles.reshape(-1, *tiles.shape[2:]), ncols=steps + 2)
@@ -168,7 +172,8 @@ def interpolation_strip(
     ax.set_title(
         title
         if title is not None
-        else f"input, {steps} decoded points ({_path_name(model.latent)}), input",
+        else f"input, {steps} decoded points ({_path_name(model.latent)}), input"
+        + ("" if labels is None else "; one row per class, decoded with its label"),
         fontsize="small",
     )
     return figure

@@ -202,9 +202,13 @@ def pca_sphere(points: ArrayLike, k: int = 2) -> tuple[FloatArray, FloatArray]:
 
 
 def embed_2d(
-    points: ArrayLike, method: Literal["tsne", "umap"] = "tsne", seed: int = 0
+    points: ArrayLike,
+    method: Literal["tsne", "umap"] = "tsne",
+    seed: int = 0,
+    metric: Literal["cosine", "euclidean"] = "cosine",
 ) -> FloatArray:
-    """A 2-D embedding with the cosine distance ``1 - z_i . z_j / (|z_i| |z_j|)``.
+    """A 2-D embedding with the cosine distance ``1 - z_i . z_j / (|z_i| |z_j|)`` (or, with
+    ``metric="euclidean"``, the Euclidean one, e.g. for products of spheres).
 
     ``"tsne"`` uses scikit-learn's t-SNE (van der Maaten and Hinton 2008), perplexity
     ``min(30, (N - 1) / 3)``, exact gradients up to 500 points and Barnes-Hut beyond; ``"umap"``
@@ -215,6 +219,8 @@ def embed_2d(
         ``(N, 2)`` coordinates (arbitrary units).
     """
     z = np.asarray(points, dtype=np.float64)
+    if metric not in ("cosine", "euclidean"):
+        raise ValueError(f"metric must be 'cosine' or 'euclidean', got metric={metric!r}")
     if method == "tsne":
         from sklearn.manifold import TSNE
 
@@ -223,7 +229,7 @@ def embed_2d(
         # threads spin for seconds on a machine whose cores are busy (measured: 0.1 s against 7-30 s)
         tsne = TSNE(
             n_components=2,
-            metric="cosine",
+            metric=metric,
             init="random",
             perplexity=perplexity,
             random_state=seed,
@@ -241,7 +247,7 @@ def embed_2d(
             warnings.filterwarnings("ignore", message=".*overridden to 1 by setting random_state.*")
             import umap
 
-            reducer = umap.UMAP(n_components=2, metric="cosine", random_state=seed)
+            reducer = umap.UMAP(n_components=2, metric=metric, random_state=seed)
             return np.asarray(reducer.fit_transform(z), dtype=np.float64)
     raise ValueError(f"method must be 'tsne' or 'umap', got method={method!r}")
 

@@ -2,8 +2,9 @@
 
 ``spherevae plot RUN_DIR [WHAT...]`` draws the named figures into ``RUN_DIR/plots`` (all of them when
 none is named); ``spherevae train`` draws :data:`TRAIN_FIGURES` at the end of a run. A figure that does
-not apply to the run (a map of ``S^2`` for an ``S^10`` latent, a spiral on a conditional model) is
-skipped with a line saying why.
+not apply to the run (a map of ``S^2`` for an ``S^10`` latent, a spiral on an ``S^5`` latent) is
+skipped with a line saying why. A conditional model's decoded figures are drawn once per class.
+The animations (:data:`ANIMATIONS`) are GIFs, or MP4 videos with ``animation_format="mp4"``.
 """
 
 from __future__ import annotations
@@ -17,36 +18,48 @@ from torch import Tensor
 from ..data import DatasetSplits, evaluation_images
 from ..models import VAE, AutoEncoder
 from ..rundir import LATENTS, MODEL_DIR, PLOTS_DIR, read_metrics
-from .animation import latent_evolution_gif, rotating_sphere_gif, spiral_decoding_gif
+from .animation import (
+    ANIMATION_FORMATS,
+    interpolation_animation,
+    latent_evolution_gif,
+    rotating_sphere_gif,
+    spiral_decoding_gif,
+)
 from .basic import image_grid, save_figure
 from .curves import training_curves
 from .decoded import decoded_grid
 from .interpolation import interpolation_strip
 from .samplers import sampler_histograms, sampler_spheres
-from .sphere import latent_figure, sphere_views
+from .sphere import MIN_TSNE_POINTS, latent_figure, sphere_views, tsne_figure
 from .why_sphere import why_sphere
 
-__all__ = ["RUN_FIGURES", "TRAIN_FIGURES", "write_run_figures"]
+__all__ = ["ANIMATIONS", "RUN_FIGURES", "TRAIN_FIGURES", "write_run_figures"]
 
 #: name -> what it shows (file ``RUN_DIR/plots/<name>.png`` or ``.gif``)
 RUN_FIGURES: dict[str, str] = {
     "reconstructions": "test images and their reconstructions",
     "prior_samples": "images decoded from prior samples (one row per class if conditional)",
-    "latent_means": "test latent means coloured by label, one panel per factor",
+    "latent_means": "test latent means coloured by label, one panel per factor (S^2: the 3-D "
+    "view and the Hammer map)",
     "curves": "training and validation objective, reconstruction and KL per epoch",
     "latent_maps": "S^2 latents: shaded sphere, Hammer and Mollweide maps",
-    "latent_tsne": "latents of any dimension by t-SNE with cosine distance",
+    "latent_tsne": "t-SNE of all the latent coordinates (cosine distance on one sphere, "
+    "Euclidean otherwise; fixed seed); skipped for 2-D latents",
     "decoded_grid": "images decoded on a grid of the first S^1, S^2 or R^2 factor",
     "interpolation": "decoded geodesic (slerp) path between two test images",
     "samplers": "vMF samplers and Power Spherical on S^2 for kappa in {1, 10, 100}",
     "sampler_histograms": "w = mu.z of each sampler against its exact density, at the latent's m",
     "why_sphere": "unit-ball volume against n; norms of Gaussian samples in 2..100 dimensions",
     "rotation": "GIF: the latent sphere S^2 turning",
-    "spiral": "GIF: a spiral path on S^2 (or R^2) with the decoded image beside the point",
+    "spiral": "animation: a spiral on S^2 (shaded, with the test points) or R^2 (over the prior's "
+    "density) with the decoded image beside the moving point",
     "evolution": "GIF: the latent means of tracked validation images after each epoch",
+    "interpolation_animation": "animation: the geodesic between two test images on S^2 or R^2, "
+    "drawn as the spiral, with the decoded image beside the moving point",
 }
 TRAIN_FIGURES = ("reconstructions", "prior_samples", "latent_means", "curves")
-_GIFS = {"rotation", "spiral", "evolution"}
+#: the figures that are animations (``.gif`` or ``.mp4``)
+ANIMATIONS = ("rotation", "spiral", "evolution", "interpolation_animation")
 
 
 class _Skip(Exception):
@@ -59,11 +72,17 @@ def write_run_figures(
     dynamic: bool,
     what: Sequence[str] | None = None,
     log: Callable[[str], None] = print,
+    animation_format: str = "gif",
 ) -> list[Path]:
     """Draw the figures named in ``what`` (default: all of :data:`RUN_FIGURES`); returns their paths.
 
+    Args:
+        animation_format: ``"gif"`` or ``"mp4"`` (needs the optional ``video`` extra), the file
+            format of the :data:`ANIMATIONS`.
+
     Raises:
-        ValueError: for an unknown figure name (naming it and the known ones).
+        ValueError: for an unknown figure name (naming it and the known ones) or format.
+        ImportError: ``"mp4"`` without the ``video`` extra.
     """
     from ..models import from_pretrained
 
@@ -71,12 +90,18 @@ def write_run_figures(
     unknown = [n for n in names if n not in RUN_FIGURES]
     if unknown:
         raise ValueError(f"unknown figure {unknown[0]!r}; known: {', '.join(RUN_FIGURES)}")
+    if animation_format not in ANIMATION_FORMATS:
+        raise ValueError(
+            f"animation_format must be one of {', '.join(ANIMATION_FORMATS)}, got "
+            f"{animation_format!r}"
+        )
     model = from_pretrained(run_dir / MODEL_DIR)
     model.eval()
     context = _RunContext(run_dir, model, splits, dynamic, read_metrics(run_dir))
     written = []
     for name in names:
-        path = run_dir / PLOTS_DIR / f"{name}{'.gif' if name in _GIFS else '.png'}"
+        suffix = f".{animation_format}" if name in ANIMATIONS else ".png"
+        path = run_dir / PLOTS_DIR / f"{name}{suffix}"
         try:
             with torch.no_grad():
                 torch.manual_seed(0)
@@ -116,12 +141,6 @@ class _RunContext:
         if len(self.splits.info.image_shape) != 3:
             raise _Skip("draws images, and this data set holds vectors")
 
-    def unconditional(self) -> VAE:
-        model = self.vae()
-        if self.conditional:
-            raise _Skip("draws without a label, this model is conditional")
-        return model
-
     def points(self, n: int = 2000) -> tuple[Tensor, Tensor | None]:
         """Latent modes (``mu`` on spheres) of the first ``n`` test images and their labels."""
         from ..evaluation import latent_modes
@@ -134,6 +153,25 @@ class _RunContext:
         """Ambient size of the first sphere factor (3 when there is none)."""
         spheres = [f.ambient for f in self.model.latent.factors if f.is_sphere]
         return spheres[0] if spheres else 3
+
+    def classes(self) -> list[int] | None:
+        """A conditional model's classes (drawn one panel or row each), else ``None``."""
+        return list(range(self.vae().n_classes)) if self.conditional else None  # VAEs only
+
+    def pair_of_two_classes(self) -> tuple[int, int]:
+        """Test image 0 and the first test image of another label (image 1 without labels)."""
+        if len(self.images) < 2:
+            raise _Skip("needs two test images")
+        if self.labelled:
+            others = (self.labels != self.labels[0]).nonzero().flatten()
+            if len(others):
+                return 0, int(others[0])
+        return 0, 1
+
+    def pair_of_class(self, label: int) -> tuple[int, int] | None:
+        """The first two test images of ``label`` (``None`` when there are fewer)."""
+        found = (self.labels == label).nonzero().flatten()
+        return (int(found[0]), int(found[1])) if len(found) >= 2 else None
 
     def is_s2(self) -> bool:
         return str(self.model.latent) == "S2"
@@ -167,7 +205,10 @@ def _prior_samples(c: _RunContext, path: Path) -> None:
 def _latent_means(c: _RunContext, path: Path) -> None:
     points, labels = c.points()
     title = "test latent means" + c.data_note
-    figure = latent_figure(points, labels, latent=c.model.latent, title=title)
+    # each S^2 factor twice: the 3-D view and the Hammer map, which shows the far side too
+    figure = latent_figure(
+        points, labels, latent=c.model.latent, s2_view=("sphere", "hammer"), title=title
+    )
     save_figure(figure, path)
 
 
@@ -185,29 +226,46 @@ def _latent_maps(c: _RunContext, path: Path) -> None:
 
 
 def _latent_tsne(c: _RunContext, path: Path) -> None:
+    d = c.model.latent.ambient_dim
+    if d < 3:
+        raise _Skip(
+            f"latent {c.model.latent} has {d} coordinates, which latent_means draws as they are; "
+            f"t-SNE would only distort them"
+        )
     points, labels = c.points(500)
-    figure = latent_figure(
-        points, labels, latent=c.model.latent, high_dim="tsne", title="test latent means"
+    if len(points) < MIN_TSNE_POINTS:
+        raise _Skip(f"t-SNE needs at least {MIN_TSNE_POINTS} test images, got {len(points)}")
+    figure = tsne_figure(
+        points, labels, latent=c.model.latent, seed=0, title="test latent means" + c.data_note
     )
     save_figure(figure, path)
 
 
 def _decoded_grid(c: _RunContext, path: Path) -> None:
     c.images_drawn()
-    model = c.unconditional()
+    model = c.model
     first = model.latent.factors[0]
     if str(first) not in ("S1", "S2", "R2"):
         raise _Skip(f"needs an S1, S2 or R2 first factor, this one is {first}")
-    save_figure(decoded_grid(model), path)
+    save_figure(decoded_grid(model, classes=c.classes()), path)
 
 
 def _interpolation(c: _RunContext, path: Path) -> None:
     c.images_drawn()
-    model = c.unconditional()
-    a = 0
-    others = (c.labels != c.labels[a]).nonzero()
-    b = int(others[0]) if len(others) else 1
-    figure = interpolation_strip(model, c.images[a : a + 1], c.images[b : b + 1], steps=10)
+    model = c.model
+    if isinstance(model, VAE) and c.conditional:
+        # one row per class: two test images of that class, encoded and decoded with its label
+        rows = [c.pair_of_class(k) for k in range(model.n_classes)]
+        kept = [(k, pair) for k, pair in enumerate(rows) if pair is not None]
+        if not kept:
+            raise _Skip("no class has two test images")
+        a = torch.stack([c.images[pair[0]] for _, pair in kept])
+        b = torch.stack([c.images[pair[1]] for _, pair in kept])
+        labels = torch.tensor([k for k, _ in kept])
+        save_figure(interpolation_strip(model, a, b, steps=10, labels=labels), path)
+        return
+    i, j = c.pair_of_two_classes()
+    figure = interpolation_strip(model, c.images[i : i + 1], c.images[j : j + 1], steps=10)
     save_figure(figure, path)
 
 
@@ -230,13 +288,36 @@ def _rotation(c: _RunContext, path: Path) -> None:
     rotating_sphere_gif(points, path, labels)
 
 
-def _spiral(c: _RunContext, path: Path) -> None:
+def _walked_factor(c: _RunContext) -> VAE | AutoEncoder:
     c.images_drawn()
-    model = c.unconditional()
+    model = c.model
     first = model.latent.factors[0]
     if str(first) not in ("S2", "R2"):
         raise _Skip(f"needs an S2 or R2 first factor, this one is {first}")
-    spiral_decoding_gif(model, path)
+    return model
+
+
+def _spiral(c: _RunContext, path: Path) -> None:
+    model = _walked_factor(c)
+    points, labels = c.points(1000)
+    spiral_decoding_gif(model, path, points=points, labels=labels, classes=c.classes())
+
+
+def _interpolation_animation(c: _RunContext, path: Path) -> None:
+    model = _walked_factor(c)
+    points, labels = c.points(1000)
+    i, j = c.pair_of_two_classes()
+    y = c.labels[[i, j]] if c.conditional else None
+    interpolation_animation(
+        model,
+        c.images[i],
+        c.images[j],
+        path,
+        y=y,
+        points=points,
+        labels=labels,
+        classes=c.classes(),
+    )
 
 
 def _evolution(c: _RunContext, path: Path) -> None:
@@ -264,4 +345,5 @@ _DRAW: dict[str, Callable[[_RunContext, Path], None]] = {
     "rotation": _rotation,
     "spiral": _spiral,
     "evolution": _evolution,
+    "interpolation_animation": _interpolation_animation,
 }

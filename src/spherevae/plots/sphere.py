@@ -44,13 +44,18 @@ from .projections import (
 )
 
 __all__ = [
+    "MIN_TSNE_POINTS",
     "draw_circle",
     "draw_map",
     "draw_sphere",
     "latent_figure",
     "sphere_views",
+    "tsne_figure",
     "view_direction",
 ]
+
+MIN_TSNE_POINTS = 10
+"""The fewest points :func:`tsne_figure` embeds (with fewer, the perplexity is too small to mean much)."""
 
 SphereView = Literal["sphere", "hammer", "mollweide"]
 HighDim = Literal["pca", "tsne", "umap"]
@@ -157,10 +162,10 @@ def _add_panel(figure: Figure, position: tuple[int, int, int], three_d: bool) ->
     return figure.add_subplot(*position)
 
 
-def _panel_kind(factor: LatentFactor, s2_view: SphereView) -> str:
+def _panel_kinds(factor: LatentFactor, s2_views: Sequence[SphereView]) -> list[str]:
     if factor.is_sphere and factor.dim == 2:
-        return s2_view
-    return "flat"
+        return list(s2_views)
+    return ["flat"]
 
 
 def _draw_factor(
@@ -223,7 +228,7 @@ def latent_figure(
     labels: Labels = None,
     *,
     latent: LatentSpec | str | None = None,
-    s2_view: SphereView = "sphere",
+    s2_view: SphereView | Sequence[SphereView] = "sphere",
     high_dim: HighDim = "pca",
     title: str = "",
     seed: int = 0,
@@ -235,28 +240,42 @@ def latent_figure(
         labels: ``(N,)`` integer labels, or ``None``.
         latent: the latent space (``"S2"``, ``"S1xR2"``, a :class:`LatentSpec`); default ``S^(d-1)``
             for unit vectors, else ``R^d``.
-        s2_view: how ``S^2`` factors are drawn: ``"sphere"`` (3-D), ``"hammer"`` or ``"mollweide"``.
+        s2_view: how ``S^2`` factors are drawn: ``"sphere"`` (3-D), ``"hammer"`` or ``"mollweide"``,
+            or several of them, one panel each (``("sphere", "hammer")``: the 3-D view and, beside
+            it, the map that shows the far side too).
         high_dim: projection for spheres ``S^d`` with ``d > 2``: ``"pca"`` (to ``S^2``, Hammer map),
             ``"tsne"`` or ``"umap"`` (cosine distance).
         title: figure title.
         seed: seed of t-SNE/UMAP and of the jitter of 1-D factors.
 
     Returns:
-        A figure with one axes per factor (plus none for legends: the legend sits on the last panel).
+        A figure with one axes per factor and view (plus none for legends: the legend sits on the
+        last panel).
     """
     z = as_array(points)
     if z.ndim != 2:
         raise ValueError(f"points must have shape (N, d), got {z.shape}")
     spec = resolve_latent(latent, z)
     colours = label_colours(labels, len(z))
-    n = len(spec.factors)
+    views: list[SphereView] = [s2_view] if isinstance(s2_view, str) else list(s2_view)
+    unknown = [v for v in views if v not in ("sphere", "hammer", "mollweide")]
+    if not views or unknown:
+        raise ValueError(
+            f"s2_view must be 'sphere', 'hammer', 'mollweide' or several of them, got {s2_view!r}"
+        )
+    panels = [
+        (factor, coords, kind)
+        for factor, coords in zip(spec.factors, split_factors(z, spec), strict=True)
+        for kind in _panel_kinds(factor, views)
+    ]
+    n = len(panels)
     figure = Figure(figsize=(4.2 * n + 1.0, 4.4))
     last: Axes | Axes3D | None = None
-    for i, (factor, coords) in enumerate(zip(spec.factors, split_factors(z, spec), strict=True)):
-        kind = _panel_kind(factor, s2_view)
+    for i, (factor, coords, kind) in enumerate(panels):
         ax = _add_panel(figure, (1, n, i + 1), kind == "sphere")
+        view = cast(SphereView, kind if kind != "flat" else views[0])
         panel_title = _draw_factor(
-            ax, coords, factor, colours, s2_view=s2_view, high_dim=high_dim, seed=seed
+            ax, coords, factor, colours, s2_view=view, high_dim=high_dim, seed=seed
         )
         ax.set_title(panel_title, fontsize="small")
         last = ax
@@ -295,6 +314,51 @@ def sphere_views(
         ax.set_title(f"{kind.capitalize()} equal-area map", fontsize="small")
         if j == 1:
             label_legend(ax, labels)
+    if title:
+        figure.suptitle(title)
+    return figure
+
+
+def tsne_figure(
+    points: Tensor | FloatArray,
+    labels: Labels = None,
+    *,
+    latent: LatentSpec | str | None = None,
+    seed: int = 0,
+    title: str = "",
+) -> Figure:
+    """t-SNE (van der Maaten and Hinton 2008; scikit-learn's, fixed ``seed``) of all the coordinates
+    of latent points ``(N, d)``, coloured by label.
+
+    The distance is the cosine one on a single sphere, the Euclidean one otherwise (on a product of
+    spheres, the root of the summed squared chord lengths). The panel title states what was embedded.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_TSNE_POINTS` points, or ``d < 3`` (a 2-D latent is drawn as
+            it is; t-SNE of it would only distort it).
+    """
+    z = as_array(points)
+    if z.ndim != 2:
+        raise ValueError(f"points must have shape (N, d), got {z.shape}")
+    spec = resolve_latent(latent, z)
+    if z.shape[1] < 3:
+        raise ValueError(
+            f"t-SNE needs at least 3 coordinates, latent {spec} has {z.shape[1]}: draw it as it is"
+        )
+    if len(z) < MIN_TSNE_POINTS:
+        raise ValueError(f"t-SNE needs at least {MIN_TSNE_POINTS} points, got {len(z)}")
+    single_sphere = len(spec.factors) == 1 and spec.factors[0].is_sphere
+    metric: Literal["cosine", "euclidean"] = "cosine" if single_sphere else "euclidean"
+    xy = embed_2d(z, "tsne", seed=seed, metric=metric)
+    figure = Figure(figsize=(5.6, 4.6))
+    ax = figure.add_subplot()
+    _draw_plane(ax, xy, label_colours(labels, len(z)), "t-SNE 1", "t-SNE 2")
+    ax.set_title(
+        f"t-SNE of all {z.shape[1]} coordinates of {spec} ({len(z)} points, {metric} distance, "
+        f"seed {seed})",
+        fontsize="small",
+    )
+    label_legend(ax, labels)
     if title:
         figure.suptitle(title)
     return figure

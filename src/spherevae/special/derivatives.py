@@ -95,17 +95,8 @@ def second_derivative(
         positive, (2 * v + 1) * (1 - elasticity) / z_safe - 2 * ratio * elasticity, 0.0
     )
     riccati = ratio_over_z * elasticity + ratio * inner if scaled else ratio_over_z * inner
-    if v_number is None and v.dim() == 0 and v.device.type == "cpu":
-        v_number = float(v)
-    if v_number is None:
-        return riccati
-    _, z_far = _far_series(v_number)
-    if math.isinf(z_far):
-        return riccati
-    y = torch.clamp(z, min=z_far).reciprocal()
-    sums = power_sum(y, _far_coefficients(v_number, z.dtype, z.device))  # sum_k w_k a_k y^k
-    far = (-(y * y) * sums[..., 0]) if not scaled else (-y * sums[..., 1])
-    return torch.where(z >= z_far, far, riccati)
+    # R'' = -sum_k k (k + 1) a_k y^(k+2) and (z R')' = -sum_k k^2 a_k y^(k+1), y = 1 / z
+    return _with_far_series(riccati, v, z, v_number, 1 if scaled else 0, -1 if scaled else -2)
 
 
 def third_derivative(
@@ -135,6 +126,15 @@ def third_derivative(
     riccati = -2 * first * first - 2 * ratio * second - (2 * v + 1) * bracket
     at_zero = -3 / (4 * (v + 1) ** 2 * (v + 2))
     riccati = torch.where(positive, riccati, at_zero)
+    return _with_far_series(riccati, v, z, v_number, 2, 3)  # sum_k k (k+1) (k+2) a_k y^(k+3)
+
+
+def _with_far_series(
+    riccati: Tensor, v: Tensor, z: Tensor, v_number: float | None, column: int, power: int
+) -> Tensor:
+    """``riccati``, replaced from the ``z`` of :func:`_far_series` on (for one order given as a number)
+    by the asymptotic series ``sign(power) y^|power| sum_k w_k a_k y^k`` (``y = 1 / z``) with the weights
+    ``w_k`` of column ``column`` of :func:`_far_coefficients`."""
     if v_number is None and v.dim() == 0 and v.device.type == "cpu":
         v_number = float(v)
     if v_number is None:
@@ -143,6 +143,6 @@ def third_derivative(
     if math.isinf(z_far):
         return riccati
     y = torch.clamp(z, min=z_far).reciprocal()
-    sums = power_sum(y, _far_coefficients(v_number, z.dtype, z.device))
-    far = (y * y * y) * sums[..., 2]
-    return torch.where(z >= z_far, far, riccati)
+    sums = power_sum(y, _far_coefficients(v_number, z.dtype, z.device))  # sum_k w_k a_k y^k
+    far = y.pow(abs(power)) * sums[..., column]
+    return torch.where(z >= z_far, far if power > 0 else -far, riccati)

@@ -163,3 +163,35 @@ def test_a_command_that_fails_midway_names_the_extra(tmp_path: Path) -> None:
     assert done.stderr.count("\n") == 1 and "Traceback" not in done.stderr
     assert done.stderr.startswith("spherevae: error: the package matplotlib is not installed")
     assert "pip install 'spherevae[plots]'" in done.stderr
+
+
+IMPORT = BLOCKER + textwrap.dedent(
+    """
+    import importlib
+
+    for name in sys.argv[2:]:
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError as err:
+            print(name, "->", err)
+        else:
+            print(name, "-> imported")
+    """
+)
+
+
+def test_a_library_module_without_its_extra_names_the_extra() -> None:
+    """From Python (not the command line), importing a module whose optional package is missing
+    raises a ModuleNotFoundError that says which extra to install."""
+    modules = {
+        "spherevae.plots": "spherevae[plots]",
+        "spherevae.report": "spherevae[plots]",
+        "spherevae.config": "spherevae[train]",
+        "spherevae.progress": "spherevae[train]",
+        "spherevae.data": "spherevae[train]",
+    }
+    done = _run(IMPORT, *modules)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = dict(line.split(" -> ", 1) for line in done.stdout.splitlines())
+    for module, extra in modules.items():
+        assert f"pip install '{extra}'" in lines[module], (module, lines[module])

@@ -20,9 +20,14 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import pydantic
-import yaml
-from pydantic import ConfigDict, Field, TypeAdapter
+from .extras import missing_extra
+
+try:
+    import pydantic
+    import yaml
+    from pydantic import ConfigDict, Field, TypeAdapter
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
 
 from .models.config import ModelConfig
 

@@ -13,7 +13,7 @@ Example:
 
 from __future__ import annotations
 
-__all__ = ["CORE_MODULES", "EXTRA_OF_MODULE", "missing_extra_message"]
+__all__ = ["CORE_MODULES", "EXTRA_OF_MODULE", "missing_extra", "missing_extra_message"]
 
 # the core dependencies, by the name they are imported under
 CORE_MODULES = ("torch", "numpy", "safetensors")
@@ -57,3 +57,15 @@ def missing_extra_message(err: ImportError) -> str:
         package, extra = EXTRA_OF_MODULE[top]
         return f"the package {package} is not installed: pip install 'spherevae[{extra}]'"
     return " ".join((str(err) or type(err).__name__).split())
+
+
+def missing_extra(err: ModuleNotFoundError) -> ModuleNotFoundError:
+    """The error to raise in place of ``err`` where a module of spherevae imports an optional
+    package: its message names the extra to install (:func:`missing_extra_message`)::
+
+        try:
+            import yaml
+        except ModuleNotFoundError as err:
+            raise missing_extra(err) from None
+    """
+    return ModuleNotFoundError(missing_extra_message(err), name=err.name)

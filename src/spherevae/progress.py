@@ -14,7 +14,12 @@ from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 from typing import TypeVar
 
-from tqdm import tqdm
+from .extras import missing_extra
+
+try:
+    from tqdm import tqdm
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
 
 __all__ = ["PROGRESS_SECONDS", "Progress"]
 

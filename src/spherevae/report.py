@@ -39,7 +39,13 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from matplotlib.figure import Figure
+
+from .extras import missing_extra
+
+try:
+    from matplotlib.figure import Figure
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
 from numpy.typing import NDArray
 from torch import Tensor
 

@@ -17,7 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import platformdirs
+
+from ..extras import missing_extra
+
+try:
+    import platformdirs
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
 
 from ..io import atomic_path
 from .errors import DataError

@@ -37,7 +37,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..extras import missing_extra
+
+try:
+    from PIL import Image, ImageOps, UnidentifiedImageError
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
 
 from .errors import DataError
 from .files import check_recorded_sha256

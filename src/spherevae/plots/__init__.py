@@ -21,6 +21,13 @@ Modules, one concept each:
 * :mod:`~spherevae.plots.standalone`: the figures that need no model, by name (``spherevae figure``).
 """
 
+from ..extras import missing_extra
+
+try:
+    import matplotlib  # noqa: F401  (every figure of this package draws with it)
+except ModuleNotFoundError as err:  # an optional package: name the extra
+    raise missing_extra(err) from None
+
 from ._common import display_pixels
 from .animation import (
     interpolation_animation,

@@ -109,7 +109,6 @@ def _link_distributions(dists: list[importlib.metadata.Distribution], folder: Pa
                 (folder / top).symlink_to(source)
 
 
-@pytest.mark.slow  # about 20 s: builds, installs, imports torch three times
 def test_the_wheel_without_extras_gives_the_distributions_and_models(tmp_path: Path) -> None:
     wheel = _build_wheel(tmp_path / "dist")
     env_dir = tmp_path / "venv"

@@ -12,16 +12,18 @@ __all__ = ["ProductSupport", "Sphere", "sphere"]
 class Sphere(constraints.Constraint):
     """Unit vectors along the last axis: ``| ||x|| - 1 | <= reltol * eps * sqrt(m)``.
 
-    The tolerance is relative to the dtype's machine epsilon, so float32 encoders whose outputs pass
-    through ``torch.nn.functional.normalize`` are accepted, while vectors that are visibly off the
-    sphere are not.
+    ``eps`` is the machine epsilon of the coarser of the value's dtype and float32: a vector made unit
+    in float32 (an encoder's ``torch.nn.functional.normalize``) and then cast to float64 is unit to
+    float32's rounding only, and is accepted as float64, while vectors that are visibly off the
+    sphere are not (about ``1e-6`` relative at ``m = 10`` in float64 and float32; float16 and
+    bfloat16 values get their own, coarser epsilon).
     """
 
     event_dim = 1
     reltol = 10.0
 
     def check(self, value: Tensor) -> Tensor:
-        eps = torch.finfo(value.dtype).eps
+        eps = max(torch.finfo(value.dtype).eps, torch.finfo(torch.float32).eps)
         norm = torch.linalg.vector_norm(value, dim=-1)
         ok: Tensor = (norm - 1).abs() <= self.reltol * eps * value.shape[-1] ** 0.5
         return ok

@@ -315,6 +315,26 @@ def check_loc(loc: Tensor, validate: bool) -> None:
             )
 
 
+def batch_of(loc: Tensor, concentration: Tensor) -> torch.Size:
+    """The batch shape of a distribution with mean directions ``loc`` ``(*batch, m)`` and
+    ``concentration``: the shape of one of the two, the other broadcasting to it.
+
+    Raises:
+        ValueError: naming both shapes, where they would broadcast into a batch larger than either
+            (a ``(B, 1)`` concentration with a ``(B, m)`` loc, the layout of other libraries, would
+            otherwise silently make a ``(B, B)`` batch).
+    """
+    loc_batch = loc.shape[:-1]
+    shape = broadcast_shapes(loc_batch, concentration.shape)
+    if shape != loc_batch and shape != concentration.shape:
+        raise ValueError(
+            f"concentration of shape {tuple(concentration.shape)} and loc of shape "
+            f"{tuple(loc.shape)} would broadcast to the batch {tuple(shape)}, larger than either: "
+            f"give concentration the shape of loc's batch {tuple(loc_batch)} (no trailing 1)"
+        )
+    return shape
+
+
 def check_concentration(concentration: Tensor, validate: bool) -> None:
     """Raise ``ValueError`` naming ``concentration`` if any value is negative or not finite."""
     if validate:

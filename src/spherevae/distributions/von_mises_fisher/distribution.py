@@ -25,7 +25,7 @@ from ...special import (
 from ...tracing import is_compiling, may_be_differentiated, values_can_be_read
 from ..constraints import sphere
 from ..sphere import (
-    broadcast_shapes,
+    batch_of,
     check_concentration,
     check_loc,
     log_sphere_area,
@@ -159,7 +159,7 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"sampler must be one of {SAMPLERS}, got sampler={sampler!r}")
         if isinstance(mh_steps, bool) or not isinstance(mh_steps, int) or mh_steps < 1:
             raise ValueError(f"mh_steps must be a positive integer, got mh_steps={mh_steps!r}")
-        batch_shape = broadcast_shapes(loc.shape[:-1], concentration.shape)
+        batch_shape = batch_of(loc, concentration)
         m = loc.shape[-1]
         # an expand is an operation (and an autograd node) even where the shape is already right
         self.loc = loc if loc.shape[:-1] == batch_shape else loc.expand((*batch_shape, m))

@@ -15,7 +15,7 @@ from torch.types import _size
 from ..tracing import batched_elementwise, values_can_be_read
 from .constraints import sphere
 from .sphere import (
-    batch_of,
+    broadcast_parameters,
     broadcast_to_batch,
     check_concentration,
     check_loc,
@@ -81,16 +81,8 @@ class PowerSpherical(Distribution):
         check_loc(loc, validate)
         concentration = torch.as_tensor(concentration, dtype=loc.dtype, device=loc.device)
         check_concentration(concentration, validate)
-        batch_shape = batch_of(loc, concentration)
-        m = loc.shape[-1]
-        # the parameters themselves where their shapes already fit: a view would not be a graph
-        # leaf, which copy.deepcopy refuses when it requires grad
-        self.loc = loc if loc.shape[:-1] == batch_shape else loc.expand((*batch_shape, m))
-        self.concentration = (
-            concentration
-            if concentration.shape == batch_shape
-            else concentration.expand(batch_shape)
-        )
+        self.loc, self.concentration = broadcast_parameters(loc, concentration)
+        batch_shape, m = self.concentration.shape, loc.shape[-1]
         super().__init__(batch_shape, torch.Size([m]), validate_args=validate_args)
 
     @property

@@ -335,6 +335,19 @@ def batch_of(loc: Tensor, concentration: Tensor) -> torch.Size:
     return shape
 
 
+def broadcast_parameters(loc: Tensor, concentration: Tensor) -> tuple[Tensor, Tensor]:
+    """``loc`` ``batch_shape + (m,)`` and ``concentration`` ``batch_shape`` for the batch of
+    :func:`batch_of` (which raises for shapes that would widen the batch). Each parameter is kept
+    itself where its shape already fits: an expand is an operation and an autograd node even then,
+    and a view is not a graph leaf, which ``copy.deepcopy`` refuses when it requires grad."""
+    batch_shape = batch_of(loc, concentration)
+    if loc.shape[:-1] != batch_shape:
+        loc = loc.expand((*batch_shape, loc.shape[-1]))
+    if concentration.shape != batch_shape:
+        concentration = concentration.expand(batch_shape)
+    return loc, concentration
+
+
 def check_concentration(concentration: Tensor, validate: bool) -> None:
     """Raise ``ValueError`` naming ``concentration`` if any value is negative or not finite."""
     if validate:

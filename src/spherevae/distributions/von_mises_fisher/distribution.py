@@ -25,7 +25,7 @@ from ...special import (
 from ...tracing import is_compiling, may_be_differentiated, values_can_be_read
 from ..constraints import sphere
 from ..sphere import (
-    batch_of,
+    broadcast_parameters,
     check_concentration,
     check_loc,
     log_sphere_area,
@@ -159,15 +159,8 @@ class VonMisesFisher(Distribution):
             raise ValueError(f"sampler must be one of {SAMPLERS}, got sampler={sampler!r}")
         if isinstance(mh_steps, bool) or not isinstance(mh_steps, int) or mh_steps < 1:
             raise ValueError(f"mh_steps must be a positive integer, got mh_steps={mh_steps!r}")
-        batch_shape = batch_of(loc, concentration)
-        m = loc.shape[-1]
-        # an expand is an operation (and an autograd node) even where the shape is already right
-        self.loc = loc if loc.shape[:-1] == batch_shape else loc.expand((*batch_shape, m))
-        self.concentration = (
-            concentration
-            if concentration.shape == batch_shape
-            else concentration.expand(batch_shape)
-        )
+        self.loc, self.concentration = broadcast_parameters(loc, concentration)
+        batch_shape, m = self.concentration.shape, loc.shape[-1]
         if not isinstance(compiled, bool):
             raise ValueError(f"compiled must be True or False, got compiled={compiled!r}")
         self.sampler: Sampler = sampler

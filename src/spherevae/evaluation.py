@@ -230,10 +230,7 @@ def evaluate(
     device = next(model.parameters()).device
     totals = torch.zeros(4, dtype=torch.float64)
     chunk = max(1, max_decoded // batch_size)
-    if log is not None:
-        progress = Progress("evaluation", len(images), log)
-    else:
-        progress = Progress("evaluation", len(images), print, bar=False, lines=False)
+    progress = _progress(len(images), log)
     starts = range(0, len(images), batch_size)
     for start in progress.track(starts, lambda s: min(batch_size, len(images) - s)):
         x = images[start : start + batch_size].to(device)
@@ -257,18 +254,7 @@ def evaluate(
         active_units=active_units(means) if len(images) >= 2 else 0,
         n_images=len(images),
     )
-    if labels is not None and train_images is not None and train_labels is not None:
-        labelled = min(knn_labelled, len(train_images))
-        metric = "cosine" if model.latent.has_sphere else "euclidean"
-        result.knn_accuracy = knn_accuracy(
-            latent_modes(model, train_images[:labelled], train_labels[:labelled]),
-            train_labels[:labelled],
-            latent_modes(model, images, labels),
-            labels,
-            k=knn_k,
-            metric=metric,
-        )
-        result.knn_k, result.knn_labelled = knn_k, labelled
+    _add_knn(result, model, images, None, labels, train_images, train_labels, knn_k, knn_labelled)
     return result
 
 
@@ -306,10 +292,7 @@ def evaluate_autoencoder(
     model.eval()
     device = next(model.parameters()).device
     totals = torch.zeros(2, dtype=torch.float64)
-    if log is not None:
-        progress = Progress("evaluation", len(images), log)
-    else:
-        progress = Progress("evaluation", len(images), print, bar=False, lines=False)
+    progress = _progress(len(images), log)
     starts = range(0, len(images), batch_size)
     for start in progress.track(starts, lambda s: min(batch_size, len(images) - s)):
         x = images[start : start + batch_size].to(device)
@@ -324,15 +307,40 @@ def evaluate_autoencoder(
         active_units=active_units(codes) if len(images) >= 2 else 0,
         n_images=len(images),
     )
-    if labels is not None and train_images is not None and train_labels is not None:
-        labelled = min(knn_labelled, len(train_images))
-        result.knn_accuracy = knn_accuracy(
-            latent_modes(model, train_images[:labelled]),
-            train_labels[:labelled],
-            codes,
-            labels,
-            k=knn_k,
-            metric="cosine" if model.latent.has_sphere else "euclidean",
-        )
-        result.knn_k, result.knn_labelled = knn_k, labelled
+    _add_knn(result, model, images, codes, labels, train_images, train_labels, knn_k, knn_labelled)
     return result
+
+
+def _progress(n_images: int, log: Callable[[str], None] | None) -> Progress:
+    """The evaluation's progress: shown through ``log`` when given, else silent."""
+    if log is not None:
+        return Progress("evaluation", n_images, log)
+    return Progress("evaluation", n_images, print, bar=False, lines=False)
+
+
+def _add_knn(
+    result: EvaluationResult | AutoEncoderEvaluation,
+    model: VAE | AutoEncoder,
+    images: Tensor,
+    codes: Tensor | None,
+    labels: Tensor | None,
+    train_images: Tensor | None,
+    train_labels: Tensor | None,
+    knn_k: int,
+    knn_labelled: int,
+) -> None:
+    """Set ``result``'s kNN accuracy of the latent modes of ``images`` (``codes`` if already
+    computed), fitted on at most ``knn_labelled`` of ``train_images``: cosine distance on sphere
+    latents, Euclidean otherwise. Nothing without ``labels``, ``train_images`` or ``train_labels``."""
+    if labels is None or train_images is None or train_labels is None:
+        return
+    labelled = min(knn_labelled, len(train_images))
+    result.knn_accuracy = knn_accuracy(
+        latent_modes(model, train_images[:labelled], train_labels[:labelled]),
+        train_labels[:labelled],
+        latent_modes(model, images, labels) if codes is None else codes,
+        labels,
+        k=knn_k,
+        metric="cosine" if model.latent.has_sphere else "euclidean",
+    )
+    result.knn_k, result.knn_labelled = knn_k, labelled

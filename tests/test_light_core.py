@@ -189,6 +189,7 @@ def test_a_library_module_without_its_extra_names_the_extra() -> None:
         "spherevae.config": "spherevae[train]",
         "spherevae.progress": "spherevae[train]",
         "spherevae.data": "spherevae[train]",
+        "spherevae.contrib.pyro": "spherevae[pyro]",
     }
     done = _run(IMPORT, *modules)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -23,12 +23,12 @@ from typing import Any
 
 import torch
 
+from ..extras import missing_extra
+
 try:
     from huggingface_hub import PyTorchModelHubMixin, snapshot_download
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "spherevae.contrib.hub needs huggingface_hub: pip install 'spherevae[hub]'"
-    ) from err
+except ModuleNotFoundError as err:  # an optional extra: the error names it
+    raise missing_extra(err) from None
 
 from ..models import VAE
 from ..models.pretrained import CONFIG_NAME, load_config, load_into, save_pretrained

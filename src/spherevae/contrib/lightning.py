@@ -23,12 +23,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..extras import missing_extra
+
 try:
     import lightning
-except ImportError as err:  # pragma: no cover - depends on the environment
-    raise ImportError(
-        "spherevae.contrib.lightning needs PyTorch Lightning: pip install 'spherevae[lightning]'"
-    ) from err
+except ModuleNotFoundError as err:  # an optional extra: the error names it
+    raise missing_extra(err) from None
 
 from ..data import DynamicBinarizer
 from ..models import VAE, ModelConfig

@@ -33,13 +33,13 @@ Products keep working when their factors are these classes or spherevae's own.
 
 from __future__ import annotations
 
+from ..extras import missing_extra
+
 try:
     from pyro.distributions import constraints as pyro_constraints
     from pyro.distributions.torch_distribution import TorchDistributionMixin
-except ImportError as err:  # an optional extra
-    raise ImportError(
-        "spherevae.contrib.pyro needs Pyro: pip install 'spherevae[pyro]' (the pyro-ppl package)"
-    ) from err
+except ModuleNotFoundError as err:  # an optional extra: the error names it
+    raise missing_extra(err) from None
 
 from .. import distributions as base
 
